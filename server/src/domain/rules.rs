@@ -1,0 +1,159 @@
+//! State rules that stores apply inside their transactions.
+
+use super::{Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Session, SessionStatus};
+use crate::store::Change;
+
+/// May `session` take an append now, given the caller's `expected_last_seq`?
+pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micros) -> Result<()> {
+    if !session.status.is_open() || session.expires_at.is_some_and(|t| t <= now) {
+        let status = if session.status.is_open() { SessionStatus::Expired } else { session.status };
+        return Err(Error::FailedPrecondition {
+            reason: "SESSION_CLOSED",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!("session {:?} is {} and takes no more entries", session.session_key, status.as_str()),
+        });
+    }
+    if let Some(expected) = expected_last_seq {
+        if expected != session.last_seq {
+            return Err(Error::FailedPrecondition {
+                reason: "SEQ_MISMATCH",
+                subject: format!("sessions/{}", session.session_key),
+                message: format!(
+                    "expected_last_seq is {expected} but session {:?} is at {}",
+                    session.session_key, session.last_seq
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// May a session in `from` be set to `to` by UpdateSession?
+pub fn check_session_status_change(session: &Session, to: SessionStatus) -> Result<()> {
+    let ok = match to {
+        SessionStatus::Active | SessionStatus::Dormant | SessionStatus::Closed => session.status.is_open(),
+        SessionStatus::HandedOff | SessionStatus::Expired => false,
+    };
+    if ok || session.status == to {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition {
+            reason: "ILLEGAL_TRANSITION",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!("session {:?} cannot go from {} to {}", session.session_key, session.status.as_str(), to.as_str()),
+        })
+    }
+}
+
+/// A handoff state change requested by an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Reject,
+    Complete,
+    Cancel,
+}
+
+impl Action {
+    fn target(self) -> HandoffStatus {
+        match self {
+            Action::Accept => HandoffStatus::Accepted,
+            Action::Reject => HandoffStatus::Rejected,
+            Action::Complete => HandoffStatus::Completed,
+            Action::Cancel => HandoffStatus::Cancelled,
+        }
+    }
+
+    fn event(self) -> HandoffEventType {
+        match self {
+            Action::Accept => HandoffEventType::Accepted,
+            Action::Reject => HandoffEventType::Rejected,
+            Action::Complete => HandoffEventType::Completed,
+            Action::Cancel => HandoffEventType::Cancelled,
+        }
+    }
+}
+
+/// The handoff state machine: PENDING → ACCEPTED → COMPLETED; PENDING → REJECTED;
+/// PENDING/ACCEPTED → CANCELLED; PENDING → EXPIRED at the deadline. Accept, reject and
+/// complete belong to the target agent, cancel to the requester.
+pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&str>, now: Micros) -> Result<Change> {
+    let allowed_agent = match action {
+        Action::Cancel => &handoff.from_agent,
+        _ => &handoff.to_agent,
+    };
+    if agent != allowed_agent {
+        let role = if action == Action::Cancel { "requester (from_agent)" } else { "target (to_agent)" };
+        return Err(Error::PermissionDenied(format!(
+            "agent {agent:?} may not {} handoff {}: only its {role} {allowed_agent:?} may",
+            verb(action),
+            handoff.handoff_id
+        )));
+    }
+    let status = effective_status(handoff, now);
+    let legal = matches!(
+        (status, action),
+        (HandoffStatus::Pending, Action::Accept | Action::Reject | Action::Cancel)
+            | (HandoffStatus::Accepted, Action::Complete | Action::Cancel)
+    );
+    if !legal {
+        return Err(Error::FailedPrecondition {
+            reason: "ILLEGAL_TRANSITION",
+            subject: format!("handoffs/{}", handoff.handoff_id),
+            message: format!(
+                "handoff {} is {} and cannot be {}",
+                handoff.handoff_id,
+                status.as_str(),
+                action.target().as_str()
+            ),
+        });
+    }
+    let full = handoff.kind == HandoffType::FullHandoff;
+    Ok(Change {
+        status: action.target(),
+        event: action.event(),
+        reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
+        transfer_ownership: full && action == Action::Accept,
+        session_status: match action {
+            Action::Accept if full => Some(SessionStatus::HandedOff),
+            Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => Some(SessionStatus::Active),
+            _ => None,
+        },
+    })
+}
+
+/// The change that expires a pending handoff past its deadline.
+pub fn expire(handoff: &Handoff, now: Micros) -> Result<Change> {
+    if effective_status(handoff, now) != HandoffStatus::Expired || handoff.status != HandoffStatus::Pending {
+        return Err(Error::FailedPrecondition {
+            reason: "NOT_DUE",
+            subject: format!("handoffs/{}", handoff.handoff_id),
+            message: format!("handoff {} is not due to expire", handoff.handoff_id),
+        });
+    }
+    Ok(Change {
+        status: HandoffStatus::Expired,
+        event: HandoffEventType::Expired,
+        reason: None,
+        transfer_ownership: false,
+        session_status: None,
+    })
+}
+
+/// A pending handoff whose deadline has passed is expired, whether or not the sweeper has
+/// written that down yet.
+pub fn effective_status(handoff: &Handoff, now: Micros) -> HandoffStatus {
+    match handoff.deadline {
+        Some(d) if handoff.status == HandoffStatus::Pending && d <= now => HandoffStatus::Expired,
+        _ => handoff.status,
+    }
+}
+
+fn verb(a: Action) -> &'static str {
+    match a {
+        Action::Accept => "accept",
+        Action::Reject => "reject",
+        Action::Complete => "complete",
+        Action::Cancel => "cancel",
+    }
+}

@@ -1,0 +1,4 @@
+//! Baton's server library.
+
+pub mod domain;
+pub mod store;

@@ -1,0 +1,204 @@
+//! Durable storage. PostgreSQL is the source of truth in production; the embedded SQLite
+//! store serves single-node and development use. Both pass the same contract tests
+//! (`tests/store_contract.rs`).
+//!
+//! Stores do the atomic parts (seq assignment, idempotency, state transitions under a row
+//! lock); the rules they apply inside those transactions come from `domain`.
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Entry, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry,
+    Result, SearchHit, Session, SessionStatus,
+};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// A session to create.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub tenant: String,
+    pub session_key: String,
+    pub agent: String,
+    pub metadata: Metadata,
+    pub now: Micros,
+    pub expires_at: Option<Micros>,
+}
+
+/// Changes to a session; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPatch {
+    pub metadata: Option<Metadata>,
+    pub status: Option<SessionStatus>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Micros>>,
+}
+
+/// Filters and keyset position for listing sessions, newest first.
+#[derive(Debug, Clone)]
+pub struct SessionQuery {
+    pub tenant: String,
+    /// Created by or owned by this agent.
+    pub agent: Option<String>,
+    pub status: Option<SessionStatus>,
+    /// Only sessions with internal id below this (the previous page's last id).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// An append: validated entries for one session.
+#[derive(Debug, Clone)]
+pub struct AppendCommand {
+    pub tenant: String,
+    pub session_key: String,
+    pub entries: Vec<NewEntry>,
+    pub idempotency_key: Option<String>,
+    pub expected_last_seq: Option<u64>,
+    pub trace_id: String,
+    pub now: Micros,
+}
+
+/// What an append did.
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    /// The session after the append.
+    pub session: Session,
+    /// The entries of the append, in seq order.
+    pub entries: Vec<Entry>,
+    /// True when the idempotency key was seen before: nothing was written and `entries` are
+    /// the original append's.
+    pub replayed: bool,
+}
+
+/// Filters and keyset position for listing entries in seq order.
+#[derive(Debug, Clone)]
+pub struct EntryQuery {
+    pub tenant: String,
+    pub session_key: String,
+    /// Only seq > after_seq.
+    pub after_seq: u64,
+    /// Only seq < before_seq.
+    pub before_seq: Option<u64>,
+    /// Empty: every kind.
+    pub kinds: Vec<crate::domain::EntryKind>,
+    pub limit: u32,
+}
+
+/// The raw material of a context window.
+#[derive(Debug, Clone)]
+pub struct WindowSlice {
+    pub session: Session,
+    /// The newest SUMMARY entry, if any.
+    pub summary: Option<Entry>,
+    /// Entries after the summary, newest first, at most the requested count.
+    pub newest_first: Vec<Entry>,
+}
+
+/// A full-text search.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub tenant: String,
+    /// `None`: every session of the tenant.
+    pub session_key: Option<String>,
+    /// The user's query in web-search syntax (words, "phrases", OR, -not).
+    pub query: String,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// A handoff to create; the store snapshots `up_to_seq` and writes the `created` events.
+#[derive(Debug, Clone)]
+pub struct NewHandoff {
+    pub handoff: Handoff,
+}
+
+/// Filters and keyset position for listing handoffs, newest first.
+#[derive(Debug, Clone)]
+pub struct HandoffQuery {
+    pub tenant: String,
+    pub to_agent: Option<String>,
+    pub from_agent: Option<String>,
+    pub session_key: Option<String>,
+    pub status: Option<HandoffStatus>,
+    /// Only handoffs older than this one (the previous page's last internal id).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// The domain's decision on a state change, taken with the handoff row locked.
+pub struct Change {
+    pub status: HandoffStatus,
+    pub event: HandoffEventType,
+    pub reason: Option<String>,
+    /// For an accepted FULL_HANDOFF: make `to_agent` the session's owner.
+    pub transfer_ownership: bool,
+    /// New status of the session, if the change sets one.
+    pub session_status: Option<SessionStatus>,
+}
+
+/// Decides a transition given the handoff as currently stored (locked).
+pub type Decide<'a> = &'a (dyn Fn(&Handoff) -> Result<Change> + Send + Sync);
+
+/// A handoff after a change, with the inbox events the change wrote.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub handoff: Handoff,
+    pub events: Vec<HandoffEvent>,
+    /// The session after the change, when the change touched it.
+    pub session: Option<Session>,
+}
+
+/// A handoff list with its internal keyset ids.
+pub type HandoffPage = Vec<(i64, Handoff)>;
+
+/// The durable store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the store answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a session; `AlreadyExists` when the key is taken in the tenant.
+    async fn create_session(&self, new: NewSession) -> Result<Session>;
+    /// `NotFound` when absent.
+    async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session>;
+    async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<Session>>;
+    /// Applies a patch; `NotFound` when absent. The caller has checked the status change.
+    async fn update_session(&self, tenant: &str, session_key: &str, patch: SessionPatch, now: Micros) -> Result<Session>;
+
+    /// Appends atomically: with the session row locked, replays an already-seen idempotency
+    /// key, checks that the session is open (`FailedPrecondition` `SESSION_CLOSED`) and
+    /// `expected_last_seq` (`FailedPrecondition` `SEQ_MISMATCH`), assigns seqs
+    /// last_seq+1.. and writes entries, the idempotency record and the session's new
+    /// last_seq / last_summary_seq / last_activity_at (a DORMANT session becomes ACTIVE).
+    async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome>;
+    /// Entries in seq order. `NotFound` when the session is absent.
+    async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>>;
+    /// The latest summary and up to `max_entries` newest entries after it.
+    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice>;
+    /// Ranked full-text hits with snippets, best first.
+    async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>>;
+
+    /// Writes the handoff with `up_to_seq` = the session's last_seq at that moment and a
+    /// `created` event in the inboxes of both agents.
+    async fn create_handoff(&self, new: NewHandoff) -> Result<Changed>;
+    async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff>;
+    async fn list_handoffs(&self, q: &HandoffQuery) -> Result<HandoffPage>;
+    /// Locks the handoff, asks `decide`, and writes the change and its events atomically.
+    async fn change_handoff(&self, tenant: &str, handoff_id: &str, now: Micros, decide: Decide<'_>) -> Result<Changed>;
+    /// Moves every pending handoff whose deadline is at or before `now` to EXPIRED.
+    async fn expire_handoffs(&self, now: Micros, limit: u32) -> Result<Vec<Changed>>;
+    /// Moves every open session whose expiry is at or before `now` to EXPIRED.
+    async fn expire_sessions(&self, now: Micros, limit: u32) -> Result<Vec<Session>>;
+
+    /// The pending handoffs addressed to `agent`, as their `created` events in cursor order,
+    /// and the agent's newest cursor, read in one snapshot.
+    async fn pending_inbox(&self, tenant: &str, agent: &str) -> Result<(Vec<HandoffEvent>, u64)>;
+    /// The agent's inbox events after `after_cursor`, in cursor order.
+    async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>>;
+}
+
+/// Helper for stores: the not-found error for a session key.
+pub(crate) fn no_session(key: &str) -> Error {
+    Error::session_not_found(key)
+}
