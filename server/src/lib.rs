@@ -1,4 +1,191 @@
-//! Baton's server library.
+//! Baton's server library; `batond` is a thin binary over [`run`].
+//!
+//! A request flows: tonic (`api`: tenant from metadata, proto → validated domain command)
+//! → [`domain::service::Baton`] (rules, summaries, streams) → [`store`] (PostgreSQL or the
+//! embedded SQLite; seqs, idempotency and state transitions happen atomically there) → back
+//! out as protos. After a commit, `Baton` publishes to the [`hub`], which fans appends and
+//! handoff events out to the streams following them. [`admin`] serves /health and /ready;
+//! [`config`] holds every setting.
+//!
+//! ```text
+//! gRPC ─► api ─► domain::service ─► store (PostgreSQL | SQLite)
+//!                    │    ▲
+//!                    ▼    │ backfill
+//!                   hub ──┴─► StreamEntries / WatchHandoffs
+//! ```
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::v1::context_service_server::ContextServiceServer;
+use baton_proto::v1::handoff_service_server::HandoffServiceServer;
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod hub;
 pub mod store;
+
+use clock::{Clock, SystemClock};
+use config::Config;
+use domain::service::Baton;
+use store::Store;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often the health service re-checks the store.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Opens the configured store: PostgreSQL when `database_url` is set, else the embedded
+/// SQLite store under `data_dir`. Migrates when `config.migrate` is set.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
+    match &config.database_url {
+        Some(url) => {
+            let pg = store::postgres::PgStore::connect(url, config.db_max_connections).await?;
+            if config.migrate {
+                pg.migrate().await?;
+            }
+            Ok(Arc::new(pg))
+        }
+        None => Ok(Arc::new(store::sqlite::SqliteStore::open(&config.data_dir).await?)),
+    }
+}
+
+/// The listeners `batond` serves on.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Opens the store and serves until `shutdown` resolves.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send) -> Result<(), BoxError> {
+    let store = open_store(&config).await?;
+    serve(config, store, Arc::new(SystemClock), listeners, shutdown, |_| {}).await
+}
+
+/// Serves gRPC (Baton's two services, health, reflection) and admin HTTP on the given store
+/// and clock until `shutdown` resolves, then shuts down gracefully: readiness and health go
+/// NOT_SERVING, streams end with UNAVAILABLE (clients resume from their last seq or cursor),
+/// new connections are refused, and in-flight unary calls get `shutdown_grace` to finish.
+/// `started` receives the service once it is up (tests use it to sweep on demand).
+pub async fn serve(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    started: impl FnOnce(Arc<Baton>),
+) -> Result<(), BoxError> {
+    let stop = CancellationToken::new();
+    let baton = Baton::new(Arc::clone(&store), clock, config.limits(), stop.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let max_message = config.max_append_bytes + 1024 * 1024;
+    let context = ContextServiceServer::new(api::ContextApi(Arc::clone(&baton)))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(usize::MAX);
+    let handoff = HandoffServiceServer::new(api::HandoffApi(Arc::clone(&baton)))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+
+    let health_task = tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone()));
+    let sweeper = tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval()));
+
+    let admin = axum::serve(listeners.admin, admin::router(Arc::clone(&store), stop.clone()))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let admin = tokio::spawn(async move { admin.await });
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
+    let grpc_stop = stop.clone();
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(context)
+        .add_service(handoff)
+        .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
+    let mut grpc = tokio::spawn(grpc);
+    started(baton);
+
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        result = &mut grpc => {
+            stop.cancel();
+            return Err(match result { Ok(Ok(())) => "gRPC server stopped".into(), Ok(Err(e)) => e.into(), Err(e) => e.into() });
+        }
+    }
+    stop.cancel();
+    match tokio::time::timeout(config.shutdown_grace(), &mut grpc).await {
+        Ok(result) => result??,
+        Err(_) => {
+            tracing::warn!(grace = ?config.shutdown_grace(), "in-flight calls did not finish in time; aborting them");
+            grpc.abort();
+        }
+    }
+    let _ = tokio::join!(health_task, sweeper, admin);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Keeps grpc.health.v1 in step with the store: SERVING only while it answers.
+async fn watch_health(store: Arc<dyn Store>, health: tonic_health::server::HealthReporter, stop: CancellationToken) {
+    use baton_proto::v1::context_service_server::SERVICE_NAME as CONTEXT;
+    use baton_proto::v1::handoff_service_server::SERVICE_NAME as HANDOFF;
+    let set = |status| {
+        let health = health.clone();
+        async move {
+            for service in ["", CONTEXT, HANDOFF] {
+                health.set_service_status(service, status).await;
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    let mut serving = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                set(tonic_health::ServingStatus::NotServing).await;
+                return;
+            }
+            _ = tick.tick() => {}
+        }
+        let ok = store.ping().await.is_ok();
+        if serving != Some(ok) {
+            if !ok {
+                tracing::warn!("store unreachable: health NOT_SERVING");
+            }
+            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            set(status).await;
+            serving = Some(ok);
+        }
+    }
+}
+
+/// Logs to stderr as text or JSON, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,1 +1,50 @@
-fn main() {}
+//! `batond`: parses configuration, binds listeners and runs the server library.
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use baton_server::config::{Cli, Command};
+use baton_server::{BoxError, Listeners};
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let Cli { command, config } = Cli::parse();
+    baton_server::init_logging(config.log_format);
+    match command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let mut config = config;
+            config.migrate = true;
+            baton_server::open_store(&config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let grpc = TcpListener::bind(config.grpc_addr).await?;
+            let admin = TcpListener::bind(config.admin_addr).await?;
+            tracing::info!(grpc = %grpc.local_addr()?, admin = %admin.local_addr()?, store = if config.database_url.is_some() { "postgres" } else { "sqlite" }, "batond listening");
+            baton_server::run(config, Listeners { grpc, admin }, shutdown_signal()).await
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

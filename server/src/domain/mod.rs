@@ -2,9 +2,13 @@
 //! (`validate`), the state machines (`rules`), token estimates (`tokens`), handoff summaries
 //! (`summary`), and the service that ties store, hub and clock together (`service`).
 
+pub mod commands;
 mod error;
 mod model;
+pub mod page;
 pub mod rules;
+pub mod service;
+pub mod validate;
 pub mod summary;
 pub mod tokens;
 

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    Entry, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry,
+    Entry, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry,
     Result, SearchHit, Session, SessionStatus,
 };
 
@@ -176,6 +176,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>>;
     /// The latest summary and up to `max_entries` newest entries after it.
     async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice>;
+    /// The smallest seq `s` such that entries `s..=up_to_seq` together cost at most `budget`
+    /// tokens: where a token-budgeted tail starts (`up_to_seq + 1` when not even the newest
+    /// entry fits). `NotFound` when the session is absent.
+    async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64>;
     /// Ranked full-text hits with snippets, best first.
     async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>>;
 
@@ -198,7 +202,3 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>>;
 }
 
-/// Helper for stores: the not-found error for a session key.
-pub(crate) fn no_session(key: &str) -> Error {
-    Error::session_not_found(key)
-}

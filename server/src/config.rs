@@ -1,0 +1,96 @@
+//! `batond`'s configuration: flags, each with an environment variable and a default. The
+//! README's configuration table lists the same keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::validate::Limits;
+
+#[derive(Debug, Parser)]
+#[command(name = "batond", version, about = "Baton: context and handoff service for AI agents (gRPC)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve gRPC and admin HTTP (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "BATON_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP listen address (/health, /ready).
+    #[arg(long, env = "BATON_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_addr: SocketAddr,
+    /// PostgreSQL URL. Unset: the embedded SQLite store under --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded store (used when DATABASE_URL is unset).
+    #[arg(long, env = "BATON_DATA_DIR", default_value = "./baton-data")]
+    pub data_dir: PathBuf,
+    /// Most PostgreSQL connections in the pool.
+    #[arg(long, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Run database migrations at start-up.
+    #[arg(long, env = "BATON_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+    /// Largest content of one entry, in bytes.
+    #[arg(long, env = "BATON_MAX_ENTRY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_entry_bytes: usize,
+    /// Largest append request (content and metadata of all entries), in bytes.
+    #[arg(long, env = "BATON_MAX_APPEND_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_append_bytes: usize,
+    /// Most entries in one append.
+    #[arg(long, env = "BATON_MAX_ENTRIES_PER_APPEND", default_value_t = 1000)]
+    pub max_entries_per_append: usize,
+    /// How often expired handoffs and sessions are swept, in milliseconds.
+    #[arg(long, env = "BATON_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
+    /// How long shutdown waits for in-flight calls, in seconds.
+    #[arg(long, env = "BATON_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+    /// Log format on stderr.
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_entry_bytes: self.max_entry_bytes,
+            max_append_bytes: self.max_append_bytes,
+            max_entries_per_append: self.max_entries_per_append,
+        }
+    }
+
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_interval_ms.max(10))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The defaults, as if no flag or variable were given (for tests and embedding).
+    pub fn defaults() -> Self {
+        Cli::parse_from(["batond"]).config
+    }
+}

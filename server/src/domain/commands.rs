@@ -1,0 +1,119 @@
+//! What callers ask of the service, validated: built from protos by `api::convert`.
+
+use std::time::Duration;
+
+use super::rules::Action;
+use super::{EntryKind, HandoffStatus, HandoffType, Metadata, Micros, NewEntry, SessionStatus};
+
+#[derive(Debug, Clone)]
+pub struct CreateSession {
+    /// `None`: the server generates one.
+    pub session_key: Option<String>,
+    pub agent: String,
+    pub metadata: Metadata,
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListSessions {
+    pub agent: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub page_size: u32,
+    pub page_token: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateSession {
+    pub session_key: String,
+    pub metadata: Option<Metadata>,
+    pub status: Option<SessionStatus>,
+    /// `Some(ZERO)` removes the expiry.
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppendEntries {
+    pub session_key: String,
+    pub entries: Vec<NewEntry>,
+    pub idempotency_key: Option<String>,
+    pub expected_last_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListEntries {
+    pub session_key: String,
+    pub after_seq: u64,
+    pub before_seq: Option<u64>,
+    pub kinds: Vec<EntryKind>,
+    pub page_size: u32,
+    pub page_token: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamEntries {
+    pub session_key: String,
+    pub after_seq: u64,
+    pub follow: bool,
+    /// 0: no limit.
+    pub max_entries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetContextWindow {
+    pub session_key: String,
+    pub max_tokens: u32,
+    pub max_entries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchEntries {
+    pub session_key: Option<String>,
+    pub query: String,
+    pub page_size: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHandoff {
+    pub session_key: String,
+    pub from_agent: String,
+    pub to_agent: String,
+    pub kind: HandoffType,
+    pub instructions: String,
+    pub deadline: Option<Micros>,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListHandoffs {
+    pub to_agent: Option<String>,
+    pub from_agent: Option<String>,
+    pub session_key: Option<String>,
+    pub status: Option<HandoffStatus>,
+    pub page_size: u32,
+    pub page_token: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeHandoff {
+    pub handoff_id: String,
+    pub agent: String,
+    pub action: Action,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchHandoffs {
+    pub agent: String,
+    pub after_cursor: Option<u64>,
+}
+
+/// A context window.
+#[derive(Debug, Clone)]
+pub struct ContextWindow {
+    pub summary: Option<super::Entry>,
+    pub entries: Vec<super::Entry>,
+    pub total_tokens: u32,
+    pub last_seq: u64,
+    pub truncated: bool,
+}

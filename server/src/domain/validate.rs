@@ -1,0 +1,162 @@
+//! Input rules: what a well-formed key, name, page size or entry is. Validation collects
+//! every violation of a request, so a client fixes them all at once.
+
+use super::{Error, FieldViolation, Metadata, Result};
+
+/// Longest session key, agent name, tenant or idempotency key, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+/// Longest role.
+pub const MAX_ROLE_LEN: usize = 64;
+/// Longest media type.
+pub const MAX_MEDIA_TYPE_LEN: usize = 255;
+/// Largest metadata object, JSON-encoded.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Longest handoff instructions.
+pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
+/// Longest rejection or cancellation reason.
+pub const MAX_REASON_BYTES: usize = 4 * 1024;
+/// Longest search query.
+pub const MAX_QUERY_BYTES: usize = 1024;
+/// Default and largest page of sessions, entries and handoffs.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Default and largest page of search hits.
+pub const DEFAULT_SEARCH_PAGE_SIZE: u32 = 20;
+pub const MAX_SEARCH_PAGE_SIZE: u32 = 100;
+/// Default token budget of context windows and handoff packages.
+pub const DEFAULT_MAX_TOKENS: u32 = 8192;
+/// Default and largest entry count of a context window.
+pub const DEFAULT_WINDOW_ENTRIES: u32 = 500;
+pub const MAX_WINDOW_ENTRIES: u32 = 10_000;
+
+/// Size limits of appends; configurable per server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest content of one entry, in bytes.
+    pub max_entry_bytes: usize,
+    /// Largest total content and metadata of one append, in bytes.
+    pub max_append_bytes: usize,
+    /// Most entries in one append.
+    pub max_entries_per_append: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_entry_bytes: 1024 * 1024, max_append_bytes: 8 * 1024 * 1024, max_entries_per_append: 1000 }
+    }
+}
+
+/// The violations found so far in one request.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// A required key or name: 1 to 128 bytes of ASCII letters, digits and `. _ : @ -`.
+    pub fn key(&mut self, field: &str, value: &str) -> String {
+        if value.is_empty() {
+            self.add(field, "is required");
+        } else {
+            self.key_chars(field, value);
+        }
+        value.to_owned()
+    }
+
+    /// An optional key or name: empty means absent.
+    pub fn optional_key(&mut self, field: &str, value: &str) -> Option<String> {
+        if value.is_empty() {
+            return None;
+        }
+        self.key_chars(field, value);
+        Some(value.to_owned())
+    }
+
+    fn key_chars(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_KEY_LEN {
+            self.add(field, format!("must be at most {MAX_KEY_LEN} bytes, got {}", value.len()));
+        } else if let Some(c) = value.chars().find(|c| !is_key_char(*c)) {
+            self.add(field, format!("may contain only ASCII letters, digits and . _ : @ -; found {c:?}"));
+        }
+    }
+
+    /// A free text of at most `max` bytes.
+    pub fn text(&mut self, field: &str, value: &str, max: usize) -> String {
+        if value.len() > max {
+            self.add(field, format!("must be at most {max} bytes, got {}", value.len()));
+        }
+        value.to_owned()
+    }
+
+    /// A page size: 0 means `default`; otherwise 1..=max.
+    pub fn page_size(&mut self, field: &str, value: u32, default: u32, max: u32) -> u32 {
+        match value {
+            0 => default,
+            v if v > max => {
+                self.add(field, format!("must be between 1 and {max} (0 for {default}), got {v}"));
+                default
+            }
+            v => v,
+        }
+    }
+
+    /// Metadata must encode to at most 64 KiB of JSON. Returns its encoded size.
+    pub fn metadata(&mut self, field: &str, value: &Metadata) -> usize {
+        let len = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        if len > MAX_METADATA_BYTES {
+            self.add(field, format!("must encode to at most {MAX_METADATA_BYTES} bytes of JSON, got {len}"));
+        }
+        len
+    }
+
+    /// An enum given as its wire number: `None` (after recording a violation) when unknown.
+    pub fn enumeration<T>(&mut self, field: &str, value: i32, parse: impl FnOnce(i32) -> Option<T>) -> Option<T> {
+        let parsed = parse(value);
+        if parsed.is_none() {
+            self.add(field, format!("unknown or unspecified value {value}"));
+        }
+        parsed
+    }
+
+    pub fn merge(&mut self, other: Result<()>) {
+        if let Err(Error::InvalidArgument(v)) = other {
+            self.0.extend(v);
+        }
+    }
+
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
+    }
+}
+
+pub fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let mut v = Violations::default();
+        v.key("a", "ok.key_1:x@y-z");
+        assert!(v.0.is_empty());
+        v.key("b", "");
+        v.key("c", "no spaces");
+        v.key("d", &"x".repeat(129));
+        assert_eq!(v.0.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn page_sizes() {
+        let mut v = Violations::default();
+        assert_eq!(v.page_size("p", 0, 100, 1000), 100);
+        assert_eq!(v.page_size("p", 1000, 100, 1000), 1000);
+        assert!(v.0.is_empty());
+        v.page_size("p", 1001, 100, 1000);
+        assert_eq!(v.0.len(), 1);
+    }
+}
