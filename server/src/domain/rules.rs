@@ -13,17 +13,17 @@ pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micr
             message: format!("session {:?} is {} and takes no more entries", session.session_key, status.as_str()),
         });
     }
-    if let Some(expected) = expected_last_seq {
-        if expected != session.last_seq {
-            return Err(Error::FailedPrecondition {
-                reason: "SEQ_MISMATCH",
-                subject: format!("sessions/{}", session.session_key),
-                message: format!(
-                    "expected_last_seq is {expected} but session {:?} is at {}",
-                    session.session_key, session.last_seq
-                ),
-            });
-        }
+    if let Some(expected) = expected_last_seq
+        && expected != session.last_seq
+    {
+        return Err(Error::FailedPrecondition {
+            reason: "SEQ_MISMATCH",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!(
+                "expected_last_seq is {expected} but session {:?} is at {}",
+                session.session_key, session.last_seq
+            ),
+        });
     }
     Ok(())
 }
@@ -40,7 +40,12 @@ pub fn check_session_status_change(session: &Session, to: SessionStatus) -> Resu
         Err(Error::FailedPrecondition {
             reason: "ILLEGAL_TRANSITION",
             subject: format!("sessions/{}", session.session_key),
-            message: format!("session {:?} cannot go from {} to {}", session.session_key, session.status.as_str(), to.as_str()),
+            message: format!(
+                "session {:?} cannot go from {} to {}",
+                session.session_key,
+                session.status.as_str(),
+                to.as_str()
+            ),
         })
     }
 }
@@ -116,7 +121,9 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
         transfer_ownership: full && action == Action::Accept,
         session_status: match action {
             Action::Accept if full => Some(SessionStatus::HandedOff),
-            Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => Some(SessionStatus::Active),
+            Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => {
+                Some(SessionStatus::Active)
+            }
             _ => None,
         },
     })
