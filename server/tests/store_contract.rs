@@ -86,7 +86,12 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(sqlite, super::make_sqlite);
-// contract_tests!(postgres, || async { let url = std::env::var("BATON_TEST_DATABASE_URL").ok()?; let store = baton_server::store::postgres::PgStore::connect(&url, 8).await.expect("connect"); store.migrate().await.expect("migrate"); Some(super::Harness::new(store)) });
+contract_tests!(postgres, || async {
+    let url = std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    let store = baton_server::store::postgres::PgStore::connect(&url, 8).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(super::Harness::new(store))
+});
 
 type Db = Arc<dyn Store>;
 
@@ -970,18 +975,18 @@ async fn full_handoff_transfers_ownership(db: Db) {
     assert_eq!((s.owner.as_str(), s.status), ("bob", SessionStatus::Active));
     assert_eq!(db.get_session(&t, "s").await.unwrap(), s);
 
-    // Cancelling an accepted full handoff gives the session back its activity, not its owner.
+    // Cancelling an accepted full handoff gives the session back to the requester.
     let back = handoff(&db, &t, "s", "bob", "carol", HandoffType::FullHandoff, at(6)).await.handoff;
     act(&db, &back, Action::Accept, "carol", None, at(7)).await.unwrap();
     let cancelled = act(&db, &back, Action::Cancel, "bob", None, at(8)).await.unwrap();
     let s = cancelled.session.expect("cancel after accept touches the session");
-    assert_eq!((s.owner.as_str(), s.status), ("carol", SessionStatus::Active));
+    assert_eq!((s.owner.as_str(), s.status), ("bob", SessionStatus::Active));
 
     // Other kinds never move ownership.
     let collab = handoff(&db, &t, "s", "carol", "dave", HandoffType::Collaboration, at(9)).await.handoff;
     let accepted = act(&db, &collab, Action::Accept, "dave", None, at(10)).await.unwrap();
     assert_eq!(accepted.session, None);
-    assert_eq!(db.get_session(&t, "s").await.unwrap().owner, "carol");
+    assert_eq!(db.get_session(&t, "s").await.unwrap().owner, "bob");
 }
 
 async fn expire_handoffs_sweeps_due_pending(db: Db) {

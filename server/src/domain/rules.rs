@@ -118,7 +118,11 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
         status: action.target(),
         event: action.event(),
         reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
-        transfer_ownership: full && action == Action::Accept,
+        new_owner: match action {
+            Action::Accept if full => Some(handoff.to_agent.clone()),
+            Action::Cancel if full && status == HandoffStatus::Accepted => Some(handoff.from_agent.clone()),
+            _ => None,
+        },
         session_status: match action {
             Action::Accept if full => Some(SessionStatus::HandedOff),
             Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => {
@@ -142,7 +146,7 @@ pub fn expire(handoff: &Handoff, now: Micros) -> Result<Change> {
         status: HandoffStatus::Expired,
         event: HandoffEventType::Expired,
         reason: None,
-        transfer_ownership: false,
+        new_owner: None,
         session_status: None,
     })
 }

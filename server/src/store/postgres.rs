@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use super::{
     AppendCommand, AppendOutcome, Change, Changed, Decide, EntryQuery, HandoffPage, HandoffQuery, NewHandoff,
-    NewSession, SearchQuery, SessionPatch, SessionQuery, Store, WindowSlice, no_session,
+    NewSession, SearchQuery, SessionPatch, SessionQuery, Store, WindowSlice,
 };
 use crate::domain::{
     Content, Entry, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result,
@@ -109,6 +109,12 @@ const WRITE_APPEND: &str = "WITH written AS ( \
      UPDATE sessions SET last_seq = $15, last_summary_seq = $16, last_activity_at = $13, status = $17 \
      WHERE id = $1";
 
+/// Where the newest entries up to $3 that fit a budget of $4 tokens start (NULL: none fit).
+const TAIL_START: &str = "SELECT MIN(seq) FROM ( \
+       SELECT e.seq, SUM(e.token_count) OVER (ORDER BY e.seq DESC) AS running \
+       FROM entries e JOIN sessions s ON s.id = e.session_id \
+       WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq <= $3 \
+     ) t WHERE running <= $4";
 const LIST_ENTRIES: &str = concat!(
     "SELECT ",
     entry_cols!(),
@@ -336,7 +342,7 @@ impl Store for PgStore {
 
     async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session> {
         let row = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&self.pool).await?;
-        session_at(&row.ok_or_else(|| no_session(session_key))?, 0)
+        session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
     }
 
     async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<Session>> {
@@ -544,7 +550,7 @@ impl Store for PgStore {
             .bind(i64::from(max_entries))
             .fetch_all(&self.pool)
             .await?;
-        let first = rows.first().ok_or_else(|| no_session(session_key))?;
+        let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
         let session = session_at(first, 0)?;
         let mut summary = None;
         let mut newest_first = Vec::with_capacity(rows.len());
@@ -561,6 +567,17 @@ impl Store for PgStore {
         }
         newest_first.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
         Ok(WindowSlice { session, summary, newest_first })
+    }
+
+    async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64> {
+        let start: Option<i64> = sqlx::query_scalar(TAIL_START)
+            .bind(tenant)
+            .bind(session_key)
+            .bind(signed(up_to_seq))
+            .bind(i64::from(budget))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(start.map_or(up_to_seq + 1, |s| s as u64))
     }
 
     async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
@@ -727,13 +744,13 @@ impl PgStore {
     /// `NotFound` unless the session exists; for reads whose empty answer is ambiguous.
     async fn require_session(&self, tenant: &str, session_key: &str) -> Result<()> {
         let found = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(&self.pool).await?;
-        found.map(drop).ok_or_else(|| no_session(session_key))
+        found.map(drop).ok_or_else(|| Error::session_not_found(session_key))
     }
 }
 
 async fn lock_session(conn: &mut PgConnection, tenant: &str, session_key: &str) -> Result<Session> {
     let row = sqlx::query(LOCK_SESSION).bind(tenant).bind(session_key).fetch_optional(conn).await?;
-    session_at(&row.ok_or_else(|| no_session(session_key))?, 0)
+    session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
 }
 
 /// A handoff row with its internal keys.
@@ -773,11 +790,11 @@ async fn apply_changes(
 
     let mut sessions = Vec::with_capacity(done.len());
     for (stored, change) in &done {
-        let session = if change.transfer_ownership || change.session_status.is_some() {
+        let session = if change.new_owner.is_some() || change.session_status.is_some() {
             let row = sqlx::query(TOUCH_SESSION)
                 .bind(stored.session_id)
-                .bind(change.transfer_ownership)
-                .bind(&stored.handoff.to_agent)
+                .bind(change.new_owner.is_some())
+                .bind(change.new_owner.as_deref().unwrap_or_default())
                 .bind(change.session_status.map(SessionStatus::as_str))
                 .bind(ts(now)?)
                 .fetch_one(&mut *conn)

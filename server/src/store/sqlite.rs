@@ -19,7 +19,7 @@ use sqlx::{Executor, QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
     AppendCommand, AppendOutcome, Change, Changed, Decide, EntryQuery, HandoffPage, HandoffQuery, NewHandoff,
-    NewSession, SearchQuery, SessionPatch, SessionQuery, Store, WindowSlice, no_session,
+    NewSession, SearchQuery, SessionPatch, SessionQuery, Store, WindowSlice,
 };
 use crate::domain::{
     Content, Entry, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result,
@@ -373,6 +373,22 @@ impl Store for SqliteStore {
         Ok(WindowSlice { session, summary, newest_first })
     }
 
+    async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64> {
+        let session_id = fetch_session_id(&self.read, tenant, session_key).await?;
+        let start: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(seq) FROM ( \
+               SELECT seq, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+               FROM entries WHERE session_id = ? AND seq <= ? \
+             ) WHERE running <= ?",
+        )
+        .bind(session_id)
+        .bind(to_db(up_to_seq))
+        .bind(i64::from(budget))
+        .fetch_one(&self.read)
+        .await?;
+        Ok(start.map_or(up_to_seq + 1, |s| s as u64))
+    }
+
     async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         let session_id = match &q.session_key {
             Some(key) => Some(fetch_session_id(&self.read, &q.tenant, key).await?),
@@ -592,7 +608,7 @@ where
         .bind(session_key)
         .fetch_optional(ex)
         .await?
-        .ok_or_else(|| no_session(session_key))?;
+        .ok_or_else(|| Error::session_not_found(session_key))?;
     session_from_row(&row)
 }
 
@@ -605,7 +621,7 @@ where
         .bind(session_key)
         .fetch_optional(ex)
         .await?
-        .ok_or_else(|| no_session(session_key))
+        .ok_or_else(|| Error::session_not_found(session_key))
 }
 
 async fn fetch_handoff<'e, E>(ex: E, tenant: &str, handoff_id: &str) -> Result<HandoffRow>
@@ -639,13 +655,13 @@ async fn apply_change(conn: &mut SqliteConnection, row: HandoffRow, change: Chan
         .execute(&mut *conn)
         .await?;
 
-    let session = if change.transfer_ownership || change.session_status.is_some() {
+    let session = if change.new_owner.is_some() || change.session_status.is_some() {
         let current = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?"))
             .bind(session_id)
             .fetch_one(&mut *conn)
             .await?;
         let current = session_from_row(&current)?;
-        let owner = if change.transfer_ownership { &handoff.to_agent } else { &current.owner };
+        let owner = change.new_owner.as_ref().unwrap_or(&current.owner);
         // A session closed or expired while the handoff was open stays so: the handoff's
         // outcome must not reopen it.
         let status = match change.session_status {
