@@ -31,6 +31,8 @@ backend_tests!(
     bad_input_is_rejected_with_field_violations,
     unknown_things_are_not_found,
     shutdown_ends_streams_with_unavailable,
+    concurrent_retries_of_one_key_write_once,
+    concurrent_conditional_appends_one_wins,
 );
 
 async fn session_lifecycle(b: Backend) {
@@ -1058,5 +1060,71 @@ async fn compressed_requests_are_accepted() {
         let r = append(&mut ctx, &key, vec![message("a", &"compressible ".repeat(1000))]).await;
         assert_eq!(r.last_seq, 1);
     }
+    srv.shutdown().await;
+}
+
+/// Retries racing each other (they may share one coalesced transaction) write once.
+async fn concurrent_retries_of_one_key_write_once(b: Backend) {
+    let srv = start_server(b).await;
+    let mut ctx = srv.context().await;
+    create_session(&mut ctx, "race", "a").await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let mut ctx = ctx.clone();
+            tokio::spawn(async move {
+                ctx.append_entries(pb::AppendEntriesRequest {
+                    session_key: "race".into(),
+                    entries: vec![message("a", "once"), message("a", "twice?")],
+                    idempotency_key: "same-key".into(),
+                    expected_last_seq: None,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert!(results.iter().all(|r| (r.first_seq, r.last_seq) == (1, 2)), "every retry sees the one append");
+    let s = ctx.get_session(pb::GetSessionRequest { session_key: "race".into() }).await.unwrap().into_inner();
+    assert_eq!(s.last_seq, 2);
+    srv.shutdown().await;
+}
+
+/// Conditional appends racing on one seq: exactly one wins, the others fail and write nothing.
+async fn concurrent_conditional_appends_one_wins(b: Backend) {
+    let srv = start_server(b).await;
+    let mut ctx = srv.context().await;
+    create_session(&mut ctx, "cas", "a").await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let mut ctx = ctx.clone();
+            tokio::spawn(async move {
+                ctx.append_entries(pb::AppendEntriesRequest {
+                    session_key: "cas".into(),
+                    entries: vec![message("a", &format!("writer {i}"))],
+                    idempotency_key: String::new(),
+                    expected_last_seq: Some(0),
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                won += 1;
+                assert_eq!(r.into_inner().first_seq, 1);
+            }
+            Err(e) => assert_eq!(e.code(), Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(won, 1);
+    let s = ctx.get_session(pb::GetSessionRequest { session_key: "cas".into() }).await.unwrap().into_inner();
+    assert_eq!(s.last_seq, 1);
     srv.shutdown().await;
 }

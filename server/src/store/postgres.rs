@@ -25,8 +25,8 @@ use super::{
     NewSession, SearchQuery, SessionPatch, SessionQuery, Store, WindowSlice,
 };
 use crate::domain::{
-    Content, Entry, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result,
-    SearchHit, Session, SessionStatus, rules,
+    Content, Entry, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result, SearchHit,
+    Session, SessionStatus, rules,
 };
 
 /// Session columns, in the order `session_at` reads them (13).
@@ -71,6 +71,12 @@ const EVENT_COUNT: usize = 6;
 
 const GET_SESSION: &str =
     concat!("SELECT ", session_cols!(), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2");
+mod append;
+
+/// Append workers: each writes one coalesced batch at a time, so one can commit while the
+/// next batch gathers.
+const APPEND_WORKERS: usize = 2;
+
 const LOCK_SESSION: &str =
     concat!("SELECT ", session_cols!(), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2 FOR UPDATE");
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE tenant = $1 AND session_key = $2";
@@ -81,33 +87,6 @@ const INSERT_SESSION: &str = "INSERT INTO sessions \
 
 const UPDATE_SESSION: &str =
     "UPDATE sessions SET metadata = $2, status = $3, expires_at = $4, updated_at = $5 WHERE id = $1";
-
-/// The original entries of a keyed append; one row with NULL entry columns when the append
-/// wrote no entries, no row when the key is new.
-const REPLAY: &str = concat!(
-    "SELECT a.first_seq, ",
-    entry_cols!(),
-    " FROM appends a LEFT JOIN entries e \
-       ON e.session_id = a.session_id AND e.seq BETWEEN a.first_seq AND a.last_seq \
-     WHERE a.session_id = $1 AND a.idempotency_key = $2 ORDER BY e.seq"
-);
-
-/// One statement for the whole batch: the entries (one multi-row insert whatever the batch
-/// size), the idempotency record when keyed, and the session's new position.
-const WRITE_APPEND: &str = "WITH written AS ( \
-       INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, media_type, \
-                            metadata, token_count, idempotency_key, trace_id, created_at) \
-       SELECT $1, u.seq, u.kind, u.role, u.author, u.content_text, u.content_data, u.media_type, \
-              u.metadata, u.token_count, $11, $12, $13 \
-       FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], \
-                   $9::jsonb[], $10::int4[]) \
-            AS u(seq, kind, role, author, content_text, content_data, media_type, metadata, token_count) \
-     ), keyed AS ( \
-       INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at) \
-       SELECT $1, $11, $14, $15, $13 WHERE $11 <> '' \
-     ) \
-     UPDATE sessions SET last_seq = $15, last_summary_seq = $16, last_activity_at = $13, status = $17 \
-     WHERE id = $1";
 
 /// Where the newest entries up to $3 that fit a budget of $4 tokens start (NULL: none fit).
 const TAIL_START: &str = "SELECT MIN(seq) FROM ( \
@@ -263,6 +242,8 @@ const INBOX_AFTER: &str = concat!(
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Coalesces concurrent appends into shared transactions (`append`).
+    appender: append::Appender,
 }
 
 impl PgStore {
@@ -274,7 +255,8 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        let appender = append::Appender::start(pool.clone(), APPEND_WORKERS);
+        Ok(PgStore { pool, appender })
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
@@ -416,116 +398,7 @@ impl Store for PgStore {
     }
 
     async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome> {
-        let key = cmd.idempotency_key.filter(|k| !k.is_empty()).unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
-        // The row lock serializes appenders of this session: everything below sees the
-        // session as the previous appender committed it.
-        let mut session = lock_session(&mut tx, &cmd.tenant, &cmd.session_key).await?;
-
-        if !key.is_empty() {
-            let rows = sqlx::query(REPLAY).bind(session.id).bind(&key).fetch_all(&mut *tx).await?;
-            if !rows.is_empty() {
-                let mut entries = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    if row.try_get::<Option<i64>, _>(1)?.is_some() {
-                        entries.push(entry_at(row, 1, &cmd.session_key)?);
-                    }
-                }
-                tx.commit().await?;
-                return Ok(AppendOutcome { session, entries, replayed: true });
-            }
-        }
-
-        rules::check_append(&session, cmd.expected_last_seq, cmd.now)?;
-
-        let first_seq = session.last_seq + 1;
-        let n = cmd.entries.len();
-        let mut seqs = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut roles = Vec::with_capacity(n);
-        let mut authors = Vec::with_capacity(n);
-        let mut texts = Vec::with_capacity(n);
-        let mut datas = Vec::with_capacity(n);
-        let mut media_types = Vec::with_capacity(n);
-        let mut metadatas = Vec::with_capacity(n);
-        let mut token_counts = Vec::with_capacity(n);
-        let mut last_summary_seq = session.last_summary_seq;
-        for (i, e) in cmd.entries.iter().enumerate() {
-            let seq = first_seq + i as u64;
-            if e.kind == EntryKind::Summary {
-                last_summary_seq = seq;
-            }
-            seqs.push(signed(seq));
-            kinds.push(e.kind.as_str());
-            roles.push(e.role.as_str());
-            authors.push(e.author.as_str());
-            match &e.content {
-                Content::Text(t) => {
-                    texts.push(Some(t.as_str()));
-                    datas.push(None);
-                }
-                Content::Data(d) => {
-                    texts.push(None);
-                    datas.push(Some(d.as_slice()));
-                }
-            }
-            media_types.push(e.media_type.as_str());
-            metadatas.push(Json(&e.metadata));
-            token_counts.push(
-                i32::try_from(e.token_count)
-                    .map_err(|_| Error::invalid(format!("entries[{i}]"), "the entry is too large"))?,
-            );
-        }
-        let last_seq = session.last_seq + n as u64;
-        let status = if session.status == SessionStatus::Dormant { SessionStatus::Active } else { session.status };
-        let now = ts(cmd.now)?;
-
-        sqlx::query(WRITE_APPEND)
-            .bind(session.id)
-            .bind(&seqs)
-            .bind(&kinds)
-            .bind(&roles)
-            .bind(&authors)
-            .bind(&texts)
-            .bind(&datas)
-            .bind(&media_types)
-            .bind(&metadatas)
-            .bind(&token_counts)
-            .bind(&key)
-            .bind(&cmd.trace_id)
-            .bind(now)
-            .bind(signed(first_seq))
-            .bind(signed(last_seq))
-            .bind(signed(last_summary_seq))
-            .bind(status.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-
-        session.last_seq = last_seq;
-        session.last_summary_seq = last_summary_seq;
-        session.last_activity_at = cmd.now;
-        session.status = status;
-        let entries = cmd
-            .entries
-            .into_iter()
-            .zip(first_seq..)
-            .map(|(e, seq)| Entry {
-                session_key: cmd.session_key.clone(),
-                seq,
-                kind: e.kind,
-                role: e.role,
-                author: e.author,
-                content: e.content,
-                media_type: e.media_type,
-                metadata: e.metadata,
-                token_count: e.token_count,
-                idempotency_key: key.clone(),
-                trace_id: cmd.trace_id.clone(),
-                created_at: cmd.now,
-            })
-            .collect();
-        Ok(AppendOutcome { session, entries, replayed: false })
+        self.appender.append(cmd).await
     }
 
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>> {
@@ -980,6 +853,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::domain::EntryKind;
     use crate::domain::rules::Action;
     use crate::domain::{HandoffType, NewEntry};
 

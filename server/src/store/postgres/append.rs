@@ -1,0 +1,330 @@
+//! Write coalescing for appends. Concurrent appends, to any sessions, are queued and written
+//! by a few workers, each taking everything queued (up to a bound) into ONE transaction:
+//! one statement locks all the sessions involved (in id order, so batches never deadlock),
+//! one reads the idempotency records of the keyed ones, one multi-row statement writes every
+//! entry, idempotency record and session position, then one commit. Each caller is answered
+//! only after that commit. Seqs stay gap-free per session because every session of the batch
+//! is locked and its appends are applied in queue order.
+//!
+//! A batch of one is the plain path, so at low concurrency nothing waits; under load, a
+//! worker's batch grows while the other worker commits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{entry_at, session_at, signed, ts};
+use crate::domain::{Content, Entry, EntryKind, Error, Result, Session, SessionStatus, rules};
+use crate::store::{AppendCommand, AppendOutcome};
+
+/// Most appends in one transaction, and most entries.
+const MAX_BATCH: usize = 256;
+const MAX_BATCH_ENTRIES: usize = 4096;
+/// Queued appends before callers wait for room.
+const QUEUE: usize = 4096;
+
+const LOCK_SESSIONS: &str = concat!(
+    "SELECT ",
+    session_cols!(),
+    " FROM sessions s JOIN UNNEST($1::text[], $2::text[]) AS k(tenant, session_key) \
+       ON s.tenant = k.tenant AND s.session_key = k.session_key \
+     ORDER BY s.id FOR UPDATE OF s"
+);
+
+/// The original entries of keyed appends: one row per entry (NULL entry columns when the
+/// append wrote none).
+const REPLAYS: &str = concat!(
+    "SELECT a.session_id, a.idempotency_key, ",
+    entry_cols!(),
+    " FROM appends a JOIN UNNEST($1::bigint[], $2::text[]) AS k(session_id, idempotency_key) \
+       ON a.session_id = k.session_id AND a.idempotency_key = k.idempotency_key \
+     LEFT JOIN entries e ON e.session_id = a.session_id AND e.seq BETWEEN a.first_seq AND a.last_seq \
+     ORDER BY a.session_id, a.idempotency_key, e.seq"
+);
+
+/// Every entry, idempotency record and session position of a batch, in one statement.
+const WRITE_BATCH: &str = "WITH written AS ( \
+       INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, media_type, \
+                            metadata, token_count, idempotency_key, trace_id, created_at) \
+       SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                            $7::bytea[], $8::text[], $9::jsonb[], $10::int4[], $11::text[], $12::text[], \
+                            $13::timestamptz[]) \
+     ), keyed AS ( \
+       INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at) \
+       SELECT * FROM UNNEST($14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[]) \
+     ) \
+     UPDATE sessions s SET last_seq = u.last_seq, last_summary_seq = u.last_summary_seq, \
+            last_activity_at = u.last_activity_at, status = u.status \
+     FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::timestamptz[], $23::text[]) \
+          AS u(id, last_seq, last_summary_seq, last_activity_at, status) \
+     WHERE s.id = u.id";
+
+struct Pending {
+    cmd: AppendCommand,
+    reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+/// The queue in front of the append workers.
+#[derive(Debug, Clone)]
+pub(super) struct Appender {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Appender {
+    /// Starts `workers` append workers on `pool`; they stop when every `Appender` is gone.
+    pub(super) fn start(pool: PgPool, workers: usize) -> Appender {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            tokio::spawn(work(pool.clone(), Arc::clone(&rx)));
+        }
+        Appender { queue }
+    }
+
+    pub(super) async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Error::Unavailable("the store is shutting down".into());
+        self.queue.send(Pending { cmd, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn work(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    loop {
+        let batch = {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut entries = first.cmd.entries.len();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && entries < MAX_BATCH_ENTRIES {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        entries += p.cmd.entries.len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        run(&pool, batch).await;
+    }
+}
+
+/// Writes a batch; if the transaction as a whole fails, each append is retried alone so
+/// that one append's failure is never another's.
+async fn run(pool: &PgPool, batch: Vec<Pending>) {
+    let (cmds, replies): (Vec<AppendCommand>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    match write(pool, &cmds).await {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) if cmds.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for (cmd, reply) in cmds.into_iter().zip(replies) {
+                let result = match write(pool, std::slice::from_ref(&cmd)).await {
+                    Ok(mut r) => r.pop().unwrap_or_else(|| Err(Error::Internal("empty batch result".into()))),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// Column arrays of the batch write.
+#[derive(Default)]
+struct Rows<'a> {
+    session_ids: Vec<i64>,
+    seqs: Vec<i64>,
+    kinds: Vec<&'a str>,
+    roles: Vec<&'a str>,
+    authors: Vec<&'a str>,
+    texts: Vec<Option<&'a str>>,
+    datas: Vec<Option<&'a [u8]>>,
+    media_types: Vec<&'a str>,
+    metadatas: Vec<Json<&'a crate::domain::Metadata>>,
+    token_counts: Vec<i32>,
+    idempotency_keys: Vec<&'a str>,
+    trace_ids: Vec<&'a str>,
+    created_ats: Vec<time::OffsetDateTime>,
+    keyed_ids: Vec<i64>,
+    keyed_keys: Vec<&'a str>,
+    keyed_first: Vec<i64>,
+    keyed_last: Vec<i64>,
+    keyed_at: Vec<time::OffsetDateTime>,
+}
+
+/// One transaction for the batch; returns each append's own result.
+async fn write(pool: &PgPool, cmds: &[AppendCommand]) -> Result<Vec<Result<AppendOutcome>>> {
+    let mut tx = pool.begin().await?;
+
+    let (tenants, keys): (Vec<&str>, Vec<&str>) =
+        cmds.iter().map(|c| (c.tenant.as_str(), c.session_key.as_str())).unzip();
+    let locked = sqlx::query(LOCK_SESSIONS).bind(&tenants).bind(&keys).fetch_all(&mut *tx).await?;
+    let mut sessions: HashMap<(String, String), Session> = HashMap::with_capacity(locked.len());
+    for row in &locked {
+        let s = session_at(row, 0)?;
+        sessions.insert((s.tenant.clone(), s.session_key.clone()), s);
+    }
+
+    // Earlier appends with the same idempotency keys, read under the session locks.
+    let keyed: Vec<(i64, &str)> = cmds
+        .iter()
+        .filter_map(|c| {
+            let key = c.idempotency_key.as_deref().filter(|k| !k.is_empty())?;
+            let s = sessions.get(&(c.tenant.clone(), c.session_key.clone()))?;
+            Some((s.id, key))
+        })
+        .collect();
+    let mut replays: HashMap<(i64, String), Vec<Entry>> = HashMap::new();
+    if !keyed.is_empty() {
+        let key_of: HashMap<i64, &str> = sessions.values().map(|s| (s.id, s.session_key.as_str())).collect();
+        let (ids, ikeys): (Vec<i64>, Vec<&str>) = keyed.iter().copied().unzip();
+        let rows = sqlx::query(REPLAYS).bind(&ids).bind(&ikeys).fetch_all(&mut *tx).await?;
+        for row in &rows {
+            let id: i64 = sqlx::Row::try_get(row, 0)?;
+            let ikey: String = sqlx::Row::try_get(row, 1)?;
+            let entries = replays.entry((id, ikey)).or_default();
+            if sqlx::Row::try_get::<Option<i64>, _>(row, 2)?.is_some() {
+                entries.push(entry_at(row, 2, key_of.get(&id).copied().unwrap_or_default())?);
+            }
+        }
+    }
+
+    let mut rows = Rows::default();
+    let mut results = Vec::with_capacity(cmds.len());
+    // Appends of this batch by idempotency key: a repeat within the batch replays them.
+    let mut written: HashMap<(i64, &str), usize> = HashMap::new();
+    let mut touched: Vec<i64> = Vec::new();
+    for cmd in cmds {
+        let Some(session) = sessions.get_mut(&(cmd.tenant.clone(), cmd.session_key.clone())) else {
+            results.push(Err(Error::session_not_found(&cmd.session_key)));
+            continue;
+        };
+        let key = cmd.idempotency_key.as_deref().filter(|k| !k.is_empty()).unwrap_or_default();
+        if !key.is_empty() {
+            if let Some(entries) = replays.get(&(session.id, key.to_owned())) {
+                results.push(Ok(AppendOutcome { session: session.clone(), entries: entries.clone(), replayed: true }));
+                continue;
+            }
+            if let Some(&i) = written.get(&(session.id, key)) {
+                let original: &Result<AppendOutcome> = &results[i];
+                let entries = original.as_ref().map(|o| o.entries.clone()).unwrap_or_default();
+                results.push(Ok(AppendOutcome { session: session.clone(), entries, replayed: true }));
+                continue;
+            }
+        }
+        if let Err(e) = rules::check_append(session, cmd.expected_last_seq, cmd.now) {
+            results.push(Err(e));
+            continue;
+        }
+        let now = ts(cmd.now)?;
+        let first_seq = session.last_seq + 1;
+        let mut entries = Vec::with_capacity(cmd.entries.len());
+        for (i, e) in cmd.entries.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            if e.kind == EntryKind::Summary {
+                session.last_summary_seq = seq;
+            }
+            rows.session_ids.push(session.id);
+            rows.seqs.push(signed(seq));
+            rows.kinds.push(e.kind.as_str());
+            rows.roles.push(&e.role);
+            rows.authors.push(&e.author);
+            let (text, data) = match &e.content {
+                Content::Text(t) => (Some(t.as_str()), None),
+                Content::Data(d) => (None, Some(d.as_slice())),
+            };
+            rows.texts.push(text);
+            rows.datas.push(data);
+            rows.media_types.push(&e.media_type);
+            rows.metadatas.push(Json(&e.metadata));
+            rows.token_counts.push(
+                i32::try_from(e.token_count)
+                    .map_err(|_| Error::invalid(format!("entries[{i}]"), "the entry is too large"))?,
+            );
+            rows.idempotency_keys.push(key);
+            rows.trace_ids.push(&cmd.trace_id);
+            rows.created_ats.push(now);
+            entries.push(Entry {
+                session_key: cmd.session_key.clone(),
+                seq,
+                kind: e.kind,
+                role: e.role.clone(),
+                author: e.author.clone(),
+                content: e.content.clone(),
+                media_type: e.media_type.clone(),
+                metadata: e.metadata.clone(),
+                token_count: e.token_count,
+                idempotency_key: key.to_owned(),
+                trace_id: cmd.trace_id.clone(),
+                created_at: cmd.now,
+            });
+        }
+        session.last_seq += cmd.entries.len() as u64;
+        session.last_activity_at = cmd.now;
+        if session.status == SessionStatus::Dormant {
+            session.status = SessionStatus::Active;
+        }
+        if !key.is_empty() {
+            rows.keyed_ids.push(session.id);
+            rows.keyed_keys.push(key);
+            rows.keyed_first.push(signed(first_seq));
+            rows.keyed_last.push(signed(session.last_seq));
+            rows.keyed_at.push(now);
+            written.insert((session.id, key), results.len());
+        }
+        if !touched.contains(&session.id) {
+            touched.push(session.id);
+        }
+        results.push(Ok(AppendOutcome { session: session.clone(), entries, replayed: false }));
+    }
+
+    if !touched.is_empty() {
+        let by_id: HashMap<i64, &Session> = sessions.values().map(|s| (s.id, s)).collect();
+        let finals: Vec<&Session> = touched.iter().filter_map(|id| by_id.get(id).copied()).collect();
+        let ids: Vec<i64> = finals.iter().map(|s| s.id).collect();
+        let last_seqs: Vec<i64> = finals.iter().map(|s| signed(s.last_seq)).collect();
+        let summary_seqs: Vec<i64> = finals.iter().map(|s| signed(s.last_summary_seq)).collect();
+        let activity = finals.iter().map(|s| ts(s.last_activity_at)).collect::<Result<Vec<_>>>()?;
+        let statuses: Vec<&str> = finals.iter().map(|s| s.status.as_str()).collect();
+        sqlx::query(WRITE_BATCH)
+            .bind(&rows.session_ids)
+            .bind(&rows.seqs)
+            .bind(&rows.kinds)
+            .bind(&rows.roles)
+            .bind(&rows.authors)
+            .bind(&rows.texts)
+            .bind(&rows.datas)
+            .bind(&rows.media_types)
+            .bind(&rows.metadatas)
+            .bind(&rows.token_counts)
+            .bind(&rows.idempotency_keys)
+            .bind(&rows.trace_ids)
+            .bind(&rows.created_ats)
+            .bind(&rows.keyed_ids)
+            .bind(&rows.keyed_keys)
+            .bind(&rows.keyed_first)
+            .bind(&rows.keyed_last)
+            .bind(&rows.keyed_at)
+            .bind(&ids)
+            .bind(&last_seqs)
+            .bind(&summary_seqs)
+            .bind(&activity)
+            .bind(&statuses)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
