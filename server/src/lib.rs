@@ -65,7 +65,11 @@ pub struct Listeners {
 }
 
 /// Opens the store and serves until `shutdown` resolves.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send) -> Result<(), BoxError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BoxError> {
     let store = open_store(&config).await?;
     serve(config, store, Arc::new(SystemClock), listeners, shutdown, |_| {}).await
 }
@@ -173,7 +177,8 @@ async fn watch_health(store: Arc<dyn Store>, health: tonic_health::server::Healt
             if !ok {
                 tracing::warn!("store unreachable: health NOT_SERVING");
             }
-            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            let status =
+                if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
             set(status).await;
             serving = Some(ok);
         }

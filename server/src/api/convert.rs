@@ -259,7 +259,10 @@ impl AppendEntries {
         if entries.is_empty() {
             v.add("entries", "at least one entry is required");
         } else if entries.len() > limits.max_entries_per_append {
-            v.add("entries", format!("at most {} entries per append, got {}", limits.max_entries_per_append, entries.len()));
+            v.add(
+                "entries",
+                format!("at most {} entries per append, got {}", limits.max_entries_per_append, entries.len()),
+            );
         }
         let mut total = 0usize;
         let mut out = Vec::with_capacity(entries.len());
@@ -282,6 +285,7 @@ impl AppendEntries {
             if content.len() > limits.max_entry_bytes {
                 v.add(f("content"), format!("must be at most {} bytes, got {}", limits.max_entry_bytes, content.len()));
             }
+            let metadata_len = if metadata.is_empty() { 0 } else { metadata_len };
             total = total.saturating_add(content.len()).saturating_add(metadata_len);
             if let Some(kind) = kind {
                 let token_count = tokens::estimate(&content);
@@ -289,7 +293,10 @@ impl AppendEntries {
             }
         }
         if total > limits.max_append_bytes {
-            v.add("entries", format!("the append carries {total} bytes; at most {} are allowed", limits.max_append_bytes));
+            v.add(
+                "entries",
+                format!("the append carries {total} bytes; at most {} are allowed", limits.max_append_bytes),
+            );
         }
         v.finish().map(|()| AppendEntries { session_key, entries: out, idempotency_key, expected_last_seq })
     }
@@ -301,10 +308,21 @@ impl TryFrom<pb::ListEntriesRequest> for ListEntries {
         let pb::ListEntriesRequest { session_key, after_seq, before_seq, kinds, page_size, page_token } = r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
-        let kinds = kinds.iter().enumerate().filter_map(|(i, k)| v.enumeration(&format!("kinds[{i}]"), *k, entry_kind)).collect();
+        let kinds = kinds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| v.enumeration(&format!("kinds[{i}]"), *k, entry_kind))
+            .collect();
         let page_size = v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let page_token = page_token_of(&mut v, d::page::PageKind::Entries, &page_token);
-        v.finish().map(|()| ListEntries { session_key, after_seq: after_seq.unwrap_or(0), before_seq, kinds, page_size, page_token })
+        v.finish().map(|()| ListEntries {
+            session_key,
+            after_seq: after_seq.unwrap_or(0),
+            before_seq,
+            kinds,
+            page_size,
+            page_token,
+        })
     }
 }
 
@@ -354,7 +372,8 @@ impl TryFrom<pb::SearchEntriesRequest> for SearchEntries {
 impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
     type Error = Error;
     fn try_from(r: pb::RequestHandoffRequest) -> Result<Self> {
-        let pb::RequestHandoffRequest { session_key, from_agent, to_agent, r#type, instructions, deadline, max_tokens } = r;
+        let pb::RequestHandoffRequest { session_key, from_agent, to_agent, r#type, instructions, deadline, max_tokens } =
+            r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
         let from_agent = v.key("from_agent", &from_agent);
@@ -369,7 +388,15 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
             m
         });
         v.finish()?;
-        Ok(RequestHandoff { session_key, from_agent, to_agent, kind: kind.expect("validated"), instructions, deadline, max_tokens })
+        Ok(RequestHandoff {
+            session_key,
+            from_agent,
+            to_agent,
+            kind: kind.expect("validated"),
+            instructions,
+            deadline,
+            max_tokens,
+        })
     }
 }
 
@@ -604,7 +631,12 @@ mod tests {
         let req = pb::AppendEntriesRequest {
             session_key: "bad key".into(),
             entries: vec![
-                pb::NewEntry { kind: 99, author: "a".into(), content: Some(pb::new_entry::Content::Text("x".into())), ..Default::default() },
+                pb::NewEntry {
+                    kind: 99,
+                    author: "a".into(),
+                    content: Some(pb::new_entry::Content::Text("x".into())),
+                    ..Default::default()
+                },
                 pb::NewEntry { kind: 1, author: String::new(), content: None, ..Default::default() },
             ],
             ..Default::default()

@@ -82,7 +82,10 @@ impl pb::context_service_server::ContextService for ContextApi {
         Ok(Response::new(self.0.get_session(&tenant, &key).await?.into()))
     }
 
-    async fn list_sessions(&self, req: Request<pb::ListSessionsRequest>) -> Result<Response<pb::ListSessionsResponse>, Status> {
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = ListSessions::try_from(req.into_inner())?;
         let (sessions, next_page_token) = self.0.list_sessions(&tenant, cmd).await?;
@@ -103,7 +106,10 @@ impl pb::context_service_server::ContextService for ContextApi {
         Ok(Response::new(self.0.close_session(&tenant, key).await?.into()))
     }
 
-    async fn append_entries(&self, req: Request<pb::AppendEntriesRequest>) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let tenant = tenant(req.metadata())?;
         let trace_id = trace_id(req.metadata());
         let cmd = AppendEntries::from_proto(req.into_inner(), self.0.limits())?;
@@ -114,7 +120,10 @@ impl pb::context_service_server::ContextService for ContextApi {
         Ok(Response::new(pb::AppendEntriesResponse { first_seq, last_seq, entries }))
     }
 
-    async fn list_entries(&self, req: Request<pb::ListEntriesRequest>) -> Result<Response<pb::ListEntriesResponse>, Status> {
+    async fn list_entries(
+        &self,
+        req: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = ListEntries::try_from(req.into_inner())?;
         let (entries, next_page_token) = self.0.list_entries(&tenant, cmd).await?;
@@ -124,7 +133,10 @@ impl pb::context_service_server::ContextService for ContextApi {
 
     type StreamEntriesStream = GrpcStream<pb::Entry>;
 
-    async fn stream_entries(&self, req: Request<pb::StreamEntriesRequest>) -> Result<Response<Self::StreamEntriesStream>, Status> {
+    async fn stream_entries(
+        &self,
+        req: Request<pb::StreamEntriesRequest>,
+    ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = StreamEntries::try_from(req.into_inner())?;
         Ok(stream(self.0.stream_entries(&tenant, cmd).await?))
@@ -139,7 +151,10 @@ impl pb::context_service_server::ContextService for ContextApi {
         Ok(Response::new(self.0.context_window(&tenant, cmd).await?.into()))
     }
 
-    async fn search_entries(&self, req: Request<pb::SearchEntriesRequest>) -> Result<Response<pb::SearchEntriesResponse>, Status> {
+    async fn search_entries(
+        &self,
+        req: Request<pb::SearchEntriesRequest>,
+    ) -> Result<Response<pb::SearchEntriesResponse>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = SearchEntries::try_from(req.into_inner())?;
         let (hits, next_page_token) = self.0.search(&tenant, cmd).await?;
@@ -177,7 +192,10 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
         Ok(Response::new(self.0.get_handoff(&tenant, &id).await?.into()))
     }
 
-    async fn list_handoffs(&self, req: Request<pb::ListHandoffsRequest>) -> Result<Response<pb::ListHandoffsResponse>, Status> {
+    async fn list_handoffs(
+        &self,
+        req: Request<pb::ListHandoffsRequest>,
+    ) -> Result<Response<pb::ListHandoffsResponse>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = ListHandoffs::try_from(req.into_inner())?;
         let (handoffs, next_page_token) = self.0.list_handoffs(&tenant, cmd).await?;
@@ -193,7 +211,10 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
         self.change(req).await
     }
 
-    async fn complete_handoff(&self, req: Request<pb::CompleteHandoffRequest>) -> Result<Response<pb::Handoff>, Status> {
+    async fn complete_handoff(
+        &self,
+        req: Request<pb::CompleteHandoffRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
         self.change(req).await
     }
 
@@ -203,7 +224,10 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
 
     type WatchHandoffsStream = GrpcStream<pb::HandoffEvent>;
 
-    async fn watch_handoffs(&self, req: Request<pb::WatchHandoffsRequest>) -> Result<Response<Self::WatchHandoffsStream>, Status> {
+    async fn watch_handoffs(
+        &self,
+        req: Request<pb::WatchHandoffsRequest>,
+    ) -> Result<Response<Self::WatchHandoffsStream>, Status> {
         let tenant = tenant(req.metadata())?;
         let cmd = WatchHandoffs::try_from(req.into_inner())?;
         Ok(stream(self.0.watch_handoffs(&tenant, cmd).await?))

@@ -74,6 +74,11 @@ impl From<sqlx::Error> for Error {
                 Error::Unavailable("the store is unavailable; retry later".into())
             }
             sqlx::Error::RowNotFound => Error::Internal("a stored record disappeared".into()),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_transient(&c)) => {
+                // Connection loss, server shutdown, serialization failure, deadlock: retryable.
+                tracing::warn!(code = ?db.code(), "transient database error");
+                Error::Unavailable("the store is temporarily unavailable; retry".into())
+            }
             other => {
                 // The database's message may quote SQL or values: log it, do not return it.
                 tracing::error!(error = %other, "store error");
@@ -81,6 +86,12 @@ impl From<sqlx::Error> for Error {
             }
         }
     }
+}
+
+/// SQLSTATEs after which a retry can succeed: connection exceptions (08…), operator
+/// intervention (57P01–57P03), serialization failure (40001) and deadlock (40P01).
+fn is_transient(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

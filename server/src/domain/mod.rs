@@ -8,9 +8,9 @@ mod model;
 pub mod page;
 pub mod rules;
 pub mod service;
-pub mod validate;
 pub mod summary;
 pub mod tokens;
+pub mod validate;
 
 pub use error::{Error, FieldViolation, Result};
 pub use model::*;

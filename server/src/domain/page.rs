@@ -36,7 +36,8 @@ pub fn decode(kind: PageKind, token: &str) -> Result<Option<i64>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let malformed = || Error::invalid("page_token", "malformed page token: pass back the next_page_token of the same list");
+    let malformed =
+        || Error::invalid("page_token", "malformed page token: pass back the next_page_token of the same list");
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| malformed())?;
     let raw = std::str::from_utf8(&raw).map_err(|_| malformed())?;
     let rest = raw.strip_prefix("v1:").and_then(|r| r.strip_prefix(kind.tag())).and_then(|r| r.strip_prefix(':'));

@@ -13,17 +13,17 @@ pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micr
             message: format!("session {:?} is {} and takes no more entries", session.session_key, status.as_str()),
         });
     }
-    if let Some(expected) = expected_last_seq {
-        if expected != session.last_seq {
-            return Err(Error::FailedPrecondition {
-                reason: "SEQ_MISMATCH",
-                subject: format!("sessions/{}", session.session_key),
-                message: format!(
-                    "expected_last_seq is {expected} but session {:?} is at {}",
-                    session.session_key, session.last_seq
-                ),
-            });
-        }
+    if let Some(expected) = expected_last_seq
+        && expected != session.last_seq
+    {
+        return Err(Error::FailedPrecondition {
+            reason: "SEQ_MISMATCH",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!(
+                "expected_last_seq is {expected} but session {:?} is at {}",
+                session.session_key, session.last_seq
+            ),
+        });
     }
     Ok(())
 }
@@ -40,7 +40,12 @@ pub fn check_session_status_change(session: &Session, to: SessionStatus) -> Resu
         Err(Error::FailedPrecondition {
             reason: "ILLEGAL_TRANSITION",
             subject: format!("sessions/{}", session.session_key),
-            message: format!("session {:?} cannot go from {} to {}", session.session_key, session.status.as_str(), to.as_str()),
+            message: format!(
+                "session {:?} cannot go from {} to {}",
+                session.session_key,
+                session.status.as_str(),
+                to.as_str()
+            ),
         })
     }
 }
@@ -113,10 +118,16 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
         status: action.target(),
         event: action.event(),
         reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
-        transfer_ownership: full && action == Action::Accept,
+        new_owner: match action {
+            Action::Accept if full => Some(handoff.to_agent.clone()),
+            Action::Cancel if full && status == HandoffStatus::Accepted => Some(handoff.from_agent.clone()),
+            _ => None,
+        },
         session_status: match action {
             Action::Accept if full => Some(SessionStatus::HandedOff),
-            Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => Some(SessionStatus::Active),
+            Action::Complete | Action::Cancel if full && status == HandoffStatus::Accepted => {
+                Some(SessionStatus::Active)
+            }
             _ => None,
         },
     })
@@ -135,7 +146,7 @@ pub fn expire(handoff: &Handoff, now: Micros) -> Result<Change> {
         status: HandoffStatus::Expired,
         event: HandoffEventType::Expired,
         reason: None,
-        transfer_ownership: false,
+        new_owner: None,
         session_status: None,
     })
 }

@@ -12,7 +12,10 @@ use super::page::{self, PageKind};
 use super::rules;
 use super::summary::Summarizer;
 use super::validate::Limits;
-use super::{Content, Entry, EntryKind, Error, Handoff, HandoffEvent, Metadata, Micros, Result, SearchHit, Session, SessionStatus};
+use super::{
+    Content, Entry, EntryKind, Error, Handoff, HandoffEvent, Metadata, Micros, Result, SearchHit, Session,
+    SessionStatus,
+};
 use crate::clock::Clock;
 use crate::hub::{Hub, SessionMessage};
 use crate::store::{
@@ -96,7 +99,13 @@ impl Baton {
         let ListSessions { agent, status, page_size, page_token } = cmd;
         let sessions = self
             .store
-            .list_sessions(&SessionQuery { tenant: tenant.to_owned(), agent, status, before_id: page_token, limit: page_size + 1 })
+            .list_sessions(&SessionQuery {
+                tenant: tenant.to_owned(),
+                agent,
+                status,
+                before_id: page_token,
+                limit: page_size + 1,
+            })
             .await?;
         let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, s.id));
         Ok((sessions.into_iter().map(|s| self.effective(s)).collect(), next))
@@ -150,7 +159,14 @@ impl Baton {
         let after_seq = after_seq.max(page_token.map_or(0, |p| p as u64));
         let entries = self
             .store
-            .list_entries(&EntryQuery { tenant: tenant.to_owned(), session_key, after_seq, before_seq, kinds, limit: page_size + 1 })
+            .list_entries(&EntryQuery {
+                tenant: tenant.to_owned(),
+                session_key,
+                after_seq,
+                before_seq,
+                kinds,
+                limit: page_size + 1,
+            })
             .await?;
         Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, e.seq as i64)))
     }
@@ -233,7 +249,13 @@ impl Baton {
 
     /// Sends a live batch, first reading from the store whatever lies between the last entry
     /// sent and the batch (appends can commit in one order and publish in another).
-    async fn deliver(&self, tenant: &str, session_key: &str, batch: &[Entry], out: &mut Sink<Entry>) -> Result<(), Stop> {
+    async fn deliver(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        batch: &[Entry],
+        out: &mut Sink<Entry>,
+    ) -> Result<(), Stop> {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Ok(()) };
         if last.seq < out.next {
             return Ok(());
@@ -431,7 +453,11 @@ impl Baton {
 
     /// An agent's inbox: pending handoffs addressed to it (or the events after `after_cursor`),
     /// then live events, each once and in cursor order.
-    pub async fn watch_handoffs(self: &Arc<Self>, tenant: &str, cmd: WatchHandoffs) -> Result<ItemStream<HandoffEvent>> {
+    pub async fn watch_handoffs(
+        self: &Arc<Self>,
+        tenant: &str,
+        cmd: WatchHandoffs,
+    ) -> Result<ItemStream<HandoffEvent>> {
         let WatchHandoffs { agent, after_cursor } = cmd;
         let mut live = self.hub.subscribe_agent(tenant, &agent);
         let (pending, next) = match after_cursor {
@@ -446,8 +472,11 @@ impl Baton {
         let tenant = tenant.to_owned();
         tokio::spawn(async move {
             let mut out = Sink { tx, sent: 0, max: 0, next, shutdown: this.shutdown.clone() };
-            for mut e in pending {
-                e.handoff = this.effective_handoff(e.handoff);
+            for e in pending {
+                // Past its deadline but not swept yet: its EXPIRED event follows in the log.
+                if rules::effective_status(&e.handoff, this.now()) != super::HandoffStatus::Pending {
+                    continue;
+                }
                 // Pending events are older than `next`; send them without moving the cursor.
                 if out.tx.send(Ok(e)).await.is_err() {
                     return;

@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    Entry, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry,
-    Result, SearchHit, Session, SessionStatus,
+    Entry, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry, Result, SearchHit,
+    Session, SessionStatus,
 };
 
 pub mod postgres;
@@ -131,8 +131,9 @@ pub struct Change {
     pub status: HandoffStatus,
     pub event: HandoffEventType,
     pub reason: Option<String>,
-    /// For an accepted FULL_HANDOFF: make `to_agent` the session's owner.
-    pub transfer_ownership: bool,
+    /// The session's new owner, if the change moves ownership (accepting a FULL_HANDOFF
+    /// gives it to the target; cancelling an accepted one gives it back).
+    pub new_owner: Option<String>,
     /// New status of the session, if the change sets one.
     pub session_status: Option<SessionStatus>,
 }
@@ -163,8 +164,15 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` when absent.
     async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session>;
     async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<Session>>;
-    /// Applies a patch; `NotFound` when absent. The caller has checked the status change.
-    async fn update_session(&self, tenant: &str, session_key: &str, patch: SessionPatch, now: Micros) -> Result<Session>;
+    /// Applies a patch; `NotFound` when absent; checks a status change with
+    /// `rules::check_session_status_change` under the row lock.
+    async fn update_session(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        patch: SessionPatch,
+        now: Micros,
+    ) -> Result<Session>;
 
     /// Appends atomically: with the session row locked, replays an already-seen idempotency
     /// key, checks that the session is open (`FailedPrecondition` `SESSION_CLOSED`) and
@@ -201,4 +209,3 @@ pub trait Store: Send + Sync + 'static {
     /// The agent's inbox events after `after_cursor`, in cursor order.
     async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>>;
 }
-

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use baton_proto::v1 as pb;
+use baton_server::Listeners;
 use baton_server::clock::ManualClock;
 use baton_server::config::Config;
 use baton_server::domain::service::Baton;
 use baton_server::store::Store;
-use baton_server::Listeners;
 use pb::context_service_client::ContextServiceClient;
 use pb::handoff_service_client::HandoffServiceClient;
 use tokio::net::TcpListener;

@@ -1,0 +1,213 @@
+# shellcheck shell=bash
+# Shared install-and-start logic for the services Baton's tests need:
+# PostgreSQL 15 (Debian's cluster tools) and a private Redis on a loopback port.
+# Sourced by scripts/test and scripts/dev-services; defines functions only (plus
+# defaults below), so sourcing it has no side effects.
+#
+# Everything is idempotent: packages are installed only when missing, a running
+# cluster or Redis is reused, and the role and database are created only if absent.
+# Nothing here ever drops or stops anything: other checkouts on the same machine
+# may share the cluster and the Redis.
+#
+# Entry point: baton_services_up. It exports
+#   BATON_TEST_DATABASE_URL   (kept as is if already set; then no local PostgreSQL)
+#   BATON_TEST_REDIS_URL      (kept as is if already set; then no private Redis)
+#   BATON_TEST_REDIS_SERVER   path of redis-server, for tests that kill and restart it
+# Logs go to stderr so that stdout stays free for callers (dev-services prints exports).
+
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+: "${BATON_CACHE_DIR:=$HOME/.cache/baton}"
+: "${BATON_PG_VERSION:=15}"
+: "${BATON_PG_CLUSTER:=main}"
+: "${BATON_REDIS_PORT:=6390}"
+: "${BATON_WAIT_SECONDS:=60}"
+
+baton_log() { printf '[services] %s\n' "$*" >&2; }
+baton_die() {
+  printf '[services] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# Run a command as root: directly if we are root, else through sudo (non-interactive
+# when there is no terminal, as in CI), else fail with a clear message.
+baton_as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    if [[ -t 0 ]]; then sudo -- "$@"; else sudo -n -- "$@"; fi
+  else
+    baton_die "'$*' needs root, and this is not root and has no sudo. Run as root, install sudo, or set BATON_TEST_DATABASE_URL / BATON_TEST_REDIS_URL to services you run yourself."
+  fi
+}
+
+# Run a command as the postgres OS user (peer authentication on the local socket).
+# From / so that psql does not complain about an unreadable working directory.
+baton_as_postgres() {
+  (
+    cd /
+    if [[ $(id -u) -eq 0 ]]; then
+      runuser -u postgres -- "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+      if [[ -t 0 ]]; then sudo -u postgres -- "$@"; else sudo -n -u postgres -- "$@"; fi
+    else
+      baton_die "'$*' must run as the postgres user, and this is not root and has no sudo."
+    fi
+  )
+}
+
+baton_have() {
+  local c
+  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
+}
+
+# Install what is missing, and only that; apt-get update only when installing.
+baton_ensure_packages() {
+  local pkgs=()
+  if [[ -z ${BATON_TEST_DATABASE_URL:-} ]]; then
+    if ! dpkg -s "postgresql-$BATON_PG_VERSION" >/dev/null 2>&1 ||
+      ! baton_have pg_ctlcluster pg_createcluster pg_lsclusters pg_isready psql; then
+      pkgs+=("postgresql-$BATON_PG_VERSION" "postgresql-client-$BATON_PG_VERSION")
+    fi
+  fi
+  if ! baton_have redis-server redis-cli; then
+    pkgs+=(redis-server redis-tools)
+  fi
+  if ((${#pkgs[@]} == 0)); then
+    baton_log "packages: all present"
+    return 0
+  fi
+  baton_log "packages: installing ${pkgs[*]}"
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+  baton_as_root "${apt[@]}" update </dev/null >&2
+  baton_as_root "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" </dev/null >&2
+}
+
+# Prints "port status logfile" of the cluster, or nothing if it does not exist.
+baton_pg_cluster_info() {
+  pg_lsclusters -h 2>/dev/null |
+    awk -v v="$BATON_PG_VERSION" -v n="$BATON_PG_CLUSTER" '$1 == v && $2 == n { print $3, $4, $7 }'
+}
+
+baton_pg_wait_ready() {
+  local port=$1 i
+  for ((i = 0; i < BATON_WAIT_SECONDS * 2; i++)); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# Runs SQL from stdin as the postgres superuser on the local socket.
+baton_pg_superuser_sql() {
+  local port=$1
+  baton_as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d postgres
+}
+
+baton_start_postgres() {
+  if [[ -n ${BATON_TEST_DATABASE_URL:-} ]]; then
+    baton_log "postgres: BATON_TEST_DATABASE_URL is set; using it, no local cluster setup"
+    return 0
+  fi
+  local v=$BATON_PG_VERSION c=$BATON_PG_CLUSTER info port status logfile out
+  info=$(baton_pg_cluster_info)
+  if [[ -z $info ]]; then
+    baton_log "postgres: no $v/$c cluster; creating it"
+    baton_as_root pg_createcluster "$v" "$c" --start >&2
+  else
+    read -r port status logfile <<<"$info"
+    if [[ $status == online* ]]; then
+      baton_log "postgres: $v/$c already running on port $port"
+    else
+      baton_log "postgres: starting $v/$c"
+      if ! out=$(baton_as_root pg_ctlcluster "$v" "$c" start 2>&1); then
+        # Someone else may have started it in between: that's fine.
+        if ! grep -qi 'already running' <<<"$out"; then
+          printf '%s\n' "$out" >&2
+          [[ -r $logfile ]] && tail -n 30 "$logfile" >&2
+          baton_die "pg_ctlcluster $v $c start failed"
+        fi
+      fi
+    fi
+  fi
+  read -r port status logfile <<<"$(baton_pg_cluster_info)"
+  [[ -n $port ]] || baton_die "postgres: cluster $v/$c not found after start"
+  if ! baton_pg_wait_ready "$port"; then
+    [[ -r $logfile ]] && tail -n 30 "$logfile" >&2
+    baton_die "postgres: not ready on 127.0.0.1:$port after ${BATON_WAIT_SECONDS}s"
+  fi
+
+  # Role baton: created if missing. Concurrent creators race harmlessly.
+  baton_pg_superuser_sql "$port" <<'SQL' >&2
+SET client_min_messages = warning;
+DO $$
+BEGIN
+  CREATE ROLE baton LOGIN PASSWORD 'baton' CREATEDB;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;
+END
+$$;
+SQL
+  # TCP on 127.0.0.1 uses scram-sha-256 in Debian's pg_hba.conf, so the password
+  # matters. If a pre-existing role has another one (or no LOGIN), reset it.
+  if ! PGPASSWORD=baton PGCONNECT_TIMEOUT=10 psql -X -q -At -h 127.0.0.1 -p "$port" \
+    -U baton -d postgres -c 'select 1' >/dev/null 2>&1; then
+    baton_log "postgres: role baton cannot log in with the test password; resetting it"
+    baton_pg_superuser_sql "$port" <<<"ALTER ROLE baton WITH LOGIN PASSWORD 'baton' CREATEDB;" >&2
+  fi
+
+  # Database baton_test owned by baton: created if missing (CREATE DATABASE cannot
+  # run in a DO block, hence \gexec). A concurrent creator is tolerated.
+  if ! baton_pg_superuser_sql "$port" >&2 <<'SQL'; then
+SELECT 'CREATE DATABASE baton_test OWNER baton'
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'baton_test')\gexec
+SQL
+    local exists
+    exists=$(baton_as_postgres psql -X -At -p "$port" -d postgres \
+      -c "SELECT 1 FROM pg_database WHERE datname = 'baton_test'")
+    [[ $exists == 1 ]] || baton_die "postgres: could not create database baton_test"
+    baton_log "postgres: baton_test was created meanwhile by another run; the error above is harmless"
+  fi
+
+  export BATON_TEST_DATABASE_URL="postgres://baton:baton@127.0.0.1:$port/baton_test"
+  baton_log "postgres: ready, BATON_TEST_DATABASE_URL=$BATON_TEST_DATABASE_URL"
+}
+
+baton_redis_ping() {
+  [[ $(timeout 5 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+baton_start_redis() {
+  BATON_TEST_REDIS_SERVER=$(command -v redis-server) || baton_die "redis-server not found"
+  export BATON_TEST_REDIS_SERVER
+  if [[ -n ${BATON_TEST_REDIS_URL:-} ]]; then
+    baton_log "redis: BATON_TEST_REDIS_URL is set; using it, no private Redis"
+    return 0
+  fi
+  local port=$BATON_REDIS_PORT dir=$BATON_CACHE_DIR/redis i
+  if baton_redis_ping "$port"; then
+    baton_log "redis: already answering on 127.0.0.1:$port"
+  else
+    baton_log "redis: starting a private server on 127.0.0.1:$port (dir $dir)"
+    mkdir -p "$dir"
+    "$BATON_TEST_REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --daemonize yes --dir "$dir" --pidfile "$dir/redis-$port.pid" \
+      --logfile "$dir/redis-$port.log" </dev/null >&2
+    for ((i = 0; i < BATON_WAIT_SECONDS * 2; i++)); do
+      baton_redis_ping "$port" && break
+      sleep 0.5
+    done
+    if ! baton_redis_ping "$port"; then
+      tail -n 30 "$dir/redis-$port.log" >&2 2>/dev/null || true
+      baton_die "redis: nothing answers on 127.0.0.1:$port after ${BATON_WAIT_SECONDS}s"
+    fi
+  fi
+  export BATON_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  baton_log "redis: ready, BATON_TEST_REDIS_URL=$BATON_TEST_REDIS_URL"
+}
+
+baton_services_up() {
+  mkdir -p "$BATON_CACHE_DIR"
+  baton_ensure_packages
+  baton_start_postgres
+  baton_start_redis
+}
