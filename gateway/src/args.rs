@@ -106,14 +106,18 @@ impl<'a> Converter<'a> {
             if value.is_null() {
                 continue;
             }
-            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
-                if let Some(other) = oneof_members.insert(oneof.name().to_owned(), field.name().to_owned()) {
-                    errors.push(Violation::new(
-                        &path,
-                        format!("`{other}` and `{}` are alternatives (oneof `{}`): set only one of them", field.name(), oneof.name()),
-                    ));
-                    continue;
-                }
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
+                && let Some(other) = oneof_members.insert(oneof.name().to_owned(), field.name().to_owned())
+            {
+                errors.push(Violation::new(
+                    &path,
+                    format!(
+                        "`{other}` and `{}` are alternatives (oneof `{}`): set only one of them",
+                        field.name(),
+                        oneof.name()
+                    ),
+                ));
+                continue;
             }
             if let Some(v) = self.field_value(&field, value, &path, deferred, errors) {
                 message.set_field(&field, v);
@@ -123,7 +127,11 @@ impl<'a> Converter<'a> {
             let path = join(prefix, field.name());
             let required =
                 self.comments.get(field.parent_file().name(), field.path()).is_some_and(comment_says_required);
-            if required && !message.has_field(&field) && !deferred.contains(&path) && !errors.iter().any(|e| e.field == path) {
+            if required
+                && !message.has_field(&field)
+                && !deferred.contains(&path)
+                && !errors.iter().any(|e| e.field == path)
+            {
                 errors.push(Violation::new(path, "required"));
             }
         }
@@ -316,7 +324,9 @@ pub fn enum_value(e: &EnumDescriptor, value: &Json) -> Result<i32, String> {
         Json::String(s) => {
             let upper = s.trim().to_ascii_uppercase();
             e.values()
-                .find(|v| v.name() == upper || (!prefix.is_empty() && v.name().strip_prefix(&prefix) == Some(upper.as_str())))
+                .find(|v| {
+                    v.name() == upper || (!prefix.is_empty() && v.name().strip_prefix(&prefix) == Some(upper.as_str()))
+                })
                 .map(|v| v.number())
                 .ok_or_else(|| format!("unknown value {s:?}; expected one of: {}", expected()))
         }
@@ -327,7 +337,9 @@ pub fn enum_value(e: &EnumDescriptor, value: &Json) -> Result<i32, String> {
                 None => Err(format!("unknown value {n}; expected one of: {}", expected())),
             }
         }
-        other => Err(format!("expected the name of a value, got {}; expected one of: {}", json_type(other), expected())),
+        other => {
+            Err(format!("expected the name of a value, got {}; expected one of: {}", json_type(other), expected()))
+        }
     }
 }
 
@@ -400,8 +412,11 @@ mod tests {
 
     #[test]
     fn numbers_are_accepted_for_64_bit_integers_and_durations_parse() {
-        let m = convert("baton.v1.AppendEntriesRequest", json!({"session_key": "s", "entries": [], "expected_last_seq": 3}))
-            .unwrap();
+        let m = convert(
+            "baton.v1.AppendEntriesRequest",
+            json!({"session_key": "s", "entries": [], "expected_last_seq": 3}),
+        )
+        .unwrap();
         let request: baton_proto::v1::AppendEntriesRequest = m.transcode_to().unwrap();
         assert_eq!(request.expected_last_seq, Some(3));
         let m = convert("baton.v1.CreateSessionRequest", json!({"agent": "a", "ttl": "90s"})).unwrap();
@@ -430,7 +445,8 @@ mod tests {
     fn missing_required_fields() {
         let e = convert("baton.v1.CreateSessionRequest", json!({"session_key": "s"})).unwrap_err();
         assert_eq!(e.violations, vec![Violation::new("agent", "required")]);
-        let e = convert("baton.v1.AppendEntriesRequest", json!({"session_key": "s", "entries": [{"text": "x"}]})).unwrap_err();
+        let e = convert("baton.v1.AppendEntriesRequest", json!({"session_key": "s", "entries": [{"text": "x"}]}))
+            .unwrap_err();
         assert_eq!(fields(e), ["entries[0].author", "entries[0].kind"]);
     }
 
@@ -444,7 +460,9 @@ mod tests {
         assert_eq!(e.violations.len(), 1);
         assert!(["entries[0].data", "entries[0].text"].contains(&e.violations[0].field.as_str()));
         let description = &e.violations[0].description;
-        assert!(description.contains("`data`") && description.contains("`text`") && description.contains("oneof `content`"));
+        assert!(
+            description.contains("`data`") && description.contains("`text`") && description.contains("oneof `content`")
+        );
     }
 
     #[test]
@@ -468,7 +486,9 @@ mod tests {
         let pool = decode_pool(baton_proto::FILE_DESCRIPTOR_SET).unwrap();
         let comments = Comments::from_pool(&pool);
         let desc = pool.get_message_by_name("baton.v1.RequestHandoffRequest").unwrap();
-        let Json::Object(args) = json!({"session_key": "s", "to_agent": "b", "type": "full_handoff"}) else { unreachable!() };
+        let Json::Object(args) = json!({"session_key": "s", "to_agent": "b", "type": "full_handoff"}) else {
+            unreachable!()
+        };
         Converter::new(&comments).message(&desc, &args, &["from_agent".to_owned()]).unwrap();
     }
 }

@@ -121,7 +121,12 @@ impl Gateway {
     }
 
     /// Builds the request message: aliases, validation, then defaults that need the server.
-    pub async fn request(&self, method: &MethodDescriptor, args: Map<String, Json>, ctx: &CallContext) -> Result<DynamicMessage, CallError> {
+    pub async fn request(
+        &self,
+        method: &MethodDescriptor,
+        args: Map<String, Json>,
+        ctx: &CallContext,
+    ) -> Result<DynamicMessage, CallError> {
         let input = method.input();
         let mapped = compat::map_aliases(&input, args)?;
         let converter = Converter::new(self.catalog.comments());
@@ -136,7 +141,10 @@ impl Gateway {
             .and_then(|v| v.as_str().map(str::to_owned))
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {
-                ArgumentError::one("session_key", format!("required to default `{}` to the session's owner", deferred.join("`, `")))
+                ArgumentError::one(
+                    "session_key",
+                    format!("required to default `{}` to the session's owner", deferred.join("`, `")),
+                )
             })?;
         let owner = self.owner(&session_key, ctx).await?;
         for default in &mapped.owner_defaults {
@@ -245,7 +253,10 @@ mod tests {
         let Json::Object(mut args) = json!({"entries": [{"text": "x"}]}) else { unreachable!() };
         set_path(&mut args, &OwnerDefault { path: "entries[0].author".into() }, "planner");
         set_path(&mut args, &OwnerDefault { path: "from_agent".into() }, "planner");
-        assert_eq!(Json::Object(args), json!({"entries": [{"text": "x", "author": "planner"}], "from_agent": "planner"}));
+        assert_eq!(
+            Json::Object(args),
+            json!({"entries": [{"text": "x", "author": "planner"}], "from_agent": "planner"})
+        );
     }
 
     #[test]

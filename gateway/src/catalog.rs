@@ -63,7 +63,10 @@ impl Catalog {
                     (false, false) => CallShape::Unary,
                     (false, true) => CallShape::ServerStreaming,
                     _ => {
-                        tracing::warn!(method = method.full_name(), "client-streaming RPCs cannot be MCP tools; skipped");
+                        tracing::warn!(
+                            method = method.full_name(),
+                            "client-streaming RPCs cannot be MCP tools; skipped"
+                        );
                         continue;
                     }
                 };

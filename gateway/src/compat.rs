@@ -49,7 +49,9 @@ pub fn map_aliases(desc: &MessageDescriptor, mut args: Map<String, Json>) -> Res
     let mut errors = Vec::new();
     let mut owner_defaults = Vec::new();
 
-    if let Some(entry_field) = single_entry_target(desc).filter(|_| args.contains_key("content") || args.contains_key("contextType")) {
+    if let Some(entry_field) =
+        single_entry_target(desc).filter(|_| args.contains_key("content") || args.contains_key("contextType"))
+    {
         if args.contains_key(&entry_field) {
             return Err(ArgumentError::one(
                 "content",
@@ -80,18 +82,18 @@ pub fn map_aliases(desc: &MessageDescriptor, mut args: Map<String, Json>) -> Res
                 entry.insert(if key == "mediaType" { "media_type".into() } else { key.into() }, v);
             }
         }
-        if !has("metadata") {
-            if let Some(v) = args.remove("metadata") {
-                entry.insert("metadata".into(), v);
-            }
+        if !has("metadata")
+            && let Some(v) = args.remove("metadata")
+        {
+            entry.insert("metadata".into(), v);
         }
         args.insert(entry_field, Json::Array(vec![Json::Object(entry)]));
     }
 
-    if args.contains_key("agentFrom") {
-        if let Some(target) = ["agent", "from_agent"].into_iter().find(|f| has(f)) {
-            rename(&mut args, desc, "agentFrom", target, &mut errors);
-        }
+    if args.contains_key("agentFrom")
+        && let Some(target) = ["agent", "from_agent"].into_iter().find(|f| has(f))
+    {
+        rename(&mut args, desc, "agentFrom", target, &mut errors);
     }
     if has("to_agent") {
         rename(&mut args, desc, "targetAgent", "to_agent", &mut errors);
@@ -99,16 +101,16 @@ pub fn map_aliases(desc: &MessageDescriptor, mut args: Map<String, Json>) -> Res
     if has("type") {
         rename(&mut args, desc, "requestType", "type", &mut errors);
     }
-    if has("instructions") {
-        if let Some(data) = args.remove("requestData") {
-            let text = match data {
-                Json::String(s) => Json::String(s),
-                Json::Null => Json::Null,
-                other => Json::String(other.to_string()),
-            };
-            args.insert("requestData".into(), text);
-            rename(&mut args, desc, "requestData", "instructions", &mut errors);
-        }
+    if has("instructions")
+        && let Some(data) = args.remove("requestData")
+    {
+        let text = match data {
+            Json::String(s) => Json::String(s),
+            Json::Null => Json::Null,
+            other => Json::String(other.to_string()),
+        };
+        args.insert("requestData".into(), text);
+        rename(&mut args, desc, "requestData", "instructions", &mut errors);
     }
     if has("from_agent") && !present(&args, desc, "from_agent") {
         owner_defaults.push(OwnerDefault { path: "from_agent".into() });
@@ -136,14 +138,23 @@ fn present(args: &Map<String, Json>, desc: &MessageDescriptor, field: &str) -> b
 }
 
 /// Moves `alias` to `target`, refusing different values under both names.
-fn rename(args: &mut Map<String, Json>, desc: &MessageDescriptor, alias: &str, target: &str, errors: &mut Vec<Violation>) {
+fn rename(
+    args: &mut Map<String, Json>,
+    desc: &MessageDescriptor,
+    alias: &str,
+    target: &str,
+    errors: &mut Vec<Violation>,
+) {
     let Some(value) = args.remove(alias) else { return };
     let existing = desc
         .get_field_by_name(target)
         .and_then(|f| [f.name().to_owned(), f.json_name().to_owned()].into_iter().find(|k| args.contains_key(k)));
     match existing {
         Some(key) if args[&key] != value && !args[&key].is_null() => {
-            errors.push(Violation::new(target, format!("`{alias}` and `{key}` are the same argument with different values")));
+            errors.push(Violation::new(
+                target,
+                format!("`{alias}` and `{key}` are the same argument with different values"),
+            ));
         }
         Some(key) => {
             args.insert(key, value);
@@ -164,7 +175,10 @@ fn take_one(args: &mut Map<String, Json>, keys: &[&str], field: &str, errors: &m
         }
         match &found {
             Some((first, v)) if *v != value => {
-                errors.push(Violation::new(field, format!("`{first}` and `{key}` are the same argument with different values")));
+                errors.push(Violation::new(
+                    field,
+                    format!("`{first}` and `{key}` are the same argument with different values"),
+                ));
             }
             Some(_) => {}
             None => found = Some(((*key).to_owned(), value)),
@@ -227,9 +241,11 @@ mod tests {
 
     #[test]
     fn register_session_aliases() {
-        let mapped =
-            map("baton.v1.CreateSessionRequest", json!({"sessionKey": "s", "agentFrom": "planner", "metadata": {"a": 1}}))
-                .unwrap();
+        let mapped = map(
+            "baton.v1.CreateSessionRequest",
+            json!({"sessionKey": "s", "agentFrom": "planner", "metadata": {"a": 1}}),
+        )
+        .unwrap();
         assert_eq!(Json::Object(mapped.args), json!({"sessionKey": "s", "agent": "planner", "metadata": {"a": 1}}));
         assert!(mapped.owner_defaults.is_empty());
     }
@@ -260,7 +276,8 @@ mod tests {
 
     #[test]
     fn update_context_refuses_both_forms() {
-        let e = map("baton.v1.AppendEntriesRequest", json!({"session_key": "s", "content": "x", "entries": []})).unwrap_err();
+        let e = map("baton.v1.AppendEntriesRequest", json!({"session_key": "s", "content": "x", "entries": []}))
+            .unwrap_err();
         assert_eq!(e.violations[0].field, "content");
     }
 
@@ -276,9 +293,11 @@ mod tests {
             json!({"sessionKey": "s", "to_agent": "b", "type": "full_handoff", "instructions": "{\"instructions\":\"go\",\"priority\":\"high\"}"})
         );
         assert_eq!(mapped.owner_defaults, vec![OwnerDefault { path: "from_agent".into() }]);
-        let mapped =
-            map("baton.v1.RequestHandoffRequest", json!({"session_key": "s", "agentFrom": "a", "targetAgent": "b", "requestData": "go"}))
-                .unwrap();
+        let mapped = map(
+            "baton.v1.RequestHandoffRequest",
+            json!({"session_key": "s", "agentFrom": "a", "targetAgent": "b", "requestData": "go"}),
+        )
+        .unwrap();
         assert_eq!(mapped.args["from_agent"], "a");
         assert_eq!(mapped.args["instructions"], "go");
         assert!(mapped.owner_defaults.is_empty());
@@ -288,7 +307,9 @@ mod tests {
     fn conflicting_alias_values_are_rejected() {
         let e = map("baton.v1.RequestHandoffRequest", json!({"to_agent": "b", "targetAgent": "c"})).unwrap_err();
         assert_eq!(e.violations[0].field, "to_agent");
-        let same = map("baton.v1.RequestHandoffRequest", json!({"from_agent": "a", "toAgent": "b", "targetAgent": "b"})).unwrap();
+        let same =
+            map("baton.v1.RequestHandoffRequest", json!({"from_agent": "a", "toAgent": "b", "targetAgent": "b"}))
+                .unwrap();
         assert_eq!(same.args["toAgent"], "b");
     }
 
@@ -297,8 +318,14 @@ mod tests {
         let pool = decode_pool(baton_proto::FILE_DESCRIPTOR_SET).unwrap();
         let get = |n: &str| accepted_aliases(&pool.get_message_by_name(n).unwrap());
         assert_eq!(get("baton.v1.CreateSessionRequest"), ["sessionKey", "agentFrom", "metadata"]);
-        assert_eq!(get("baton.v1.AppendEntriesRequest"), ["sessionKey", "agentFrom", "contextType", "content", "metadata"]);
-        assert_eq!(get("baton.v1.RequestHandoffRequest"), ["sessionKey", "agentFrom", "targetAgent", "requestType", "requestData"]);
+        assert_eq!(
+            get("baton.v1.AppendEntriesRequest"),
+            ["sessionKey", "agentFrom", "contextType", "content", "metadata"]
+        );
+        assert_eq!(
+            get("baton.v1.RequestHandoffRequest"),
+            ["sessionKey", "agentFrom", "targetAgent", "requestType", "requestData"]
+        );
         assert!(get("baton.v1.GetSessionRequest").is_empty());
     }
 }

@@ -23,7 +23,11 @@ pub enum LogFormat {
 }
 
 #[derive(Clone, Parser)]
-#[command(name = "baton-mcp", version, about = "Baton's MCP gateway: MCP (stdio or Streamable HTTP) to batond's gRPC API")]
+#[command(
+    name = "baton-mcp",
+    version,
+    about = "Baton's MCP gateway: MCP (stdio or Streamable HTTP) to batond's gRPC API"
+)]
 pub struct Config {
     /// batond's gRPC endpoint.
     #[arg(long, env = "BATON_ENDPOINT", default_value = "http://127.0.0.1:50051")]

@@ -95,7 +95,10 @@ pub struct McpToolOption {
 }
 
 /// Reads the `(baton.v1.mcp_tool)` option of `method`; `None` when the RPC does not carry it.
-pub fn mcp_tool_option(pool: &DescriptorPool, method: &MethodDescriptor) -> Result<Option<McpToolOption>, DescriptorError> {
+pub fn mcp_tool_option(
+    pool: &DescriptorPool,
+    method: &MethodDescriptor,
+) -> Result<Option<McpToolOption>, DescriptorError> {
     let extension = pool.get_extension_by_name(MCP_TOOL_OPTION).ok_or(DescriptorError::MissingOption)?;
     let options = method.options();
     if !options.has_extension(&extension) {
@@ -133,7 +136,9 @@ fn bool_field(message: &DynamicMessage, name: &str) -> bool {
 
 /// MCP tool names: 1 to 128 characters of ASCII letters, digits, `_`, `-` and `.`.
 fn valid_tool_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 #[cfg(test)]
@@ -142,7 +147,10 @@ mod tests {
 
     #[test]
     fn comments_are_reflowed_into_paragraphs() {
-        assert_eq!(clean_comment(" Streams a session's entries\n and more.\n\n Second.\n"), "Streams a session's entries and more.\n\nSecond.");
+        assert_eq!(
+            clean_comment(" Streams a session's entries\n and more.\n\n Second.\n"),
+            "Streams a session's entries and more.\n\nSecond."
+        );
     }
 
     #[test]

@@ -111,7 +111,11 @@ pub struct Backend {
 
 impl Backend {
     /// A backend for `endpoint` that connects on first use and reconnects after failures.
-    pub fn connect_lazy(endpoint: &str, connect_timeout: Duration, call_timeout: Duration) -> Result<Self, tonic::transport::Error> {
+    pub fn connect_lazy(
+        endpoint: &str,
+        connect_timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(endpoint.to_owned())?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
@@ -128,12 +132,19 @@ impl Backend {
     }
 
     /// A unary call with the configured deadline.
-    pub async fn unary(&self, method: &MethodDescriptor, request: DynamicMessage, ctx: &CallContext) -> Result<DynamicMessage, Status> {
+    pub async fn unary(
+        &self,
+        method: &MethodDescriptor,
+        request: DynamicMessage,
+        ctx: &CallContext,
+    ) -> Result<DynamicMessage, Status> {
         let deadline = self.call_timeout;
         let call = async {
             let request = self.request(request, ctx, Some(deadline))?;
             let mut grpc = self.ready().await?;
-            grpc.unary(request, path(method)?, DynamicCodec::new(method.output())).await.map(tonic::Response::into_inner)
+            grpc.unary(request, path(method)?, DynamicCodec::new(method.output()))
+                .await
+                .map(tonic::Response::into_inner)
         };
         match tokio::time::timeout(deadline, call).await {
             Ok(result) => result,
@@ -164,7 +175,12 @@ impl Backend {
         }
     }
 
-    fn request(&self, message: DynamicMessage, ctx: &CallContext, deadline: Option<Duration>) -> Result<tonic::Request<DynamicMessage>, Status> {
+    fn request(
+        &self,
+        message: DynamicMessage,
+        ctx: &CallContext,
+        deadline: Option<Duration>,
+    ) -> Result<tonic::Request<DynamicMessage>, Status> {
         let mut request = tonic::Request::new(message);
         ctx.apply(request.metadata_mut())?;
         if let Some(deadline) = deadline {

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents, ResourceUpdatedNotificationParam,
-    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResourceContents, ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -73,8 +74,9 @@ impl BatonMcp {
     }
 
     async fn read(&self, uri: &str, ctx: &CallContext) -> Result<Json, ErrorData> {
-        let resource = ResourceRef::parse(uri)
-            .ok_or_else(|| ErrorData::resource_not_found(format!("no such resource: {uri}"), Some(json!({"uri": uri}))))?;
+        let resource = ResourceRef::parse(uri).ok_or_else(|| {
+            ErrorData::resource_not_found(format!("no such resource: {uri}"), Some(json!({"uri": uri})))
+        })?;
         let (method, args) = resource.call();
         self.gateway.call_method(method, args, ctx).await.map_err(|e| resource_error(uri, e))
     }
@@ -101,15 +103,17 @@ impl BatonMcp {
 
     /// The session a subscribable URI follows and its current last seq; errors for others.
     async fn subscribable(&self, uri: &str, ctx: &CallContext) -> Result<(String, u64), ErrorData> {
-        let resource = ResourceRef::parse(uri)
-            .ok_or_else(|| ErrorData::resource_not_found(format!("no such resource: {uri}"), Some(json!({"uri": uri}))))?;
+        let resource = ResourceRef::parse(uri).ok_or_else(|| {
+            ErrorData::resource_not_found(format!("no such resource: {uri}"), Some(json!({"uri": uri})))
+        })?;
         let Some(session_key) = resource.followed_session() else {
             return Err(ErrorData::invalid_params(
                 format!("{uri} cannot be subscribed to; subscribe to a session or its context"),
                 None,
             ));
         };
-        let after = last_seq(&self.gateway, ctx, session_key).await.map_err(|s| resource_error(uri, CallError::Status(s)))?;
+        let after =
+            last_seq(&self.gateway, ctx, session_key).await.map_err(|s| resource_error(uri, CallError::Status(s)))?;
         Ok((session_key.to_owned(), after))
     }
 }
@@ -173,16 +177,22 @@ fn failure(error: &CallError) -> CallToolResult {
 
 impl ServerHandler for BatonMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_resources_subscribe().build())
-            .with_server_info(
-                Implementation::new("baton-mcp", env!("CARGO_PKG_VERSION"))
-                    .with_title("Baton")
-                    .with_description("Context and handoffs for AI agents, over MCP"),
-            )
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder().enable_tools().enable_resources().enable_resources_subscribe().build(),
+        )
+        .with_server_info(
+            Implementation::new("baton-mcp", env!("CARGO_PKG_VERSION"))
+                .with_title("Baton")
+                .with_description("Context and handoffs for AI agents, over MCP"),
+        )
+        .with_instructions(INSTRUCTIONS)
     }
 
-    async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, ErrorData> {
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(self.gateway.catalog().tools().iter().map(|t| t.tool.clone()).collect()))
     }
 
@@ -190,7 +200,11 @@ impl ServerHandler for BatonMcp {
         self.gateway.catalog().tool(name).map(|t| t.tool.clone())
     }
 
-    async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let Some(spec) = self.gateway.catalog().tool(&request.name) else {
             return Err(ErrorData::invalid_params(format!("unknown tool: {}", request.name), None));
         };
@@ -214,7 +228,11 @@ impl ServerHandler for BatonMcp {
         Ok(CallToolResponse::Complete(result))
     }
 
-    async fn list_resources(&self, _request: Option<PaginatedRequestParams>, context: RequestContext<RoleServer>) -> Result<ListResourcesResult, ErrorData> {
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
         let ctx = self.call_context(&context);
         let mut listed = resources::static_resources();
         let sessions = self.read("baton://sessions", &ctx).await?;
@@ -235,23 +253,36 @@ impl ServerHandler for BatonMcp {
         Ok(ListResourceTemplatesResult::with_all_items(resources::templates()))
     }
 
-    async fn read_resource(&self, request: ReadResourceRequestParams, context: RequestContext<RoleServer>) -> Result<ReadResourceResponse, ErrorData> {
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
         let ctx = self.call_context(&context);
         let value = self.read(&request.uri, &ctx).await?;
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         // Context changes with every append: clients must not cache it.
-        let result = ReadResourceResult::new(vec![ResourceContents::text(text, request.uri).with_mime_type(resources::JSON)])
-            .with_ttl_ms(0)
-            .with_cache_scope(CacheScope::Private);
+        let result =
+            ReadResourceResult::new(vec![ResourceContents::text(text, request.uri).with_mime_type(resources::JSON)])
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private);
         Ok(ReadResourceResponse::Complete(result))
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let ctx = self.call_context(&context);
         self.start_subscription(request.uri, ctx, context.peer.clone()).await
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         // Dropping the guard cancels the follow.
         self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).remove(&request.uri);
         Ok(())
@@ -282,11 +313,18 @@ impl ServerHandler for BatonMcp {
             };
             let sink = context.sink().clone();
             let uri = uri.clone();
-            tokio::spawn(follow_session(self.gateway.clone(), ctx.clone(), session_key, after, cancel.clone(), move |_seq| {
-                let sink = sink.clone();
-                let uri = uri.clone();
-                async move { sink.notify_resource_updated(uri).await.is_ok() }
-            }));
+            tokio::spawn(follow_session(
+                self.gateway.clone(),
+                ctx.clone(),
+                session_key,
+                after,
+                cancel.clone(),
+                move |_seq| {
+                    let sink = sink.clone();
+                    let uri = uri.clone();
+                    async move { sink.notify_resource_updated(uri).await.is_ok() }
+                },
+            ));
         }
         context.cancelled().await;
         Ok(())
@@ -308,4 +346,3 @@ impl BatonMcp {
         }
     }
 }
-

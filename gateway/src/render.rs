@@ -44,6 +44,11 @@ fn node(value: &Json, desc: Option<&MessageDescriptor>) -> Node {
             let declared = desc.descriptor_proto().field.iter().filter_map(|f| desc.get_field_by_name(f.name()));
             for field in declared {
                 let Some(v) = obj.get(field.name()) else { continue };
+                if is_empty(v) {
+                    // Unset strings, lists and objects say nothing to a reader; numbers and
+                    // booleans stay (a last_seq of 0 or truncated: false is information).
+                    continue;
+                }
                 let child = match field.kind() {
                     Kind::Message(m) if field.is_map() => {
                         let value_desc = match m.map_entry_value_field().kind() {
@@ -51,9 +56,9 @@ fn node(value: &Json, desc: Option<&MessageDescriptor>) -> Node {
                             _ => None,
                         };
                         match v {
-                            Json::Object(entries) => {
-                                Node::Map(entries.iter().map(|(k, e)| (k.clone(), node(e, value_desc.as_ref()))).collect())
-                            }
+                            Json::Object(entries) => Node::Map(
+                                entries.iter().map(|(k, e)| (k.clone(), node(e, value_desc.as_ref()))).collect(),
+                            ),
                             other => node(other, None),
                         }
                     }
@@ -72,6 +77,16 @@ fn node(value: &Json, desc: Option<&MessageDescriptor>) -> Node {
         (Json::Array(items), desc) => Node::List(items.iter().map(|i| node(i, desc)).collect()),
         (Json::Object(obj), _) => Node::Map(obj.iter().map(|(k, v)| (k.clone(), node(v, None))).collect()),
         (leaf, _) => Node::Leaf(leaf.clone()),
+    }
+}
+
+fn is_empty(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.is_empty(),
+        Json::Array(a) => a.is_empty(),
+        Json::Object(o) => o.is_empty(),
+        Json::Null => true,
+        _ => false,
     }
 }
 
@@ -178,6 +193,11 @@ fn scalar(value: &Node) -> String {
     match value {
         Node::Leaf(Json::String(s)) if s.is_empty() => "\"\"".into(),
         Node::Leaf(Json::String(s)) => s.clone(),
+        // Struct numbers are doubles: show 1.0 as 1.
+        Node::Leaf(Json::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         Node::Leaf(other) => other.to_string(),
         Node::Map(_) => "{}".into(),
         Node::List(_) => "[]".into(),
@@ -210,7 +230,7 @@ mod tests {
         });
         assert_eq!(
             message_to_text(&desc, &value),
-            "entries:\n  - session_key: demo\n    seq: 1\n    text: |\n      line one\n      line two\n    metadata:\n      tags: [a, b]\n      team: core\n  - session_key: demo\n    seq: 2\n    text: \"\"\n    metadata: {}\ntotal_tokens: 12\nlast_seq: 2\ntruncated: false"
+            "entries:\n  - session_key: demo\n    seq: 1\n    text: |\n      line one\n      line two\n    metadata:\n      tags: [a, b]\n      team: core\n  - session_key: demo\n    seq: 2\ntotal_tokens: 12\nlast_seq: 2\ntruncated: false"
         );
     }
 
@@ -219,7 +239,10 @@ mod tests {
         let pool = decode_pool(baton_proto::FILE_DESCRIPTOR_SET).unwrap();
         let desc = pool.get_message_by_name("baton.v1.Entry").unwrap();
         let value = json!({"entries": [{"seq": "1", "session_key": "s"}], "count": 1, "stopped": "end"});
-        assert_eq!(stream_to_text(&desc, "entries", &value), "count: 1\nstopped: end\nentries:\n  - session_key: s\n    seq: 1");
-        assert_eq!(to_text(&json!({"a": []})), "a: []");
+        assert_eq!(
+            stream_to_text(&desc, "entries", &value),
+            "count: 1\nstopped: end\nentries:\n  - session_key: s\n    seq: 1"
+        );
+        assert_eq!(to_text(&json!({"a": [], "n": 1.0, "m": 1.5})), "a: []\nm: 1.5\nn: 1");
     }
 }

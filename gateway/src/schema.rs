@@ -134,10 +134,9 @@ impl<'a> SchemaBuilder<'a> {
             ),
             Kind::Bool => (obj(json!({"type": "boolean"})), None),
             Kind::String => (obj(json!({"type": "string"})), None),
-            Kind::Bytes => (
-                obj(json!({"type": "string", "contentEncoding": "base64"})),
-                Some("Base64-encoded bytes.".into()),
-            ),
+            Kind::Bytes => {
+                (obj(json!({"type": "string", "contentEncoding": "base64"})), Some("Base64-encoded bytes.".into()))
+            }
             Kind::Enum(e) => self.enumeration(e),
             Kind::Message(m) => match well_known(m.full_name()) {
                 Some(schema) => schema,
@@ -225,7 +224,9 @@ fn well_known(full_name: &str) -> Option<(Map<String, Value>, Option<String>)> {
         ),
         "google.protobuf.BoolValue" => (json!({"type": "boolean"}), ""),
         "google.protobuf.StringValue" => (json!({"type": "string"}), ""),
-        "google.protobuf.BytesValue" => (json!({"type": "string", "contentEncoding": "base64"}), "Base64-encoded bytes."),
+        "google.protobuf.BytesValue" => {
+            (json!({"type": "string", "contentEncoding": "base64"}), "Base64-encoded bytes.")
+        }
         "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => (json!({"type": "number"}), ""),
         "google.protobuf.Int32Value" => (json!({"type": "integer"}), ""),
         "google.protobuf.UInt32Value" => (json!({"type": "integer", "minimum": 0}), ""),

@@ -55,7 +55,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 }
 
 /// Serves one MCP client on stdin/stdout until it closes stdin or `shutdown` resolves.
-pub async fn serve_stdio(handler: BatonMcp, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
+pub async fn serve_stdio(
+    handler: BatonMcp,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
     let running = handler.serve(rmcp::transport::stdio()).await?;
     let cancel = running.cancellation_token();
     tokio::select! {
@@ -71,7 +74,6 @@ pub async fn serve_stdio(handler: BatonMcp, shutdown: impl Future<Output = ()> +
 }
 
 /// Serves MCP Streamable HTTP at `/mcp` (and `GET /health`) on `listener` until `shutdown`.
-/// Every MCP session gets its own handler (and subscriptions) over the shared channel.
 pub async fn serve_http(
     handler: BatonMcp,
     listener: TcpListener,
@@ -79,17 +81,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
-    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token());
-    config = if allowed_hosts.iter().any(|h| h == "*") {
-        config.disable_allowed_hosts()
-    } else {
-        config.with_allowed_hosts(allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()))
-    };
-    let service =
-        StreamableHttpService::new(move || Ok(handler.for_new_session()), Arc::new(LocalSessionManager::default()), config);
-    let router = axum::Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .nest_service("/mcp", service);
+    let router = http_router(handler, allowed_hosts, stop.child_token());
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -98,4 +90,21 @@ pub async fn serve_http(
         })
         .await?;
     Ok(())
+}
+
+/// The HTTP routes: MCP Streamable HTTP at `/mcp` and liveness at `/health`. Every MCP session
+/// gets its own handler (and subscriptions) over the shared channel; `stop` ends them all.
+pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: CancellationToken) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop);
+    config = if allowed_hosts.iter().any(|h| h == "*") {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()))
+    };
+    let service = StreamableHttpService::new(
+        move || Ok(handler.for_new_session()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) })).nest_service("/mcp", service)
 }
