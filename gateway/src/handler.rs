@@ -136,15 +136,18 @@ impl Progress for PeerProgress {
 }
 
 fn resource_error(uri: &str, error: CallError) -> ErrorData {
+    let failure = error.to_failure();
     match &error {
         CallError::Status(s) if s.code() == Code::NotFound => {
             ErrorData::resource_not_found(format!("{uri}: {}", s.message()), Some(json!({"uri": uri})))
         }
-        CallError::Arguments(_) => ErrorData::invalid_params(format!("{uri}: {}", error.to_failure().text), None),
-        CallError::Status(_) => {
-            let failure = error.to_failure();
-            ErrorData::internal_error(format!("{uri}: {}", failure.text), Some(failure.structured))
+        CallError::Arguments(_) => {
+            ErrorData::invalid_params(format!("{uri}: {}", failure.text), Some(failure.structured))
         }
+        CallError::Status(s) if s.code() == Code::InvalidArgument => {
+            ErrorData::invalid_params(format!("{uri}: {}", failure.text), Some(failure.structured))
+        }
+        CallError::Status(_) => ErrorData::internal_error(format!("{uri}: {}", failure.text), Some(failure.structured)),
     }
 }
 

@@ -494,7 +494,8 @@ def post(url: str, body: dict, session_id: str | None = None, version: str | Non
     return response.json(), dict(response.headers)
 
 
-def test_client_negotiating_2024_11_05_over_http(servers: Servers) -> None:
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18"])
+def test_clients_negotiating_older_revisions_over_http(servers: Servers, version: str) -> None:
     init, headers = post(
         servers.mcp_url,
         {
@@ -502,19 +503,21 @@ def test_client_negotiating_2024_11_05_over_http(servers: Servers) -> None:
             "id": 1,
             "method": "initialize",
             "params": {
-                "protocolVersion": "2024-11-05",
+                "protocolVersion": version,
                 "capabilities": {},
                 "clientInfo": {"name": "old-client", "version": "0.1"},
             },
         },
     )
-    assert init["result"]["protocolVersion"] == "2024-11-05"
+    assert init["result"]["protocolVersion"] == version
     assert init["result"]["serverInfo"]["name"] == "baton-mcp"
     session_id = headers.get("mcp-session-id")
     assert session_id
-    post(servers.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id)
+    # The MCP-Protocol-Version header exists from 2025-06-18 on.
+    header_version = version if version >= "2025-06-18" else None
+    post(servers.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id, header_version)
 
-    tools, _ = post(servers.mcp_url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session_id)
+    tools, _ = post(servers.mcp_url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session_id, header_version)
     assert API_TOOLS <= {t["name"] for t in tools["result"]["tools"]}
 
     session_key = key("old")
@@ -527,19 +530,35 @@ def test_client_negotiating_2024_11_05_over_http(servers: Servers) -> None:
             "params": {"name": "register_session", "arguments": {"sessionKey": session_key, "agentFrom": "old-agent"}},
         },
         session_id,
+        header_version,
     )
     result = call["result"]
     assert not result.get("isError")
-    # 2024-11-05 has no structured content: the text is the JSON itself.
-    payload = json.loads(result["content"][0]["text"])
+    text = result["content"][0]["text"]
+    if version < "2025-06-18":
+        # No structured content in these revisions: the text is the JSON itself.
+        payload = json.loads(text)
+        assert "structuredContent" not in result or result["structuredContent"] == payload
+    else:
+        payload = result["structuredContent"]
+        assert text.startswith(f"session_key: {session_key}")
     assert payload["session_key"] == session_key and payload["owner"] == "old-agent"
 
     read, _ = post(
         servers.mcp_url,
         {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": f"baton://sessions/{session_key}"}},
         session_id,
+        header_version,
     )
     assert json.loads(read["result"]["contents"][0]["text"])["owner"] == "old-agent"
+
+    missing, _ = post(
+        servers.mcp_url,
+        {"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "baton://sessions/no-such-session"}},
+        session_id,
+        header_version,
+    )
+    assert "error" in missing and "not found" in missing["error"]["message"]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
