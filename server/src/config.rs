@@ -49,6 +49,25 @@ pub struct Config {
     /// Most PostgreSQL connections in the pool.
     #[arg(long, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Redis URL (redis://, rediss://, redis-cluster://, redis-sentinel://). Unset: no
+    /// cache and no cross-replica bus (run a single replica).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Connections in the Redis command pool.
+    #[arg(long, env = "BATON_REDIS_POOL_SIZE", default_value_t = 4)]
+    pub redis_pool_size: usize,
+    /// Timeout of one Redis command in milliseconds; past it the call is served from the store.
+    #[arg(long, env = "BATON_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+    /// Newest entries cached per session (1 to 4096).
+    #[arg(long, env = "BATON_CACHE_TAIL_LEN", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cache_tail_len: u32,
+    /// Expiry of cached sessions and handoffs, in seconds.
+    #[arg(long, env = "BATON_CACHE_TTL_SECS", default_value_t = 3600)]
+    pub cache_ttl_secs: u64,
+    /// Most bytes of entries held in the in-process L1 cache.
+    #[arg(long, env = "BATON_L1_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub l1_max_bytes: u64,
     /// Run database migrations at start-up.
     #[arg(long, env = "BATON_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,
@@ -79,6 +98,18 @@ impl Config {
             max_append_bytes: self.max_append_bytes,
             max_entries_per_append: self.max_entries_per_append,
         }
+    }
+
+    /// The cache settings, when Redis is configured.
+    pub fn cache(&self) -> Option<crate::cache::CacheConfig> {
+        self.redis_url.as_ref().map(|url| crate::cache::CacheConfig {
+            redis_url: url.clone(),
+            pool_size: self.redis_pool_size,
+            tail_len: self.cache_tail_len as usize,
+            ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
+            l1_max_bytes: self.l1_max_bytes,
+            command_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+        })
     }
 
     pub fn sweep_interval(&self) -> Duration {

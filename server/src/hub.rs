@@ -21,8 +21,20 @@ const TOPIC_CAPACITY: usize = 256;
 pub enum SessionMessage {
     /// Entries committed by one append, in seq order.
     Appended(Arc<[Entry]>),
+    /// Entries up to this seq were committed elsewhere (too large to carry): read them.
+    Advanced(u64),
+    /// Something may have been missed (bus down or reconnected): read from the store.
+    Resync,
     /// The session was closed or expired: followers finish.
     Closed,
+}
+
+/// What an agent's inbox watchers hear.
+#[derive(Debug, Clone)]
+pub enum AgentMessage {
+    Event(Arc<HandoffEvent>),
+    /// Something may have been missed: read the inbox from the store.
+    Resync,
 }
 
 /// A session topic key: (tenant, session_key).
@@ -34,7 +46,7 @@ pub type AgentTopic = (String, String);
 #[derive(Default)]
 pub struct Hub {
     sessions: Arc<Topics<SessionTopic, SessionMessage>>,
-    agents: Arc<Topics<AgentTopic, Arc<HandoffEvent>>>,
+    agents: Arc<Topics<AgentTopic, AgentMessage>>,
 }
 
 impl Hub {
@@ -46,13 +58,19 @@ impl Hub {
         self.sessions.publish(&(tenant.to_owned(), session_key.to_owned()), msg);
     }
 
-    pub fn subscribe_agent(&self, tenant: &str, agent: &str) -> Subscription<AgentTopic, Arc<HandoffEvent>> {
+    pub fn subscribe_agent(&self, tenant: &str, agent: &str) -> Subscription<AgentTopic, AgentMessage> {
         Topics::subscribe(&self.agents, (tenant.to_owned(), agent.to_owned()))
     }
 
     pub fn publish_agent(&self, tenant: &str, event: HandoffEvent) {
         let key = (tenant.to_owned(), event.agent.clone());
-        self.agents.publish(&key, Arc::new(event));
+        self.agents.publish(&key, AgentMessage::Event(Arc::new(event)));
+    }
+
+    /// Tells every follower to check the store for what it may have missed.
+    pub fn resync_all(&self) {
+        self.sessions.broadcast(SessionMessage::Resync);
+        self.agents.broadcast(AgentMessage::Resync);
     }
 
     /// Number of topics with followers: (sessions, agents).
@@ -82,6 +100,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Topics<K, V> {
         if let Some(tx) = self.lock().get(key) {
             // No receivers is not an error here: the last one is about to unsubscribe.
             let _ = tx.send(value);
+        }
+    }
+
+    fn broadcast(&self, value: V) {
+        for tx in self.lock().values() {
+            let _ = tx.send(value.clone());
         }
     }
 

@@ -27,6 +27,7 @@ use tonic::codec::CompressionEncoding;
 
 pub mod admin;
 pub mod api;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -88,7 +89,11 @@ pub async fn serve(
     started: impl FnOnce(Arc<Baton>),
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
-    let baton = Baton::new(Arc::clone(&store), clock, config.limits(), stop.clone());
+    let cache = match config.cache() {
+        Some(c) => Some(cache::Cache::connect(c).await?),
+        None => None,
+    };
+    let baton = Baton::new(Arc::clone(&store), cache, clock, config.limits(), stop.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()

@@ -608,6 +608,140 @@ impl From<ContextWindow> for pb::GetContextWindowResponse {
     }
 }
 
+// ---- records back from their proto form (cache and bus payloads) ----
+
+fn corrupt(what: &str) -> Error {
+    Error::Internal(format!("a cached {what} could not be decoded"))
+}
+
+fn required_micros(t: Option<Timestamp>, what: &str) -> Result<Micros> {
+    t.as_ref().and_then(micros).ok_or_else(|| corrupt(what))
+}
+
+/// A session from its proto form plus the fields the proto does not carry.
+pub fn session_from_pb(p: pb::Session, id: i64, last_summary_seq: u64) -> Result<d::Session> {
+    let pb::Session {
+        session_key,
+        tenant,
+        created_by,
+        owner,
+        status,
+        metadata,
+        last_seq,
+        created_at,
+        updated_at,
+        last_activity_at,
+        expires_at,
+    } = p;
+    Ok(d::Session {
+        id,
+        tenant,
+        session_key,
+        created_by,
+        owner,
+        status: session_status(status).flatten().ok_or_else(|| corrupt("session"))?,
+        metadata: metadata.map(struct_to_json).unwrap_or_default(),
+        last_seq,
+        last_summary_seq,
+        created_at: required_micros(created_at, "session")?,
+        updated_at: required_micros(updated_at, "session")?,
+        last_activity_at: required_micros(last_activity_at, "session")?,
+        expires_at: expires_at.as_ref().and_then(micros),
+    })
+}
+
+impl TryFrom<pb::Entry> for d::Entry {
+    type Error = Error;
+    fn try_from(p: pb::Entry) -> Result<Self> {
+        let pb::Entry {
+            session_key,
+            seq,
+            kind,
+            role,
+            author,
+            content,
+            media_type,
+            metadata,
+            token_count,
+            idempotency_key,
+            trace_id,
+            created_at,
+        } = p;
+        Ok(d::Entry {
+            session_key,
+            seq,
+            kind: entry_kind(kind).ok_or_else(|| corrupt("entry"))?,
+            role,
+            author,
+            content: match content {
+                Some(pb::entry::Content::Text(t)) => d::Content::Text(t),
+                Some(pb::entry::Content::Data(b)) => d::Content::Data(b),
+                None => return Err(corrupt("entry")),
+            },
+            media_type,
+            metadata: metadata.map(struct_to_json).unwrap_or_default(),
+            token_count,
+            idempotency_key,
+            trace_id,
+            created_at: required_micros(created_at, "entry")?,
+        })
+    }
+}
+
+/// A handoff from its proto form; the tenant is not part of it.
+pub fn handoff_from_pb(p: pb::Handoff, tenant: &str) -> Result<d::Handoff> {
+    let pb::Handoff {
+        handoff_id,
+        session_key,
+        from_agent,
+        to_agent,
+        r#type,
+        status,
+        instructions,
+        summary,
+        up_to_seq,
+        created_at,
+        updated_at,
+        deadline,
+        reason,
+        max_tokens,
+    } = p;
+    Ok(d::Handoff {
+        handoff_id,
+        tenant: tenant.to_owned(),
+        session_key,
+        from_agent,
+        to_agent,
+        kind: handoff_type(r#type).ok_or_else(|| corrupt("handoff"))?,
+        status: handoff_status(status).flatten().ok_or_else(|| corrupt("handoff"))?,
+        instructions,
+        summary,
+        up_to_seq,
+        max_tokens,
+        reason,
+        created_at: required_micros(created_at, "handoff")?,
+        updated_at: required_micros(updated_at, "handoff")?,
+        deadline: deadline.as_ref().and_then(micros),
+    })
+}
+
+/// A handoff event from its proto form, for the inbox of `agent`.
+pub fn event_from_pb(p: pb::HandoffEvent, tenant: &str, agent: &str) -> Result<d::HandoffEvent> {
+    let pb::HandoffEvent { cursor, r#type, handoff } = p;
+    use pb::HandoffEventType as P;
+    let kind = match P::try_from(r#type).map_err(|_| corrupt("handoff event"))? {
+        P::Unspecified => return Err(corrupt("handoff event")),
+        P::Created => d::HandoffEventType::Created,
+        P::Accepted => d::HandoffEventType::Accepted,
+        P::Rejected => d::HandoffEventType::Rejected,
+        P::Completed => d::HandoffEventType::Completed,
+        P::Cancelled => d::HandoffEventType::Cancelled,
+        P::Expired => d::HandoffEventType::Expired,
+    };
+    let handoff = handoff_from_pb(handoff.ok_or_else(|| corrupt("handoff event"))?, tenant)?;
+    Ok(d::HandoffEvent { agent: agent.to_owned(), cursor, kind, handoff })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,6 +751,41 @@ mod tests {
         for m in [0, 1, 1_700_000_000_123_456, -1] {
             assert_eq!(micros(&timestamp(Micros(m))), Some(Micros(m)));
         }
+    }
+
+    #[test]
+    fn records_round_trip_through_their_protos() {
+        let entry = d::Entry {
+            session_key: "s".into(),
+            seq: 7,
+            kind: d::EntryKind::ToolResult,
+            role: "tool".into(),
+            author: "a".into(),
+            content: d::Content::Data(vec![1, 2, 3]),
+            media_type: "application/octet-stream".into(),
+            metadata: serde_json::json!({"k": "v"}).as_object().unwrap().clone(),
+            token_count: 5,
+            idempotency_key: "i".into(),
+            trace_id: "t".into(),
+            created_at: Micros(1_700_000_000_000_001),
+        };
+        assert_eq!(d::Entry::try_from(pb::Entry::from(entry.clone())).unwrap(), entry);
+        let session = d::Session {
+            id: 9,
+            tenant: "t".into(),
+            session_key: "s".into(),
+            created_by: "a".into(),
+            owner: "b".into(),
+            status: d::SessionStatus::HandedOff,
+            metadata: d::Metadata::new(),
+            last_seq: 12,
+            last_summary_seq: 4,
+            created_at: Micros(1),
+            updated_at: Micros(2),
+            last_activity_at: Micros(3),
+            expires_at: Some(Micros(4)),
+        };
+        assert_eq!(session_from_pb(pb::Session::from(session.clone()), 9, 4).unwrap(), session);
     }
 
     #[test]

@@ -16,11 +16,12 @@ use super::{
     Content, Entry, EntryKind, Error, Handoff, HandoffEvent, Metadata, Micros, Result, SearchHit, Session,
     SessionStatus,
 };
+use crate::cache::Cache;
 use crate::clock::Clock;
-use crate::hub::{Hub, SessionMessage};
+use crate::hub::{AgentMessage, Hub, SessionMessage};
 use crate::store::{
     AppendCommand, AppendOutcome, Changed, EntryQuery, HandoffQuery, NewHandoff, NewSession, SearchQuery, SessionPatch,
-    SessionQuery, Store,
+    SessionQuery, Store, WindowSlice,
 };
 
 /// Entries read from the store per page when replaying a stream or folding a summary.
@@ -36,7 +37,9 @@ pub type ItemStream<T> = mpsc::Receiver<Result<T>>;
 /// The service state shared by every request.
 pub struct Baton {
     store: Arc<dyn Store>,
-    hub: Hub,
+    /// Redis and L1, when configured.
+    cache: Option<Arc<Cache>>,
+    hub: Arc<Hub>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     /// Cancelled when the server shuts down: every stream ends with UNAVAILABLE.
@@ -44,8 +47,22 @@ pub struct Baton {
 }
 
 impl Baton {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: Limits, shutdown: CancellationToken) -> Arc<Self> {
-        Arc::new(Self { store, hub: Hub::default(), clock, limits, shutdown })
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Option<Arc<Cache>>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let hub = Arc::new(Hub::default());
+        if let Some(cache) = &cache {
+            cache.start(Arc::clone(&hub), shutdown.clone());
+        }
+        Arc::new(Self { store, cache, hub, clock, limits, shutdown })
+    }
+
+    pub fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -70,7 +87,8 @@ impl Baton {
         let CreateSession { session_key, agent, metadata, ttl } = cmd;
         let now = self.now();
         let session_key = session_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        self.store
+        let session = self
+            .store
             .create_session(NewSession {
                 tenant: tenant.to_owned(),
                 session_key,
@@ -79,12 +97,37 @@ impl Baton {
                 now,
                 expires_at: ttl.map(|d| now.plus(d)),
             })
-            .await
+            .await?;
+        if let Some(cache) = &self.cache {
+            let slice = WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new() };
+            cache.install(tenant, &slice).await;
+        }
+        Ok(session)
     }
 
     pub async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session> {
+        if let Some(cached) = self.cached(tenant, session_key).await {
+            return Ok(self.effective(cached.session.clone()));
+        }
         let session = self.store.get_session(tenant, session_key).await?;
         Ok(self.effective(session))
+    }
+
+    async fn cached(&self, tenant: &str, session_key: &str) -> Option<Arc<crate::cache::CachedSession>> {
+        match &self.cache {
+            Some(cache) => cache.session(tenant, session_key).await,
+            None => None,
+        }
+    }
+
+    /// A session changed other than by an append: drop cached copies, tell followers.
+    async fn session_changed(&self, tenant: &str, session: &Session) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(tenant, session).await;
+        }
+        if !session.status.is_open() {
+            self.hub.publish_session(tenant, &session.session_key, SessionMessage::Closed);
+        }
     }
 
     /// A session past its expiry reads as EXPIRED even before the sweeper has written so.
@@ -120,9 +163,7 @@ impl Baton {
             expires_at: ttl.map(|d| if d.is_zero() { None } else { Some(now.plus(d)) }),
         };
         let session = self.store.update_session(tenant, &session_key, patch, now).await?;
-        if !session.status.is_open() {
-            self.hub.publish_session(tenant, &session.session_key, SessionMessage::Closed);
-        }
+        self.session_changed(tenant, &session).await;
         Ok(self.effective(session))
     }
 
@@ -148,6 +189,9 @@ impl Baton {
             })
             .await?;
         if !outcome.replayed {
+            if let Some(cache) = &self.cache {
+                cache.after_append(tenant, &outcome.session, &outcome.entries).await;
+            }
             let batch: Arc<[Entry]> = outcome.entries.clone().into();
             self.hub.publish_session(tenant, &outcome.session.session_key, SessionMessage::Appended(batch));
         }
@@ -157,6 +201,15 @@ impl Baton {
     pub async fn list_entries(&self, tenant: &str, cmd: ListEntries) -> Result<(Vec<Entry>, String)> {
         let ListEntries { session_key, after_seq, before_seq, kinds, page_size, page_token } = cmd;
         let after_seq = after_seq.max(page_token.map_or(0, |p| p as u64));
+        // The tail of a session, unfiltered, comes from the cache when it holds all of it.
+        if kinds.is_empty()
+            && before_seq.is_none()
+            && let Some(cached) = self.cached(tenant, &session_key).await
+            && let Some(tail) = cached.entries_after(after_seq)
+        {
+            let page = tail.iter().take(page_size as usize + 1).cloned().collect();
+            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, e.seq as i64)));
+        }
         let entries = self
             .store
             .list_entries(&EntryQuery {
@@ -173,24 +226,21 @@ impl Baton {
 
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
         let GetContextWindow { session_key, max_tokens, max_entries } = cmd;
-        let slice = self.store.window(tenant, &session_key, max_entries).await?;
-        let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
-        let mut budget = max_tokens.saturating_sub(summary_tokens);
-        let available = slice.newest_first.len();
-        let mut entries = Vec::with_capacity(available);
-        for e in slice.newest_first {
-            if e.token_count > budget {
-                break;
+        if let Some(cached) = self.cached(tenant, &session_key).await {
+            let (slice, complete) = cached.slice(max_entries);
+            let (window, exhausted) = fit_window(slice, max_tokens);
+            // A partial tail answers only when the budget ran out inside it.
+            if complete || !exhausted {
+                return Ok(window);
             }
-            budget -= e.token_count;
-            entries.push(e);
         }
-        // Left out: entries that did not fit, or older ones beyond max_entries.
-        let oldest_kept = entries.last().map_or(slice.session.last_seq + 1, |e| e.seq);
-        let truncated = entries.len() < available || oldest_kept > slice.session.last_summary_seq + 1;
-        entries.reverse();
-        let total_tokens = summary_tokens + entries.iter().map(|e| e.token_count).sum::<u32>();
-        Ok(ContextWindow { summary: slice.summary, entries, total_tokens, last_seq: slice.session.last_seq, truncated })
+        let tail_len = self.cache.as_ref().map_or(0, |c| c.tail_len());
+        let mut slice = self.store.window(tenant, &session_key, max_entries.max(tail_len)).await?;
+        if let Some(cache) = &self.cache {
+            cache.install(tenant, &slice).await;
+        }
+        slice.newest_first.truncate(max_entries as usize);
+        Ok(fit_window(slice, max_tokens).0)
     }
 
     pub async fn search(&self, tenant: &str, cmd: SearchEntries) -> Result<(Vec<SearchHit>, String)> {
@@ -231,6 +281,10 @@ impl Baton {
                 };
                 let step = match msg {
                     Ok(SessionMessage::Appended(batch)) => this.deliver(&tenant, &session_key, &batch, &mut out).await,
+                    Ok(SessionMessage::Advanced(last)) if last < out.next => Ok(()),
+                    Ok(SessionMessage::Advanced(_) | SessionMessage::Resync) => {
+                        this.catch_up(&tenant, &session_key, &mut out).await
+                    }
                     Ok(SessionMessage::Closed) => {
                         let _ = this.catch_up(&tenant, &session_key, &mut out).await;
                         return;
@@ -337,7 +391,7 @@ impl Baton {
             deadline,
         };
         let changed = self.store.create_handoff(NewHandoff { handoff }).await?;
-        Ok(self.publish_change(tenant, changed))
+        Ok(self.publish_change(tenant, changed).await)
     }
 
     /// An extractive summary of entries 1..=up_to_seq, folded page by page.
@@ -364,6 +418,11 @@ impl Baton {
     }
 
     pub async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff> {
+        if let Some(cache) = &self.cache
+            && let Some(h) = cache.handoff(tenant, handoff_id).await
+        {
+            return Ok(self.effective_handoff(h));
+        }
         let h = self.store.get_handoff(tenant, handoff_id).await?;
         Ok(self.effective_handoff(h))
     }
@@ -396,11 +455,17 @@ impl Baton {
         let now = self.now();
         let decide = move |h: &Handoff| rules::decide(h, action, &agent, reason.as_deref(), now);
         let changed = self.store.change_handoff(tenant, &handoff_id, now, &decide).await?;
-        Ok(self.publish_change(tenant, changed))
+        Ok(self.publish_change(tenant, changed).await)
     }
 
-    fn publish_change(&self, tenant: &str, changed: Changed) -> Handoff {
-        let Changed { handoff, events, session: _ } = changed;
+    async fn publish_change(&self, tenant: &str, changed: Changed) -> Handoff {
+        let Changed { handoff, events, session } = changed;
+        if let Some(cache) = &self.cache {
+            cache.after_handoff_change(tenant, &handoff, &events).await;
+        }
+        if let Some(session) = session {
+            self.session_changed(tenant, &session).await;
+        }
         for event in events {
             self.hub.publish_agent(tenant, event);
         }
@@ -416,7 +481,7 @@ impl Baton {
             let n = changed.len();
             for c in changed {
                 let tenant = c.handoff.tenant.clone();
-                self.publish_change(&tenant, c);
+                self.publish_change(&tenant, c).await;
             }
             if n < SWEEP_BATCH as usize {
                 break;
@@ -426,7 +491,7 @@ impl Baton {
             let sessions = self.store.expire_sessions(now, SWEEP_BATCH).await?;
             let n = sessions.len();
             for s in sessions {
-                self.hub.publish_session(&s.tenant, &s.session_key, SessionMessage::Closed);
+                self.session_changed(&s.tenant.clone(), &s).await;
             }
             if n < SWEEP_BATCH as usize {
                 break;
@@ -493,9 +558,13 @@ impl Baton {
                     msg = live.recv() => msg,
                 };
                 let step = match msg {
-                    Ok(event) if event.cursor < out.next => Ok(()),
-                    Ok(event) if event.cursor == out.next => out.send(event.as_ref().clone(), event.cursor).await,
-                    Ok(_) | Err(RecvError::Lagged(_)) => this.inbox_catch_up(&tenant, &agent, &mut out).await,
+                    Ok(AgentMessage::Event(event)) if event.cursor < out.next => Ok(()),
+                    Ok(AgentMessage::Event(event)) if event.cursor == out.next => {
+                        out.send(event.as_ref().clone(), event.cursor).await
+                    }
+                    Ok(AgentMessage::Event(_) | AgentMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                        this.inbox_catch_up(&tenant, &agent, &mut out).await
+                    }
                     Err(RecvError::Closed) => return,
                 };
                 if step.is_err() {
@@ -630,6 +699,31 @@ impl<T> Sink<T> {
         let msg = format!("server shutting down; resume after {resume}");
         let _ = self.tx.send(Err(Error::Unavailable(msg))).await;
     }
+}
+
+/// Fits a window into `max_tokens`: the summary, then entries newest first while they fit.
+/// Also says whether it ran out of entries before it ran out of budget.
+fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
+    let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
+    let mut budget = max_tokens.saturating_sub(summary_tokens);
+    let available = slice.newest_first.len();
+    let mut entries = Vec::with_capacity(available);
+    for e in slice.newest_first {
+        if e.token_count > budget {
+            break;
+        }
+        budget -= e.token_count;
+        entries.push(e);
+    }
+    let exhausted = entries.len() == available;
+    // Left out: entries that did not fit, or older ones beyond max_entries.
+    let oldest_kept = entries.last().map_or(slice.session.last_seq + 1, |e| e.seq);
+    let truncated = !exhausted || oldest_kept > slice.session.last_summary_seq + 1;
+    entries.reverse();
+    let total_tokens = summary_tokens + entries.iter().map(|e| e.token_count).sum::<u32>();
+    let window =
+        ContextWindow { summary: slice.summary, entries, total_tokens, last_seq: slice.session.last_seq, truncated };
+    (window, exhausted)
 }
 
 /// Cuts a `limit + 1` result to `limit` and makes the next page's token from its last item.

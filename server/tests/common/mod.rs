@@ -26,6 +26,8 @@ use tonic::{Request, Status};
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL with the Redis cache and bus in front (the shared test Redis).
+    PostgresRedis,
 }
 
 /// Runs the test body once per backend: `backend_tests!(name1, name2, ...)` for `async fn
@@ -47,6 +49,16 @@ macro_rules! backend_tests {
                 super::$name($crate::common::Backend::Postgres).await
             })+
         }
+        mod postgres_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if $crate::common::postgres_url().is_none() || $crate::common::redis_url().is_none() {
+                    eprintln!("BATON_TEST_DATABASE_URL or BATON_TEST_REDIS_URL is unset: skipping (scripts/test sets them)");
+                    return;
+                }
+                super::$name($crate::common::Backend::PostgresRedis).await
+            })+
+        }
     };
 }
 
@@ -54,10 +66,15 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// The shared test Redis (scripts/test starts it); tests isolate themselves by tenant.
+pub fn redis_url() -> Option<String> {
+    std::env::var("BATON_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
 pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Arc<dyn Store> {
     match backend {
         Backend::Sqlite => Arc::new(baton_server::store::sqlite::SqliteStore::open(dir).await.expect("open sqlite")),
-        Backend::Postgres => {
+        Backend::Postgres | Backend::PostgresRedis => {
             let url = postgres_url().expect("BATON_TEST_DATABASE_URL");
             let pg = baton_server::store::postgres::PgStore::connect(&url, 16).await.expect("connect postgres");
             pg.migrate().await.expect("migrate");
@@ -101,6 +118,9 @@ pub async fn start_server_with(backend: Backend, configure: impl FnOnce(&mut Con
     let store = open_store(backend, dir.path()).await;
     let mut config = Config::defaults();
     config.shutdown_grace_secs = 5;
+    if backend == Backend::PostgresRedis {
+        config.redis_url = redis_url();
+    }
     configure(&mut config);
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -198,4 +218,112 @@ pub fn violations(status: &Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|br| br.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+// ---- a private Redis per test ----
+
+/// A `redis-server` child process on a free loopback port, which tests may kill and restart.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    fn binary() -> Option<String> {
+        std::env::var("BATON_TEST_REDIS_SERVER").ok().filter(|b| !b.is_empty()).or_else(|| {
+            let found = std::process::Command::new("sh").args(["-c", "command -v redis-server"]).output().ok()?;
+            let path = String::from_utf8(found.stdout).ok()?.trim().to_owned();
+            (!path.is_empty()).then_some(path)
+        })
+    }
+
+    /// `None` (the caller skips) when redis-server is not installed; scripts/test installs it.
+    pub async fn start() -> Option<RedisServer> {
+        Self::binary()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = RedisServer { port, child: None };
+        server.restart().await;
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, empty, and waits until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(Self::binary().expect("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.command(&["PING"]).await.is_some_and(|r| r.contains("PONG")) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it without warning, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one command and returns the raw reply (enough for PING and INFO).
+    pub async fn command(&self, args: &[&str]) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut buf)).await.ok()?.ok()?;
+            out.extend_from_slice(&buf[..n]);
+            // A simple or bulk reply is complete once it ends with CRLF and, for bulk, holds
+            // the announced length.
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if let Some(rest) = text.strip_prefix('$') {
+                let (len, body) = rest.split_once("\r\n")?;
+                if body.len() >= len.parse::<usize>().ok()? + 2 {
+                    return Some(body.to_owned());
+                }
+            } else if text.ends_with("\r\n") || n == 0 {
+                return Some(text);
+            }
+        }
+    }
+
+    /// Calls of one command so far, from INFO commandstats.
+    pub async fn calls(&self, command: &str) -> u64 {
+        let info = self.command(&["INFO", "commandstats"]).await.unwrap_or_default();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Logs to the test's output when RUST_LOG is set.
+pub fn init_test_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
 }

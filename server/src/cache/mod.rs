@@ -1,0 +1,740 @@
+//! The Redis cache and bus (enabled by `REDIS_URL`), with an in-process L1 in front.
+//!
+//! Redis is never the only copy of anything: every write commits in the store first, then
+//! one EVALSHA (see `scripts`) updates the session's cached tail and metadata and publishes
+//! the change for the other replicas. Reads make one EVALSHA that either confirms the L1
+//! copy is current or returns the cached tail; a missing, invalid or short cache sends the
+//! read to the store, and the result repairs the cache. Cached data carries the `last_seq`
+//! and `updated_at` it is valid for, and version floors only grow, so an older snapshot
+//! never overwrites a newer write.
+//!
+//! When Redis fails, calls go on against the store: a failed update marks the session dirty
+//! (invalidated once Redis answers again), the bus being down makes followers poll the store,
+//! and its reconnection makes them backfill.
+
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use fred::bytes::Bytes;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use prost::Message as _;
+
+use crate::api::convert;
+use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Result as DomainResult, Session};
+use crate::hub::{Hub, SessionMessage};
+use crate::store::WindowSlice;
+
+/// Largest bus payload that carries the entries themselves; larger appends publish only
+/// their seq range and followers read the entries from the store.
+const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
+/// How often followers poll the store while the bus is down.
+const DEGRADED_POLL: Duration = Duration::from_millis(250);
+/// After a failed call, how long requests skip Redis before trying it again, so an outage
+/// costs each request nothing rather than a timeout.
+const CIRCUIT_OPEN: Duration = Duration::from_secs(1);
+
+/// Cache settings.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub redis_url: String,
+    /// Connections in the command pool.
+    pub pool_size: usize,
+    /// Newest entries kept per session.
+    pub tail_len: usize,
+    /// Expiry of cached sessions and handoffs.
+    pub ttl: Duration,
+    /// Most bytes of entries kept in the L1 cache.
+    pub l1_max_bytes: u64,
+    /// Timeout of one Redis command; past it the call goes to the store.
+    pub command_timeout: Duration,
+}
+
+/// Counters of cache behaviour (exported as metrics by the telemetry layer).
+#[derive(Debug, Default)]
+pub struct CacheMetrics {
+    pub l1_hits: AtomicU64,
+    pub l1_misses: AtomicU64,
+    pub redis_hits: AtomicU64,
+    pub redis_misses: AtomicU64,
+    pub redis_errors: AtomicU64,
+    /// Redis commands sent (each is one round trip: the cache never waits on two).
+    pub redis_round_trips: AtomicU64,
+}
+
+impl CacheMetrics {
+    fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hits over lookups at either level, in [0, 1]; 0 before any lookup.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.l1_hits.load(Ordering::Relaxed) + self.redis_hits.load(Ordering::Relaxed);
+        let misses = self.redis_misses.load(Ordering::Relaxed);
+        let total = hits + misses;
+        if total == 0 { 0.0 } else { hits as f64 / total as f64 }
+    }
+}
+
+/// What the cache knows of a session: valid for `last_seq` and `updated_at`.
+#[derive(Debug, Clone)]
+pub struct CachedSession {
+    pub session: Session,
+    pub summary: Option<Entry>,
+    /// The newest entries, oldest first, ending at `session.last_seq`.
+    pub tail: Arc<[Entry]>,
+}
+
+impl CachedSession {
+    fn version(&self) -> (String, String) {
+        (self.session.last_seq.to_string(), self.session.updated_at.0.to_string())
+    }
+
+    fn weight(&self) -> u32 {
+        let bytes: usize = self.tail.iter().map(|e| e.content.len() + 128).sum();
+        u32::try_from(bytes + 512).unwrap_or(u32::MAX)
+    }
+
+    /// The window material: entries after the summary, newest first, at most `max`. The
+    /// slice is complete when it holds every such entry or `max` of them.
+    pub fn slice(&self, max: u32) -> (WindowSlice, bool) {
+        let after = self.session.last_summary_seq;
+        let newest_first: Vec<Entry> =
+            self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize).cloned().collect();
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+        let complete = newest_first.len() == max as usize || first_cached <= after + 1;
+        let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
+        (slice, complete)
+    }
+
+    /// Entries with seq > `after` when the cached tail holds all of them.
+    pub fn entries_after(&self, after: u64) -> Option<&[Entry]> {
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+        if after + 1 < first_cached {
+            return None;
+        }
+        let skip = self.tail.partition_point(|e| e.seq <= after);
+        Some(&self.tail[skip..])
+    }
+}
+
+/// The encoded session stored in `meta.session`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SessionBlob {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(uint64, tag = "2")]
+    last_summary_seq: u64,
+    #[prost(message, optional, tag = "3")]
+    session: Option<pb::Session>,
+}
+
+/// What replicas tell each other on the bus.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BusMessage {
+    /// The sending replica; it ignores its own messages.
+    #[prost(uint64, tag = "1")]
+    replica: u64,
+    #[prost(string, tag = "2")]
+    tenant: String,
+    #[prost(string, tag = "3")]
+    session_key: String,
+    /// The session's last_seq after an append (0 for other messages).
+    #[prost(uint64, tag = "4")]
+    last_seq: u64,
+    /// The appended entries; empty when they were too large to inline.
+    #[prost(message, repeated, tag = "5")]
+    entries: Vec<pb::Entry>,
+    /// The inbox an event belongs to.
+    #[prost(string, tag = "6")]
+    agent: String,
+    #[prost(message, optional, tag = "7")]
+    event: Option<pb::HandoffEvent>,
+    /// The session was closed or expired.
+    #[prost(bool, tag = "8")]
+    closed: bool,
+}
+
+/// Redis plus L1.
+pub struct Cache {
+    pool: Pool,
+    subscriber: fred::clients::SubscriberClient,
+    l1: moka::sync::Cache<(String, String), Arc<CachedSession>>,
+    config: CacheConfig,
+    metrics: Arc<CacheMetrics>,
+    replica: u64,
+    scripts: Scripts,
+    /// Sessions (and handoffs, keyed `handoff/ID`) whose cached copy may be stale because
+    /// an update failed, with the newest version written to the store: (last_seq, updated_at).
+    dirty: Mutex<HashMap<(String, String), (u64, i64)>>,
+    bus_up: AtomicBool,
+    /// Set while Redis is failing (logged once per outage).
+    degraded: AtomicBool,
+    /// Until when (ms since `epoch`) calls skip Redis after a failure.
+    open_until_ms: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+struct Scripts {
+    append: Script,
+    install: Script,
+    invalidate: Script,
+    read: Script,
+    put_handoff: Script,
+}
+
+fn meta_key(tenant: &str, key: &str) -> String {
+    format!("baton:{{{tenant}/{key}}}:meta")
+}
+
+fn tail_key(tenant: &str, key: &str) -> String {
+    format!("baton:{{{tenant}/{key}}}:tail")
+}
+
+fn handoff_key(tenant: &str, id: &str) -> String {
+    format!("baton:handoff:{tenant}/{id}")
+}
+
+fn session_channel(tenant: &str, key: &str) -> String {
+    format!("baton:bus:{tenant}:s:{key}")
+}
+
+fn agent_channel(tenant: &str, agent: &str) -> String {
+    format!("baton:bus:{tenant}:a:{agent}")
+}
+
+const BUS_PATTERN: &str = "baton:bus:*";
+
+fn encode_session(s: &Session) -> Bytes {
+    let blob = SessionBlob { id: s.id, last_summary_seq: s.last_summary_seq, session: Some(s.clone().into()) };
+    blob.encode_to_vec().into()
+}
+
+fn encode_entry(e: &Entry) -> Bytes {
+    pb::Entry::from(e.clone()).encode_to_vec().into()
+}
+
+fn handoff_rank(s: HandoffStatus) -> u8 {
+    match s {
+        HandoffStatus::Pending => 0,
+        HandoffStatus::Accepted => 1,
+        _ => 2,
+    }
+}
+
+impl Cache {
+    /// Connects to Redis. Fails if the URL is malformed; an unreachable Redis is not an
+    /// error (the cache starts degraded and connects in the background).
+    pub async fn connect(config: CacheConfig) -> Result<Arc<Cache>, Error> {
+        let redis_config = Config::from_url(&config.redis_url)?;
+        let mut builder = Builder::from_config(redis_config);
+        builder
+            .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let pool = builder.build_pool(config.pool_size.max(1))?;
+        let subscriber = builder.build_subscriber_client()?;
+        // Connect in the background: batond serves from the store until Redis answers.
+        pool.connect_pool();
+        subscriber.connect();
+        let replica = rand::random::<u64>();
+        let l1 = moka::sync::Cache::builder()
+            .max_capacity(config.l1_max_bytes)
+            .weigher(|_, v: &Arc<CachedSession>| v.weight())
+            .time_to_live(config.ttl)
+            .build();
+        Ok(Arc::new(Cache {
+            pool,
+            subscriber,
+            l1,
+            metrics: Arc::new(CacheMetrics::default()),
+            replica,
+            scripts: Scripts {
+                append: Script::from_lua(scripts::APPEND),
+                install: Script::from_lua(scripts::INSTALL),
+                invalidate: Script::from_lua(scripts::INVALIDATE),
+                read: Script::from_lua(scripts::READ),
+                put_handoff: Script::from_lua(scripts::PUT_HANDOFF),
+            },
+            config,
+            dirty: Mutex::new(HashMap::new()),
+            bus_up: AtomicBool::new(false),
+            degraded: AtomicBool::new(false),
+            open_until_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }))
+    }
+
+    /// True once Redis answers commands and the bus is subscribed.
+    pub fn is_connected(&self) -> bool {
+        self.pool.is_connected() && self.bus_up.load(Ordering::SeqCst)
+    }
+
+    /// Newest entries kept per session.
+    pub fn tail_len(&self) -> u32 {
+        u32::try_from(self.config.tail_len).unwrap_or(u32::MAX)
+    }
+
+    pub fn metrics(&self) -> &Arc<CacheMetrics> {
+        &self.metrics
+    }
+
+    /// Runs one script: EVALSHA, loading the script first if Redis does not have it (after
+    /// a restart), which is the only case with a second round trip.
+    async fn eval<R: FromValue>(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> Result<R, Error> {
+        self.check_circuit()?;
+        CacheMetrics::inc(&self.metrics.redis_round_trips);
+        let client = self.pool.next_connected();
+        let result = match client.evalsha::<R, _, _, _>(script.sha1().clone(), keys.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let lua = script.lua().cloned().unwrap_or_default();
+                let _: String = client.script_load(lua).await?;
+                CacheMetrics::inc(&self.metrics.redis_round_trips);
+                client.evalsha(script.sha1().clone(), keys, args).await
+            }
+            other => other,
+        };
+        self.record(result.is_ok());
+        result
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Fails at once while Redis is known to be down: the request goes to the store.
+    fn check_circuit(&self) -> Result<(), Error> {
+        if self.now_ms() < self.open_until_ms.load(Ordering::Relaxed) || !self.pool.is_connected() {
+            return Err(Error::new(ErrorKind::Canceled, "redis is unavailable; skipped"));
+        }
+        Ok(())
+    }
+
+    fn record(&self, ok: bool) {
+        if ok {
+            if self.degraded.swap(false, Ordering::Relaxed) {
+                tracing::info!("redis answers again; cache back in use");
+            }
+        } else {
+            let until = self.now_ms() + u64::try_from(CIRCUIT_OPEN.as_millis()).unwrap_or(1000);
+            self.open_until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// A Redis call failed (or was skipped): count it, log once per outage.
+    fn failed(&self, what: &str, e: &Error) {
+        CacheMetrics::inc(&self.metrics.redis_errors);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %e, what, "redis unavailable; serving from the store until it returns");
+        }
+    }
+
+    fn mark_dirty(&self, tenant: &str, key: &str, version: (u64, i64)) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = dirty.entry((tenant.to_owned(), key.to_owned())).or_insert(version);
+        *v = (*v).max(version);
+        drop(dirty);
+        self.l1.invalidate(&(tenant.to_owned(), key.to_owned()));
+    }
+
+    fn is_dirty(&self, tenant: &str, key: &str) -> bool {
+        let dirty = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !dirty.is_empty() && dirty.contains_key(&(tenant.to_owned(), key.to_owned()))
+    }
+
+    fn bus_payload(&self, msg: BusMessage) -> Bytes {
+        BusMessage { replica: self.replica, ..msg }.encode_to_vec().into()
+    }
+
+    /// After an append committed: one round trip extends the cached tail (or invalidates it)
+    /// and publishes the entries to the other replicas.
+    pub async fn after_append(&self, tenant: &str, session: &Session, entries: &[Entry]) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return };
+        let l1_key = (tenant.to_owned(), session.session_key.clone());
+        self.extend_l1(&l1_key, session, entries);
+        let mut inline: Vec<pb::Entry> = entries.iter().cloned().map(Into::into).collect();
+        if inline.iter().map(|e| e.encoded_len()).sum::<usize>() > MAX_INLINE_PAYLOAD {
+            inline.clear();
+        }
+        let payload = self.bus_payload(BusMessage {
+            tenant: tenant.to_owned(),
+            session_key: session.session_key.clone(),
+            last_seq: last.seq,
+            entries: inline,
+            ..Default::default()
+        });
+        let summary = entries.iter().rev().find(|e| e.kind == crate::domain::EntryKind::Summary);
+        let keep = entries.len().saturating_sub(self.config.tail_len);
+        let mut args: Vec<Value> = vec![
+            first.seq.to_string().into(),
+            last.seq.to_string().into(),
+            session.updated_at.0.to_string().into(),
+            self.ttl_secs().into(),
+            (self.config.tail_len as i64).into(),
+            Value::Bytes(encode_session(session)),
+            summary.map_or(0, |s| s.seq).to_string().into(),
+            Value::Bytes(summary.map(encode_entry).unwrap_or_default()),
+            session_channel(tenant, &session.session_key).into(),
+            Value::Bytes(payload),
+        ];
+        args.extend(entries[keep..].iter().map(|e| Value::Bytes(encode_entry(e))));
+        let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
+        if let Err(e) = self.eval::<i64>(&self.scripts.append, keys, args).await {
+            self.failed("append", &e);
+            self.mark_dirty(tenant, &session.session_key, (session.last_seq, session.updated_at.0));
+        }
+    }
+
+    /// Our own append moves our L1 copy forward when it continues it; anything else drops it.
+    fn extend_l1(&self, key: &(String, String), session: &Session, entries: &[Entry]) {
+        let Some(cur) = self.l1.get(key) else { return };
+        let continues = entries.first().is_some_and(|e| e.seq == cur.session.last_seq + 1);
+        if !continues {
+            self.l1.invalidate(key);
+            return;
+        }
+        let mut tail: Vec<Entry> = cur.tail.iter().chain(entries).cloned().collect();
+        let drop = tail.len().saturating_sub(self.config.tail_len);
+        tail.drain(..drop);
+        let summary = entries.iter().rev().find(|e| e.kind == crate::domain::EntryKind::Summary).cloned();
+        let next = CachedSession {
+            session: session.clone(),
+            summary: summary.or_else(|| cur.summary.clone()),
+            tail: tail.into(),
+        };
+        self.l1.insert(key.clone(), Arc::new(next));
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.config.ttl.as_secs().max(1)).unwrap_or(i64::MAX)
+    }
+
+    /// The cached session and tail, current as of this call, or `None` (read the store).
+    pub async fn session(&self, tenant: &str, key: &str) -> Option<Arc<CachedSession>> {
+        if self.is_dirty(tenant, key) {
+            return None;
+        }
+        let l1_key = (tenant.to_owned(), key.to_owned());
+        let l1 = self.l1.get(&l1_key);
+        let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| c.version());
+        let args: Vec<Value> = vec![last.into(), upd.into(), (self.config.tail_len as i64).into()];
+        let reply: Vec<Value> =
+            match self.eval(&self.scripts.read, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.failed("read", &e);
+                    return None;
+                }
+            };
+        match reply.first().and_then(Value::as_i64) {
+            Some(1) if l1.is_some() => {
+                CacheMetrics::inc(&self.metrics.l1_hits);
+                l1
+            }
+            Some(2) => {
+                CacheMetrics::inc(&self.metrics.l1_misses);
+                match decode_read(reply) {
+                    Ok(cached) => {
+                        CacheMetrics::inc(&self.metrics.redis_hits);
+                        let cached = Arc::new(cached);
+                        self.l1.insert(l1_key, Arc::clone(&cached));
+                        Some(cached)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable cache entry; reading the store");
+                        CacheMetrics::inc(&self.metrics.redis_misses);
+                        None
+                    }
+                }
+            }
+            _ => {
+                CacheMetrics::inc(&self.metrics.l1_misses);
+                CacheMetrics::inc(&self.metrics.redis_misses);
+                None
+            }
+        }
+    }
+
+    /// Installs a snapshot read from the store (unless a newer write is known).
+    pub async fn install(&self, tenant: &str, slice: &WindowSlice) {
+        let session = &slice.session;
+        if self.is_dirty(tenant, &session.session_key) {
+            return;
+        }
+        let mut tail: Vec<&Entry> = slice.newest_first.iter().take(self.config.tail_len).collect();
+        tail.reverse();
+        let mut args: Vec<Value> = vec![
+            session.last_seq.to_string().into(),
+            session.updated_at.0.to_string().into(),
+            self.ttl_secs().into(),
+            Value::Bytes(encode_session(session)),
+            slice.summary.as_ref().map_or(0, |s| s.seq).to_string().into(),
+            Value::Bytes(slice.summary.as_ref().map(encode_entry).unwrap_or_default()),
+        ];
+        args.extend(tail.iter().map(|e| Value::Bytes(encode_entry(e))));
+        let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
+        if let Err(e) = self.eval::<i64>(&self.scripts.install, keys, args).await {
+            self.failed("install", &e);
+        }
+    }
+
+    /// A session changed other than by an append (status, owner, metadata, expiry).
+    pub async fn invalidate(&self, tenant: &str, session: &Session) {
+        let key = &session.session_key;
+        self.l1.invalidate(&(tenant.to_owned(), key.clone()));
+        let (channel, payload) = if session.status.is_open() {
+            (String::new(), Bytes::new())
+        } else {
+            let msg =
+                BusMessage { tenant: tenant.to_owned(), session_key: key.clone(), closed: true, ..Default::default() };
+            (session_channel(tenant, key), self.bus_payload(msg))
+        };
+        let args: Vec<Value> = vec![
+            session.last_seq.to_string().into(),
+            session.updated_at.0.to_string().into(),
+            self.ttl_secs().into(),
+            channel.into(),
+            Value::Bytes(payload),
+        ];
+        if let Err(e) =
+            self.eval::<i64>(&self.scripts.invalidate, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await
+        {
+            self.failed("invalidate", &e);
+            self.mark_dirty(tenant, key, (session.last_seq, session.updated_at.0));
+        }
+    }
+
+    /// After a handoff change: caches the handoff and publishes its inbox events.
+    pub async fn after_handoff_change(&self, tenant: &str, handoff: &Handoff, events: &[HandoffEvent]) {
+        let mut args: Vec<Value> = vec![
+            i64::from(handoff_rank(handoff.status)).into(),
+            self.ttl_secs().into(),
+            Value::Bytes(pb::Handoff::from(handoff.clone()).encode_to_vec().into()),
+        ];
+        for e in events {
+            let msg = BusMessage {
+                tenant: tenant.to_owned(),
+                agent: e.agent.clone(),
+                event: Some(e.clone().into()),
+                ..Default::default()
+            };
+            args.push(agent_channel(tenant, &e.agent).into());
+            args.push(Value::Bytes(self.bus_payload(msg)));
+        }
+        let key = handoff_key(tenant, &handoff.handoff_id);
+        if let Err(e) = self.eval::<i64>(&self.scripts.put_handoff, vec![key], args).await {
+            self.failed("handoff", &e);
+            // The cached copy may now be behind: drop it when Redis is back.
+            self.mark_dirty(tenant, &format!("handoff/{}", handoff.handoff_id), (0, 0));
+        }
+    }
+
+    /// A cached handoff, or `None` (read the store).
+    pub async fn handoff(&self, tenant: &str, id: &str) -> Option<Handoff> {
+        if self.is_dirty(tenant, &format!("handoff/{id}")) {
+            return None;
+        }
+        if let Err(e) = self.check_circuit() {
+            self.failed("get handoff", &e);
+            return None;
+        }
+        CacheMetrics::inc(&self.metrics.redis_round_trips);
+        let got: Result<Option<Bytes>, Error> =
+            self.pool.next_connected().hget(handoff_key(tenant, id), "handoff").await;
+        self.record(got.is_ok());
+        let got = match got {
+            Ok(v) => v,
+            Err(e) => {
+                self.failed("get handoff", &e);
+                return None;
+            }
+        };
+        let decoded =
+            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| convert::handoff_from_pb(p, tenant).ok());
+        CacheMetrics::inc(if decoded.is_some() { &self.metrics.redis_hits } else { &self.metrics.redis_misses });
+        decoded
+    }
+
+    /// Subscribes to the bus and forwards other replicas' changes to `hub`; while the bus is
+    /// down, followers poll the store, and when it is back they backfill. Also invalidates
+    /// sessions marked dirty once Redis answers.
+    pub fn start(self: &Arc<Self>, hub: Arc<Hub>, stop: tokio_util::sync::CancellationToken) {
+        let this = Arc::clone(self);
+        let mut messages = self.subscriber.message_rx();
+        let mut reconnects = self.subscriber.reconnect_rx();
+        let mut errors = self.subscriber.error_rx();
+        // Resubscribes after reconnections; the task lives as long as the client.
+        drop(self.subscriber.manage_subscriptions());
+        tokio::spawn(async move {
+            let mut poll = tokio::time::interval(DEGRADED_POLL);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut subscribed = false;
+            loop {
+                if !subscribed && this.subscriber.is_connected() {
+                    match this.subscriber.psubscribe(BUS_PATTERN).await {
+                        Ok(()) => {
+                            subscribed = true;
+                            this.bus_up.store(true, Ordering::SeqCst);
+                            hub.resync_all();
+                        }
+                        Err(e) => this.failed("subscribe", &e),
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        let _ = this.subscriber.quit().await;
+                        let _ = this.pool.quit().await;
+                        return;
+                    }
+                    msg = messages.recv() => match msg {
+                        Ok(m) => this.on_bus_message(&hub, m),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(lost = n, "bus messages dropped in process; followers backfill");
+                            hub.resync_all();
+                        }
+                        Err(_) => return,
+                    },
+                    r = reconnects.recv() => if r.is_ok() {
+                        tracing::info!("redis reconnected; followers backfill");
+                        this.bus_up.store(true, Ordering::SeqCst);
+                        this.clean_dirty().await;
+                        hub.resync_all();
+                    },
+                    e = errors.recv() => if let Ok((e, _)) = e && this.bus_up.swap(false, Ordering::SeqCst) {
+                        this.failed("bus", &e);
+                    },
+                    _ = poll.tick() => {
+                        if !this.bus_up.load(Ordering::SeqCst) || !this.subscriber.is_connected() {
+                            this.bus_up.store(false, Ordering::SeqCst);
+                            subscribed = subscribed && this.subscriber.is_connected();
+                            hub.resync_all();
+                        }
+                        this.clean_dirty().await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Invalidates what failed updates may have left stale, once Redis answers: sessions
+    /// through INVALIDATE with the version they reached (floors keep growing, so no repair
+    /// from an older snapshot can slip in), handoffs by deleting them.
+    async fn clean_dirty(&self) {
+        let dirty: Vec<((String, String), (u64, i64))> = {
+            let d = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if d.is_empty() {
+                return;
+            }
+            d.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        if self.check_circuit().is_err() {
+            return;
+        }
+        // Recovery, not a hot path: one call per dirty key, all in flight at once.
+        let calls = dirty.iter().map(|((tenant, key), (last_seq, upd))| async move {
+            match key.strip_prefix("handoff/") {
+                Some(id) => {
+                    CacheMetrics::inc(&self.metrics.redis_round_trips);
+                    self.pool.next_connected().del::<i64, _>(handoff_key(tenant, id)).await.map(drop)
+                }
+                None => {
+                    let args: Vec<Value> = vec![
+                        last_seq.to_string().into(),
+                        upd.to_string().into(),
+                        self.ttl_secs().into(),
+                        "".into(),
+                        "".into(),
+                    ];
+                    let keys = vec![meta_key(tenant, key), tail_key(tenant, key)];
+                    self.eval::<i64>(&self.scripts.invalidate, keys, args).await.map(drop)
+                }
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut d = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((k, v), result) in dirty.iter().zip(&results) {
+            if result.is_ok() && d.get(k) == Some(v) {
+                d.remove(k);
+            }
+        }
+        drop(d);
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            self.failed("clean", &e);
+        }
+    }
+
+    fn on_bus_message(&self, hub: &Hub, m: fred::types::Message) {
+        let Some(bytes) = m.value.as_bytes() else { return };
+        let Ok(msg) = BusMessage::decode(bytes) else {
+            tracing::warn!(channel = %m.channel, "undecodable bus message");
+            return;
+        };
+        if msg.replica == self.replica {
+            return;
+        }
+        let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed } = msg;
+        if let Some(event) = event {
+            match convert::event_from_pb(event, &tenant, &agent) {
+                Ok(e) => hub.publish_agent(&tenant, e),
+                Err(_) => hub.resync_all(),
+            }
+            return;
+        }
+        self.l1.invalidate(&(tenant.clone(), session_key.clone()));
+        if closed {
+            hub.publish_session(&tenant, &session_key, SessionMessage::Closed);
+            return;
+        }
+        let decoded: DomainResult<Vec<Entry>> = entries.into_iter().map(Entry::try_from).collect();
+        match decoded {
+            Ok(entries) if !entries.is_empty() => {
+                hub.publish_session(&tenant, &session_key, SessionMessage::Appended(entries.into()))
+            }
+            _ => hub.publish_session(&tenant, &session_key, SessionMessage::Advanced(last_seq)),
+        }
+    }
+}
+
+fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
+    let mut it = reply.into_iter().skip(1);
+    let mut next = || it.next().ok_or_else(|| "short reply".to_owned());
+    let _last = next()?;
+    let _upd = next()?;
+    let session = next()?;
+    let _sseq = next()?;
+    let summary = next()?;
+    let tail = next()?;
+    let blob = SessionBlob::decode(session.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let session = convert::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
+        .map_err(|e| e.to_string())?;
+    let summary = match summary.as_bytes() {
+        Some(b) if !b.is_empty() => {
+            Some(Entry::try_from(pb::Entry::decode(b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let tail: Vec<Entry> = tail
+        .into_array()
+        .into_iter()
+        .map(|v| {
+            let p = pb::Entry::decode(v.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
+            Entry::try_from(p).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
+    let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
+        || (tail.is_empty() && session.last_seq == session.last_summary_seq);
+    if !contiguous || !ends_right {
+        return Err("cached tail does not match its session".into());
+    }
+    Ok(CachedSession { session, summary, tail: tail.into() })
+}

@@ -1,0 +1,290 @@
+//! The Redis cache and bus with real Redis and real PostgreSQL: several `batond` replicas on
+//! one database and one Redis behave as one service, and Redis going away loses nothing.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use common::*;
+use futures::StreamExt;
+
+/// Two replicas on the test database and a private Redis, sharing one tenant; `None` when
+/// PostgreSQL or redis-server is unavailable (scripts/test provides both).
+async fn replicas() -> Option<(RedisServer, TestServer, TestServer)> {
+    if postgres_url().is_none() {
+        eprintln!("BATON_TEST_DATABASE_URL is unset: skipping (scripts/test sets it)");
+        return None;
+    }
+    let Some(redis) = RedisServer::start().await else {
+        eprintln!("redis-server is not installed: skipping (scripts/test installs it)");
+        return None;
+    };
+    let url = redis.url();
+    let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
+    let mut b = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
+    b.tenant = a.tenant.clone();
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+    Some((redis, a, b))
+}
+
+/// Waits until the replica's cache has answered Redis once (it connects in the background).
+async fn wait_for_bus(srv: &TestServer) {
+    let cache = srv.baton.cache().expect("cache configured");
+    for _ in 0..100 {
+        if cache.is_connected() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the replica never connected to Redis");
+}
+
+fn stats(srv: &TestServer) -> &baton_server::cache::CacheMetrics {
+    srv.baton.cache().unwrap().metrics()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_on_b_sees_every_append_through_a_and_b() {
+    let Some((_redis, a, b)) = replicas().await else { return };
+    let mut ctx_a = a.context().await;
+    let mut ctx_b = b.context().await;
+    create_session(&mut ctx_a, "two", "w").await;
+    let mut follower = ctx_b
+        .stream_entries(pb::StreamEntriesRequest {
+            session_key: "two".into(),
+            after_seq: 0,
+            follow: true,
+            max_entries: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut writers = Vec::new();
+    for (w, ctx) in [ctx_a.clone(), ctx_b.clone(), ctx_a.clone(), ctx_b.clone()].into_iter().enumerate() {
+        writers.push(tokio::spawn(async move {
+            let mut ctx = ctx;
+            for i in 0..40 {
+                append(&mut ctx, "two", vec![message(&format!("w{w}"), &format!("{i}"))]).await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for expected in 1..=160u64 {
+        let e = tokio::time::timeout(Duration::from_secs(20), follower.next())
+            .await
+            .expect("follower stalled")
+            .expect("stream ended")
+            .expect("stream error");
+        assert_eq!(e.seq, expected);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_on_b_see_an_append_on_a_at_once() {
+    let Some((_redis, a, b)) = replicas().await else { return };
+    let mut ctx_a = a.context().await;
+    let mut ctx_b = b.context().await;
+    create_session(&mut ctx_a, "rw", "w").await;
+    for i in 1..=30u64 {
+        // Warm B's caches, so a stale copy would be there to serve.
+        let before = ctx_b
+            .get_context_window(pb::GetContextWindowRequest { session_key: "rw".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(before.last_seq, i - 1);
+        append(&mut ctx_a, "rw", vec![message("w", &format!("entry {i}"))]).await;
+        let window = ctx_b
+            .get_context_window(pb::GetContextWindowRequest { session_key: "rw".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(window.last_seq, i, "no stale read");
+        assert_eq!(window.entries.last().unwrap().seq, i);
+        assert_eq!(window.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=i).collect::<Vec<_>>(), "no gap");
+        let s = ctx_b.get_session(pb::GetSessionRequest { session_key: "rw".into() }).await.unwrap().into_inner();
+        assert_eq!(s.last_seq, i);
+        let tail = ctx_b
+            .list_entries(pb::ListEntriesRequest {
+                session_key: "rw".into(),
+                after_seq: Some(i - 1),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(tail.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [i]);
+    }
+    // A close on A is seen on B at once too.
+    ctx_a.close_session(pb::CloseSessionRequest { session_key: "rw".into() }).await.unwrap();
+    let s = ctx_b.get_session(pb::GetSessionRequest { session_key: "rw".into() }).await.unwrap().into_inner();
+    assert_eq!(s.status(), pb::SessionStatus::Closed);
+    assert!(
+        stats(&b).redis_hits.load(Ordering::Relaxed) + stats(&b).l1_hits.load(Ordering::Relaxed) > 0,
+        "the cache served reads"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_round_trip_per_append_and_per_hot_read() {
+    let Some((redis, a, b)) = replicas().await else { return };
+    b.shutdown().await;
+    let mut ctx = a.context().await;
+    create_session(&mut ctx, "rt", "w").await;
+    append(&mut ctx, "rt", vec![message("w", "warm")]).await;
+    let read = |ctx: &mut Context| {
+        let mut ctx = ctx.clone();
+        async move {
+            ctx.get_context_window(pb::GetContextWindowRequest { session_key: "rt".into(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    read(&mut ctx).await; // warm L1
+    let trips = || stats(&a).redis_round_trips.load(Ordering::Relaxed);
+
+    let (t0, e0) = (trips(), redis.calls("evalsha").await);
+    append(&mut ctx, "rt", vec![message("w", "one"), message("w", "two")]).await;
+    assert_eq!((trips() - t0, redis.calls("evalsha").await - e0), (1, 1), "an append is one EVALSHA");
+
+    let (t0, e0, hits0) = (trips(), redis.calls("evalsha").await, stats(&a).l1_hits.load(Ordering::Relaxed));
+    let w = read(&mut ctx).await;
+    assert_eq!(w.last_seq, 3);
+    assert_eq!((trips() - t0, redis.calls("evalsha").await - e0), (1, 1), "a hot read is one EVALSHA");
+    assert_eq!(stats(&a).l1_hits.load(Ordering::Relaxed) - hits0, 1, "served from L1 after Redis confirmed it");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_loses_nothing_and_the_cache_heals() {
+    init_test_logging();
+    let Some((mut redis, a, b)) = replicas().await else { return };
+    let mut ctx_a = a.context().await;
+    let mut ctx_b = b.context().await;
+    create_session(&mut ctx_a, "down", "w").await;
+    let mut follower = ctx_b
+        .stream_entries(pb::StreamEntriesRequest {
+            session_key: "down".into(),
+            after_seq: 0,
+            follow: true,
+            max_entries: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Writers keep appending through A while Redis dies and comes back.
+    let writer = {
+        let mut ctx = ctx_a.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..150 {
+                let r = append(&mut ctx, "down", vec![message("w", &format!("{i}"))]).await; // panics on any error
+                acked.push(r.first_seq);
+                if i % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    redis.kill();
+    // Reads keep working too, from PostgreSQL.
+    for _ in 0..5 {
+        ctx_b
+            .get_context_window(pb::GetContextWindowRequest { session_key: "down".into(), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    let acked = writer.await.unwrap();
+    let mut sorted = acked.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=150).collect::<Vec<_>>(), "every append was acknowledged, seqs gap-free");
+
+    // The follower on B keeps receiving through the store while the bus is down.
+    for expected in 1..=150u64 {
+        let e = tokio::time::timeout(Duration::from_secs(20), follower.next())
+            .await
+            .expect("follower stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.seq, expected);
+    }
+    assert!(stats(&a).redis_errors.load(Ordering::Relaxed) > 0, "the outage was counted");
+
+    redis.restart().await;
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+    // After the restart the cache fills again: the first read repairs, later ones hit.
+    let hits = |s: &TestServer| stats(s).redis_hits.load(Ordering::Relaxed) + stats(s).l1_hits.load(Ordering::Relaxed);
+    let before = hits(&b);
+    let mut healed = false;
+    for _ in 0..100 {
+        let w = ctx_b
+            .get_context_window(pb::GetContextWindowRequest { session_key: "down".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(w.last_seq, 150);
+        if hits(&b) > before + 2 {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healed, "cache hits resume after Redis returns");
+    // Appends after the restart flow to B's follower over the bus again.
+    append(&mut ctx_a, "down", vec![message("w", "after")]).await;
+    let e = tokio::time::timeout(Duration::from_secs(20), follower.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(e.seq, 151);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handoff_events_cross_replicas() {
+    let Some((_redis, a, b)) = replicas().await else { return };
+    let mut ctx_a = a.context().await;
+    let mut h_a = a.handoffs().await;
+    let mut h_b = b.handoffs().await;
+    create_session(&mut ctx_a, "ho", "alice").await;
+    let mut inbox = h_b
+        .watch_handoffs(pb::WatchHandoffsRequest { agent: "bob".into(), after_cursor: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let ho = h_a
+        .request_handoff(pb::RequestHandoffRequest {
+            session_key: "ho".into(),
+            from_agent: "alice".into(),
+            to_agent: "bob".into(),
+            r#type: pb::HandoffType::FullHandoff.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let created = tokio::time::timeout(Duration::from_secs(10), inbox.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((created.r#type(), created.cursor), (pb::HandoffEventType::Created, 1));
+    h_b.accept_handoff(pb::AcceptHandoffRequest { handoff_id: ho.handoff_id.clone(), agent: "bob".into() })
+        .await
+        .unwrap();
+    // A's cached handoff and session reflect B's change.
+    let got = h_a.get_handoff(pb::GetHandoffRequest { handoff_id: ho.handoff_id }).await.unwrap().into_inner();
+    assert_eq!(got.status(), pb::HandoffStatus::Accepted);
+    let s = ctx_a.get_session(pb::GetSessionRequest { session_key: "ho".into() }).await.unwrap().into_inner();
+    assert_eq!(s.owner, "bob");
+    a.shutdown().await;
+    b.shutdown().await;
+}
