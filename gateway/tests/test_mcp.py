@@ -106,7 +106,12 @@ def servers() -> Iterator[Servers]:
     batond, baton_mcp = binary("BATOND_BIN"), binary("BATON_MCP_BIN")
     grpc_port, admin_port, mcp_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="baton-gw-test-") as data_dir:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        # An embedded store and no Redis, whatever the developer's shell exports.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith(("BATON_", "OTEL_")) or k in ("DATABASE_URL", "REDIS_URL"))
+        }
         server = subprocess.Popen(
             [
                 batond,
