@@ -4,19 +4,17 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let files = ["baton/v1/common.proto", "baton/v1/options.proto", "baton/v1/context.proto", "baton/v1/handoff.proto"];
-    let fds = protox::Compiler::new([&root])?
-        .include_imports(true)
-        .include_source_info(true)
-        .open_files(files)?
-        .file_descriptor_set();
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_imports(true).include_source_info(true).open_files(files)?;
+    let fds = compiler.file_descriptor_set();
 
+    // `encode_file_descriptor_set` keeps custom options such as `(baton.v1.mcp_tool)`, which the
+    // MCP gateway reads; encoding the prost-types set above would drop them.
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out.join("baton_descriptor.bin"), fds.encode_to_vec())?;
+    fs::write(out.join("baton_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
 

@@ -1,0 +1,44 @@
+//! `baton-mcp`: Baton's MCP gateway. MCP clients (over stdio or Streamable HTTP) call tools and
+//! read resources; the gateway turns them into gRPC calls on `batond`.
+//!
+//! How a tool call flows:
+//!
+//! ```text
+//! transport (stdio | Streamable HTTP /mcp)          serve
+//!   └─► BatonMcp (rmcp ServerHandler, one per MCP session)      handler
+//!         ├─ credentials, trace context, tenant → CallContext   grpc
+//!         └─► Gateway::call_tool                                 calls
+//!               ├─ old argument names → fields                  compat
+//!               ├─ JSON → request message, checked per field    args
+//!               ├─ gRPC with a dynamic codec and a deadline     grpc
+//!               └─ response → proto3 JSON (+ text rendering)    render
+//! ```
+//!
+//! - `descriptors`, `catalog`, `schema`: the tools come from the descriptor set
+//!   (`baton_proto::FILE_DESCRIPTOR_SET`): each RPC with `(baton.v1.mcp_tool)` is a tool, its
+//!   request message the input schema, its comments the descriptions.
+//! - `resources`, `follow`: `baton://` resources, and live follows (StreamEntries with
+//!   `follow`) behind resource subscriptions.
+//! - `errors`: gRPC statuses (with google.rpc details) and argument errors as tool errors.
+//! - `config`: flags and environment variables.
+
+pub mod args;
+pub mod calls;
+pub mod catalog;
+pub mod compat;
+pub mod config;
+pub mod descriptors;
+pub mod errors;
+pub mod follow;
+pub mod grpc;
+pub mod handler;
+pub mod render;
+pub mod resources;
+pub mod schema;
+pub mod serve;
+
+pub use config::Config;
+pub use serve::{init_logging, run};
+
+/// Errors that end the gateway.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

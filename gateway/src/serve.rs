@@ -1,0 +1,110 @@
+//! The two transports around the one handler: stdio, and Streamable HTTP at `/mcp` with a
+//! `/health` route. Logs go to stderr in both, because stdout carries the stdio protocol.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::routing::get;
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::BoxError;
+use crate::calls::Gateway;
+use crate::catalog::Catalog;
+use crate::config::{Config, LogFormat, Transport};
+use crate::grpc::Backend;
+use crate::handler::BatonMcp;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Builds the handler from the configuration: the descriptor catalog and a lazily connecting
+/// channel to batond.
+pub fn handler(config: &Config) -> Result<BatonMcp, BoxError> {
+    let catalog = Catalog::baton()?;
+    let backend = Backend::connect_lazy(&config.endpoint, config.connect_timeout(), config.call_timeout())?;
+    Ok(BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context()))
+}
+
+/// Runs the gateway on the configured transport until the client leaves (stdio) or `shutdown`
+/// resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
+    let handler = handler(&config)?;
+    tracing::info!(endpoint = %config.endpoint, transport = ?config.transport, "baton-mcp starting");
+    match config.transport {
+        Transport::Stdio => serve_stdio(handler, shutdown).await,
+        Transport::Http => {
+            let listener = TcpListener::bind(config.http_addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "MCP Streamable HTTP at /mcp");
+            serve_http(handler, listener, &config.allowed_hosts, shutdown).await
+        }
+    }
+}
+
+/// Serves one MCP client on stdin/stdout until it closes stdin or `shutdown` resolves.
+pub async fn serve_stdio(
+    handler: BatonMcp,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let running = handler.serve(rmcp::transport::stdio()).await?;
+    let cancel = running.cancellation_token();
+    tokio::select! {
+        quit = running.waiting() => {
+            tracing::info!(reason = ?quit?, "stdio client gone");
+        }
+        () = shutdown => {
+            cancel.cancel();
+            tracing::info!("shutting down");
+        }
+    }
+    Ok(())
+}
+
+/// Serves MCP Streamable HTTP at `/mcp` (and `GET /health`) on `listener` until `shutdown`.
+pub async fn serve_http(
+    handler: BatonMcp,
+    listener: TcpListener,
+    allowed_hosts: &[String],
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let stop = CancellationToken::new();
+    let router = http_router(handler, allowed_hosts, stop.child_token());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
+    Ok(())
+}
+
+/// The HTTP routes: MCP Streamable HTTP at `/mcp` and liveness at `/health`. Every MCP session
+/// gets its own handler (and subscriptions) over the shared channel; `stop` ends them all.
+pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: CancellationToken) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop);
+    config = if allowed_hosts.iter().any(|h| h == "*") {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()))
+    };
+    let service = StreamableHttpService::new(
+        move || Ok(handler.for_new_session()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) })).nest_service("/mcp", service)
+}

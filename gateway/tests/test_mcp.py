@@ -1,0 +1,630 @@
+"""baton-mcp driven by the official Python MCP SDK, over stdio and Streamable HTTP, against a
+live batond on its embedded store.
+
+Run through scripts/test-gateway, which builds the binaries and passes their paths in
+BATOND_BIN and BATON_MCP_BIN. Every test uses fresh session keys, so the tests share one
+batond.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+pytestmark = pytest.mark.anyio
+
+API_TOOLS = {
+    "register_session",
+    "get_session",
+    "list_sessions",
+    "close_session",
+    "update_context",
+    "get_context",
+    "list_entries",
+    "search_context",
+    "request_handoff",
+    "get_handoff",
+    "list_handoffs",
+    "accept_handoff",
+    "reject_handoff",
+    "complete_handoff",
+    "cancel_handoff",
+}
+STREAM_TOOLS = {"stream_entries", "stream_handoff_context"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def binary(env: str) -> str:
+    path = os.environ.get(env)
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail(f"{env} must name the built binary (scripts/test-gateway sets it)")
+    return path
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"{what} was not ready at {url} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class Servers:
+    grpc_endpoint: str
+    mcp_url: str
+    http_base: str
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    batond, baton_mcp = binary("BATOND_BIN"), binary("BATON_MCP_BIN")
+    grpc_port, admin_port, mcp_port = free_port(), free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="baton-gw-test-") as data_dir:
+        # An embedded store and no Redis, whatever the developer's shell exports.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith(("BATON_", "OTEL_")) or k in ("DATABASE_URL", "REDIS_URL"))
+        }
+        server = subprocess.Popen(
+            [
+                batond,
+                "--grpc-addr", f"127.0.0.1:{grpc_port}",
+                "--admin-addr", f"127.0.0.1:{admin_port}",
+                "--data-dir", data_dir,
+            ],
+            env=env,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{admin_port}/ready", server, "batond")
+            endpoint = f"http://127.0.0.1:{grpc_port}"
+            gateway = subprocess.Popen(
+                [
+                    baton_mcp,
+                    "--transport", "http",
+                    "--http-addr", f"127.0.0.1:{mcp_port}",
+                    "--endpoint", endpoint,
+                ],
+                env={**env, "RUST_LOG": "info"},
+            )
+            try:
+                base = f"http://127.0.0.1:{mcp_port}"
+                wait_http(f"{base}/health", gateway, "baton-mcp")
+                yield Servers(grpc_endpoint=endpoint, mcp_url=f"{base}/mcp", http_base=base)
+            finally:
+                stop(gateway)
+        finally:
+            stop(server)
+
+
+@asynccontextmanager
+async def connect(
+    servers: Servers,
+    transport: str,
+    mode: str,
+    *,
+    headers: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    message_handler=None,
+) -> AsyncIterator[Client]:
+    """An MCP client on `transport` ("stdio": a baton-mcp child process; "http": the shared
+    HTTP gateway), negotiating per `mode` ("auto": the newest revision; "legacy": initialize)."""
+    if transport == "stdio":
+        params = StdioServerParameters(
+            command=binary("BATON_MCP_BIN"),
+            args=["--endpoint", servers.grpc_endpoint],
+            env={"RUST_LOG": "warn", **(env or {})},
+        )
+        client = Client(stdio_client(params), mode=mode, message_handler=message_handler, cache=None)
+        async with client:
+            yield client
+    else:
+        async with httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
+            client = Client(
+                streamable_http_client(servers.mcp_url, http_client=http),
+                mode=mode,
+                message_handler=message_handler,
+                cache=None,
+            )
+            async with client:
+                yield client
+
+
+CLIENTS = [("stdio", "auto"), ("stdio", "legacy"), ("http", "auto"), ("http", "legacy")]
+client_params = pytest.mark.parametrize(("transport", "mode"), CLIENTS, ids=[f"{t}-{m}" for t, m in CLIENTS])
+
+
+def key(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
+async def ok(client: Client, name: str, arguments: dict, **kwargs) -> dict:
+    result = await client.call_tool(name, arguments, **kwargs)
+    assert not result.is_error, f"{name} failed: {text_of(result)}"
+    assert isinstance(result.structured_content, dict)
+    assert text_of(result).strip(), "a text rendering accompanies the structured content"
+    return result.structured_content
+
+
+async def failing(client: Client, name: str, arguments: dict) -> str:
+    result = await client.call_tool(name, arguments)
+    assert result.is_error, f"{name} should have failed: {text_of(result)}"
+    return text_of(result)
+
+
+@client_params
+async def test_negotiated_revision(servers: Servers, transport: str, mode: str) -> None:
+    async with connect(servers, transport, mode) as client:
+        expected = "2026-07-28" if mode == "auto" else "2025-11-25"
+        assert client.protocol_version == expected
+
+
+@client_params
+async def test_tools_are_listed_with_schemas(servers: Servers, transport: str, mode: str) -> None:
+    async with connect(servers, transport, mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert API_TOOLS | STREAM_TOOLS <= set(tools)
+        for tool in tools.values():
+            assert tool.description and len(tool.description) > 10, tool.name
+            assert tool.input_schema["type"] == "object", tool.name
+            assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
+
+        register = tools["register_session"]
+        props = register.input_schema["properties"]
+        assert {"session_key", "agent", "metadata", "ttl"} <= set(props)
+        assert register.input_schema["required"] == ["agent"]
+        assert "owner" in props["agent"]["description"]
+        assert props["metadata"]["type"] == "object"
+        assert props["ttl"]["type"] == "string"
+        assert "agentFrom" in register.description
+
+        update = tools["update_context"]
+        entry = update.input_schema["properties"]["entries"]["items"]
+        assert "ENTRY_KIND_MESSAGE" in entry["properties"]["kind"]["enum"]
+        assert set(entry["required"]) == {"kind", "author"}
+        assert update.input_schema["properties"]["expected_last_seq"]["type"] == ["string", "integer"]
+
+        assert tools["get_context"].annotations.read_only_hint is True
+        assert tools["close_session"].annotations.destructive_hint is True
+        assert tools["register_session"].annotations.read_only_hint is False
+        stream = tools["stream_entries"].input_schema["properties"]["max_items"]
+        assert stream["maximum"] == 1000 and stream["default"] == 200
+
+
+@client_params
+async def test_whole_handoff(servers: Servers, transport: str, mode: str) -> None:
+    session_key = key("flow")
+    async with connect(servers, transport, mode) as client:
+        session = await ok(
+            client,
+            "register_session",
+            {"session_key": session_key, "agent": "planner", "metadata": {"ticket": "BAT-1"}},
+        )
+        assert session["session_key"] == session_key
+        assert session["owner"] == "planner"
+        assert session["status"] == "SESSION_STATUS_ACTIVE"
+        assert session["metadata"] == {"ticket": "BAT-1"}
+
+        appended = await ok(
+            client,
+            "update_context",
+            {
+                "session_key": session_key,
+                "entries": [
+                    {"kind": "ENTRY_KIND_MESSAGE", "role": "user", "author": "planner", "text": "Migrate the schema"},
+                    {"kind": "tool_call", "author": "planner", "text": "ran: ls migrations/"},
+                ],
+            },
+        )
+        assert (appended["first_seq"], appended["last_seq"]) == ("1", "2")
+
+        # The earlier Node server's argument names.
+        legacy = await ok(
+            client,
+            "update_context",
+            {"sessionKey": session_key, "contextType": "message", "content": "Plan: add a column", "agentFrom": "planner"},
+        )
+        assert legacy["entries"][0]["kind"] == "ENTRY_KIND_MESSAGE"
+        assert legacy["entries"][0]["author"] == "planner"
+        assert legacy["entries"][0]["text"] == "Plan: add a column"
+        # Without agentFrom the author is the session's owner, as with the old server.
+        owned = await ok(
+            client,
+            "update_context",
+            {"sessionKey": session_key, "contextType": "system", "content": "Deadline is Friday", "metadata": {"k": 1}},
+        )
+        assert owned["entries"][0]["author"] == "planner"
+        assert owned["entries"][0]["kind"] == "ENTRY_KIND_SYSTEM"
+        assert owned["entries"][0]["metadata"] == {"k": 1}
+
+        window = await ok(client, "get_context", {"session_key": session_key})
+        assert [e["seq"] for e in window["entries"]] == ["1", "2", "3", "4"]
+        assert window["last_seq"] == "4"
+        assert window["entries"][0]["text"] == "Migrate the schema"
+
+        handoff = await ok(
+            client,
+            "request_handoff",
+            {
+                "sessionKey": session_key,
+                "targetAgent": "coder",
+                "requestType": "full_handoff",
+                "requestData": {"instructions": "Write the migration", "priority": "high"},
+            },
+        )
+        assert handoff["from_agent"] == "planner"
+        assert handoff["to_agent"] == "coder"
+        assert handoff["type"] == "HANDOFF_TYPE_FULL_HANDOFF"
+        assert handoff["status"] == "HANDOFF_STATUS_PENDING"
+        assert json.loads(handoff["instructions"]) == {"instructions": "Write the migration", "priority": "high"}
+        assert handoff["up_to_seq"] == "4"
+        handoff_id = handoff["handoff_id"]
+
+        # Only the target may accept.
+        denied = await failing(client, "accept_handoff", {"handoff_id": handoff_id, "agent": "intruder"})
+        assert "PERMISSION_DENIED" in denied or "FAILED_PRECONDITION" in denied
+
+        accepted = await ok(client, "accept_handoff", {"handoff_id": handoff_id, "agent": "coder"})
+        assert accepted["status"] == "HANDOFF_STATUS_ACCEPTED"
+        session = await ok(client, "get_session", {"session_key": session_key})
+        assert session["owner"] == "coder"
+
+        package = await ok(client, "stream_handoff_context", {"handoff_id": handoff_id})
+        assert package["stopped"] == "end"
+        assert package["entries"][0]["kind"] == "ENTRY_KIND_SUMMARY"
+        assert package["count"] == len(package["entries"]) >= 2
+
+        contents = (await client.read_resource(f"baton://sessions/{session_key}/context")).contents
+        assert contents[0].mime_type == "application/json"
+        context = json.loads(contents[0].text)
+        assert [e["seq"] for e in context["entries"]] == ["1", "2", "3", "4"]
+        alias = json.loads((await client.read_resource(f"handoff://context/{session_key}")).contents[0].text)
+        assert alias["last_seq"] == "4"
+        read_handoff = json.loads((await client.read_resource(f"baton://handoffs/{handoff_id}")).contents[0].text)
+        assert read_handoff["status"] == "HANDOFF_STATUS_ACCEPTED"
+        read_session = json.loads((await client.read_resource(f"baton://sessions/{session_key}")).contents[0].text)
+        assert read_session["owner"] == "coder"
+
+        completed = await ok(client, "complete_handoff", {"handoff_id": handoff_id, "agent": "coder"})
+        assert completed["status"] == "HANDOFF_STATUS_COMPLETED"
+
+
+@client_params
+async def test_resources_and_templates(servers: Servers, transport: str, mode: str) -> None:
+    session_key = key("res")
+    async with connect(servers, transport, mode) as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "planner"})
+        uris = {r.uri for r in (await client.list_resources()).resources}
+        assert "baton://sessions" in uris
+        assert f"baton://sessions/{session_key}/context" in uris
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert templates == {
+            "baton://sessions/{session_key}",
+            "baton://sessions/{session_key}/context",
+            "baton://handoffs/{handoff_id}",
+        }
+        listed = json.loads((await client.read_resource("handoff://sessions")).contents[0].text)
+        assert session_key in [s["session_key"] for s in listed["sessions"]]
+
+
+@client_params
+async def test_bad_arguments_are_tool_errors_naming_the_field(servers: Servers, transport: str, mode: str) -> None:
+    async with connect(servers, transport, mode) as client:
+        text = await failing(client, "register_session", {"agent": 42})
+        assert "INVALID_ARGUMENT" in text and "`agent`" in text and "string" in text
+        text = await failing(client, "register_session", {"agnet": "planner"})
+        assert "`agnet`" in text and "unknown field" in text
+        text = await failing(client, "register_session", {"session_key": key("x")})
+        assert "`agent`" in text and "required" in text
+        text = await failing(
+            client,
+            "update_context",
+            {"session_key": "s", "entries": [{"kind": "POEM", "author": "a", "text": "x"}]},
+        )
+        assert "`entries[0].kind`" in text and "ENTRY_KIND_MESSAGE" in text
+        text = await failing(client, "stream_entries", {"session_key": "s", "max_items": 5000})
+        assert "`max_items`" in text
+        # The server's own validation comes back with its field violations.
+        text = await failing(client, "register_session", {"session_key": "bad key!", "agent": "planner"})
+        assert text.startswith("INVALID_ARGUMENT") and "session_key" in text
+
+
+@client_params
+async def test_not_found_is_a_tool_error(servers: Servers, transport: str, mode: str) -> None:
+    async with connect(servers, transport, mode) as client:
+        text = await failing(client, "get_session", {"session_key": key("missing")})
+        assert text.startswith("NOT_FOUND")
+        text = await failing(client, "get_handoff", {"handoff_id": "no-such-handoff"})
+        assert text.startswith("NOT_FOUND") or text.startswith("INVALID_ARGUMENT")
+
+
+@client_params
+async def test_stream_tool_reports_progress(servers: Servers, transport: str, mode: str) -> None:
+    session_key = key("stream")
+    async with connect(servers, transport, mode) as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        entries = [{"kind": "MESSAGE", "author": "a", "text": f"entry {i}"} for i in range(5)]
+        await ok(client, "update_context", {"session_key": session_key, "entries": entries})
+
+        progress: list[tuple[float, float | None]] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, total))
+
+        limited = await ok(
+            client,
+            "stream_entries",
+            {"session_key": session_key, "max_items": 3},
+            progress_callback=on_progress,
+        )
+        assert limited["count"] == 3 and limited["stopped"] == "max_items"
+        assert [e["seq"] for e in limited["entries"]] == ["1", "2", "3"]
+        await anyio.sleep(0.2)  # notifications may trail the result on some transports
+        assert [p[0] for p in progress] == [1, 2, 3]
+        assert all(total == 3 for _, total in progress)
+
+        rest = await ok(client, "stream_entries", {"session_key": session_key, "after_seq": "3"})
+        assert rest["stopped"] == "end"
+        assert [e["text"] for e in rest["entries"]] == ["entry 3", "entry 4"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_legacy_subscription_notifies_on_new_entries(servers: Servers, transport: str) -> None:
+    session_key = key("sub")
+    uri = f"baton://sessions/{session_key}/context"
+    updated: list[str] = []
+    got = anyio.Event()
+
+    async def on_message(message) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            updated.append(str(message.params.uri))
+            got.set()
+
+    async with connect(servers, transport, "legacy", message_handler=on_message) as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        await client.session.subscribe_resource(uri)
+        await ok(client, "update_context", {"sessionKey": session_key, "content": "first news"})
+        with anyio.fail_after(15):
+            await got.wait()
+        assert updated[0] == uri
+        await client.session.unsubscribe_resource(uri)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_listen_subscription_notifies_on_new_entries(servers: Servers, transport: str) -> None:
+    session_key = key("listen")
+    uri = f"baton://sessions/{session_key}/context"
+    async with connect(servers, transport, "auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            assert list(subscription.honored.resource_subscriptions or []) == [uri]
+            async with connect(servers, "http", "auto") as writer:
+                await ok(writer, "update_context", {"sessionKey": session_key, "content": "live"})
+            with anyio.fail_after(15):
+                event = await subscription.__anext__()
+            assert event.uri == uri
+
+
+async def test_tenant_is_forwarded(servers: Servers) -> None:
+    session_key = key("tenant")
+    async with connect(servers, "stdio", "legacy", env={"BATON_TENANT": "tenant-a"}) as a:
+        await ok(a, "register_session", {"session_key": session_key, "agent": "a"})
+        await ok(a, "get_session", {"session_key": session_key})
+    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-b"}) as b:
+        assert (await failing(b, "get_session", {"session_key": session_key})).startswith("NOT_FOUND")
+    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-a"}) as a_http:
+        await ok(a_http, "get_session", {"session_key": session_key})
+
+
+async def test_trace_context_is_forwarded_over_http(servers: Servers) -> None:
+    session_key = key("trace")
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    headers = {"traceparent": traceparent, "authorization": "Bearer test-token"}
+    async with connect(servers, "http", "legacy", headers=headers) as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        appended = await ok(client, "update_context", {"sessionKey": session_key, "content": "traced"})
+        assert appended["entries"][0]["trace_id"] == trace_id
+
+
+def post(url: str, body: dict, session_id: str | None = None, version: str | None = None) -> tuple[dict | None, dict]:
+    """One JSON-RPC POST as a bare 2024-11-05 client would send it; returns (message, headers)."""
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if session_id:
+        headers["mcp-session-id"] = session_id
+    if version:
+        headers["mcp-protocol-version"] = version
+    response = httpx2.post(url, json=body, headers=headers, timeout=30)
+    assert response.status_code in (200, 202), response.text
+    if response.status_code == 202 or not response.text.strip():
+        return None, dict(response.headers)
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data:") and line[5:].strip():
+                message = json.loads(line[5:])
+                if "id" in message and message.get("id") == body.get("id"):
+                    return message, dict(response.headers)
+        raise AssertionError(f"no response in the event stream: {response.text}")
+    return response.json(), dict(response.headers)
+
+
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18"])
+def test_clients_negotiating_older_revisions_over_http(servers: Servers, version: str) -> None:
+    init, headers = post(
+        servers.mcp_url,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "old-client", "version": "0.1"},
+            },
+        },
+    )
+    assert init["result"]["protocolVersion"] == version
+    assert init["result"]["serverInfo"]["name"] == "baton-mcp"
+    session_id = headers.get("mcp-session-id")
+    assert session_id
+    # The MCP-Protocol-Version header exists from 2025-06-18 on.
+    header_version = version if version >= "2025-06-18" else None
+    post(servers.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id, header_version)
+
+    tools, _ = post(servers.mcp_url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session_id, header_version)
+    assert API_TOOLS <= {t["name"] for t in tools["result"]["tools"]}
+
+    session_key = key("old")
+    call, _ = post(
+        servers.mcp_url,
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "register_session", "arguments": {"sessionKey": session_key, "agentFrom": "old-agent"}},
+        },
+        session_id,
+        header_version,
+    )
+    result = call["result"]
+    assert not result.get("isError")
+    text = result["content"][0]["text"]
+    if version < "2025-06-18":
+        # No structured content in these revisions: the text is the JSON itself.
+        payload = json.loads(text)
+        assert "structuredContent" not in result or result["structuredContent"] == payload
+    else:
+        payload = result["structuredContent"]
+        assert text.startswith(f"session_key: {session_key}")
+    assert payload["session_key"] == session_key and payload["owner"] == "old-agent"
+
+    read, _ = post(
+        servers.mcp_url,
+        {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": f"baton://sessions/{session_key}"}},
+        session_id,
+        header_version,
+    )
+    assert json.loads(read["result"]["contents"][0]["text"])["owner"] == "old-agent"
+
+    missing, _ = post(
+        servers.mcp_url,
+        {"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "baton://sessions/no-such-session"}},
+        session_id,
+        header_version,
+    )
+    assert "error" in missing and "not found" in missing["error"]["message"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_follow_stream_returns_live_entries_and_stops_at_the_deadline(servers: Servers, transport: str) -> None:
+    session_key = key("follow")
+    async with connect(servers, transport, "auto") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+
+        async def append_later() -> None:
+            await anyio.sleep(0.5)
+            async with connect(servers, "http", "legacy") as writer:
+                for text in ("one", "two"):
+                    await ok(writer, "update_context", {"sessionKey": session_key, "content": text})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(append_later)
+            live = await ok(client, "stream_entries", {"session_key": session_key, "follow": True, "max_items": 2})
+        assert live["stopped"] == "max_items"
+        assert [e["text"] for e in live["entries"]] == ["one", "two"]
+
+    # Nothing new arrives: the call returns at its deadline with what it has.
+    async with connect(servers, "stdio", "legacy", env={"BATON_CALL_TIMEOUT_MS": "1500"}) as client:
+        started = time.monotonic()
+        idle = await ok(client, "stream_entries", {"session_key": session_key, "after_seq": 2, "follow": True})
+        assert idle["stopped"] == "deadline" and idle["count"] == 0
+        assert 1.0 < time.monotonic() - started < 10
+
+
+async def test_stdio_forwards_trace_context_from_meta(servers: Servers) -> None:
+    session_key = key("meta")
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    async with connect(servers, "stdio", "legacy") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        appended = await ok(
+            client,
+            "update_context",
+            {"sessionKey": session_key, "content": "traced"},
+            meta={"traceparent": traceparent},
+        )
+        assert appended["entries"][0]["trace_id"] == trace_id
+
+
+async def test_readme_client_configuration_works_as_written(servers: Servers) -> None:
+    """Starts the `mcpServers` entry of gateway/README-section.md: its command found on PATH,
+    its args and env, with only the endpoint pointed at the test's batond."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README-section.md")).read()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", readme, re.S)]
+    config = next(b["mcpServers"]["baton"] for b in blocks if "command" in b.get("mcpServers", {}).get("baton", {}))
+    assert config["command"] == "baton-mcp"
+    bin_dir = os.path.dirname(binary("BATON_MCP_BIN"))
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    assert shutil.which(config["command"], path=path)
+    args = [servers.grpc_endpoint if a == "http://127.0.0.1:50051" else a for a in config["args"]]
+    params = StdioServerParameters(command=config["command"], args=args, env={**config.get("env", {}), "PATH": path})
+    async with Client(stdio_client(params), cache=None) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert API_TOOLS <= names
+        await ok(client, "register_session", {"session_key": key("readme"), "agent": "a"})
+
+
+def test_health(servers: Servers) -> None:
+    with urllib.request.urlopen(f"{servers.http_base}/health", timeout=5) as response:
+        assert json.load(response) == {"status": "ok"}
