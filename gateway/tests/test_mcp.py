@@ -608,9 +608,9 @@ async def test_stdio_forwards_trace_context_from_meta(servers: Servers) -> None:
 
 
 async def test_readme_client_configuration_works_as_written(servers: Servers) -> None:
-    """Starts the `mcpServers` entry of gateway/README-section.md: its command found on PATH,
-    its args and env, with only the endpoint pointed at the test's batond."""
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README-section.md")).read()
+    """Starts the `mcpServers` entry of the README: its command found on PATH, its args and
+    env, with only the endpoint pointed at the test's batond."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", readme, re.S)]
     config = next(b["mcpServers"]["baton"] for b in blocks if "command" in b.get("mcpServers", {}).get("baton", {}))
     assert config["command"] == "baton-mcp"
