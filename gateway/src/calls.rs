@@ -190,6 +190,8 @@ impl Gateway {
                 Ok(Err(status)) => return Err(status.into()),
             }
         };
+        // Stopping at the bound or the deadline is the tool's answer, not a failed call.
+        stream.stop();
         let count = items.len();
         Ok(json!({ key: items, "count": count, "stopped": stopped }))
     }

@@ -90,12 +90,7 @@ impl Config {
         let authorization = self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| {
             if t.len() > 7 && t[..7].eq_ignore_ascii_case("bearer ") { t.to_owned() } else { format!("Bearer {t}") }
         });
-        CallContext {
-            authorization,
-            traceparent: None,
-            tracestate: None,
-            tenant: self.tenant.clone().filter(|t| !t.is_empty()),
-        }
+        CallContext { authorization, trace: Default::default(), tenant: self.tenant.clone().filter(|t| !t.is_empty()) }
     }
 }
 

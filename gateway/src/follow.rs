@@ -56,7 +56,7 @@ pub async fn follow_session<F, Fut>(
         match opened {
             Ok(mut stream) => loop {
                 let next = tokio::select! {
-                    _ = cancel.cancelled() => return,
+                    _ = cancel.cancelled() => return stream.stop(),
                     next = stream.message() => next,
                 };
                 match next {

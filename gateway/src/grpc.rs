@@ -1,7 +1,9 @@
 //! Calls `batond` with dynamic messages: a tonic codec for `prost_reflect::DynamicMessage`, one
 //! shared lazily-connecting channel, and per-call metadata (credentials, trace context, tenant)
-//! and deadline.
+//! and deadline. Every call is a client span and a sample of
+//! `grpc_client_request_duration_seconds`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -11,6 +13,9 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::telemetry::{ClientCall, GatewayMetrics, TraceCarrier};
 
 /// The server's tenant header.
 pub const TENANT_HEADER: &str = "x-baton-tenant";
@@ -75,21 +80,16 @@ impl Decoder for DynamicDecoder {
 pub struct CallContext {
     /// The full `authorization` value, e.g. `Bearer abc`.
     pub authorization: Option<String>,
-    /// W3C trace context.
-    pub traceparent: Option<String>,
-    pub tracestate: Option<String>,
+    /// The caller's W3C trace context and baggage.
+    pub trace: TraceCarrier,
     /// The tenant (`x-baton-tenant`); the server's default tenant when unset.
     pub tenant: Option<String>,
 }
 
 impl CallContext {
     fn apply(&self, metadata: &mut MetadataMap) -> Result<(), Status> {
-        let pairs = [
-            ("authorization", &self.authorization),
-            ("traceparent", &self.traceparent),
-            ("tracestate", &self.tracestate),
-            (TENANT_HEADER, &self.tenant),
-        ];
+        crate::telemetry::inject(&self.trace, metadata);
+        let pairs = [("authorization", &self.authorization), (TENANT_HEADER, &self.tenant)];
         for (key, value) in pairs {
             if let Some(value) = value {
                 let value: AsciiMetadataValue = value
@@ -107,6 +107,9 @@ impl CallContext {
 pub struct Backend {
     channel: Channel,
     call_timeout: Duration,
+    /// batond's host and port, for the client spans.
+    server: (String, Option<u16>),
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl Backend {
@@ -116,14 +119,26 @@ impl Backend {
         connect_timeout: Duration,
         call_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?
+        let endpoint = Endpoint::from_shared(endpoint.to_owned())?;
+        let uri = endpoint.uri();
+        let server = (uri.host().unwrap_or_default().to_owned(), uri.port_u16());
+        let channel = endpoint
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        Ok(Self { channel, call_timeout })
+        Ok(Self { channel, call_timeout, server, metrics: GatewayMetrics::new() })
+    }
+
+    /// The gateway's metrics (its registry also holds the tool histogram).
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
+        &self.metrics
+    }
+
+    fn start(&self, method: &MethodDescriptor, ctx: &CallContext) -> ClientCall {
+        ClientCall::start(method, &ctx.trace, (&self.server.0, self.server.1), &self.metrics)
     }
 
     /// The deadline of every unary call.
@@ -139,17 +154,20 @@ impl Backend {
         ctx: &CallContext,
     ) -> Result<DynamicMessage, Status> {
         let deadline = self.call_timeout;
-        let call = async {
+        let mut call = self.start(method, ctx);
+        let unary = async {
             let request = self.request(request, ctx, Some(deadline))?;
             let mut grpc = self.ready().await?;
             grpc.unary(request, path(method)?, DynamicCodec::new(method.output()))
                 .await
                 .map(tonic::Response::into_inner)
         };
-        match tokio::time::timeout(deadline, call).await {
+        let result = match tokio::time::timeout(deadline, unary.instrument(call.span.clone())).await {
             Ok(result) => result,
             Err(_) => Err(deadline_exceeded(deadline)),
-        }
+        };
+        call.finish(result.as_ref().err());
+        result
     }
 
     /// Opens a server stream. `deadline` bounds the whole stream (None: open until either side
@@ -160,7 +178,8 @@ impl Backend {
         request: DynamicMessage,
         ctx: &CallContext,
         deadline: Option<Duration>,
-    ) -> Result<Streaming<DynamicMessage>, Status> {
+    ) -> Result<CallStream, Status> {
+        let mut call = self.start(method, ctx);
         let open = async {
             let request = self.request(request, ctx, deadline)?;
             let mut grpc = self.ready().await?;
@@ -169,9 +188,16 @@ impl Backend {
                 .map(tonic::Response::into_inner)
         };
         let limit = deadline.map_or(self.call_timeout, |d| d.min(self.call_timeout));
-        match tokio::time::timeout(limit, open).await {
+        let opened = match tokio::time::timeout(limit, open.instrument(call.span.clone())).await {
             Ok(result) => result,
             Err(_) => Err(deadline_exceeded(limit)),
+        };
+        match opened {
+            Ok(inner) => Ok(CallStream { inner, call }),
+            Err(status) => {
+                call.finish(Some(&status));
+                Err(status)
+            }
         }
     }
 
@@ -193,6 +219,30 @@ impl Backend {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready().await.map_err(|e| Status::unavailable(format!("batond is not reachable: {e}")))?;
         Ok(grpc)
+    }
+}
+
+/// An open server stream; its client span lasts until the stream ends or is dropped.
+pub struct CallStream {
+    inner: Streaming<DynamicMessage>,
+    call: ClientCall,
+}
+
+impl CallStream {
+    /// The next message; `None` at the end of the stream.
+    pub async fn message(&mut self) -> Result<Option<DynamicMessage>, Status> {
+        let next = self.inner.message().instrument(self.call.span.clone()).await;
+        match &next {
+            Ok(Some(_)) => {}
+            Ok(None) => self.call.finish(None),
+            Err(status) => self.call.finish(Some(status)),
+        }
+        next
+    }
+
+    /// Stops reading before the end, on purpose (not a failure).
+    pub fn stop(mut self) {
+        self.call.stop();
     }
 }
 

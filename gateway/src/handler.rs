@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -17,6 +18,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Map, Value as Json, json};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Code;
+use tracing::Instrument as _;
 
 use crate::calls::{CallError, Gateway, NoProgress, Progress};
 use crate::catalog::ToolSpec;
@@ -24,6 +26,7 @@ use crate::follow::{follow_session, last_seq};
 use crate::grpc::{CallContext, TENANT_HEADER};
 use crate::render;
 use crate::resources::{self, ResourceRef};
+use crate::telemetry::{TraceCarrier, mcp_span, record_error};
 
 const INSTRUCTIONS: &str = "Baton keeps AI agents' working context and hands work from one agent to another. \
 Open a session with register_session, add context with update_context, read it with get_context (the newest \
@@ -51,6 +54,10 @@ impl BatonMcp {
         Self::new(self.gateway.clone(), self.defaults.clone())
     }
 
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// Credentials, trace context and tenant for the gRPC calls made for `request`: from the
     /// HTTP request when there is one, from the configuration otherwise.
     fn call_context(&self, request: &RequestContext<RoleServer>) -> CallContext {
@@ -59,18 +66,28 @@ impl BatonMcp {
             let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
             // Over HTTP the caller's own credentials are forwarded, never the gateway's.
             ctx.authorization = header("authorization");
-            ctx.traceparent = header("traceparent");
-            ctx.tracestate = header("tracestate");
+            ctx.trace = TraceCarrier::from_fields(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
             if let Some(tenant) = header(TENANT_HEADER) {
                 ctx.tenant = Some(tenant);
             }
         }
-        let meta = |key: &str| request.meta.get(key).and_then(Json::as_str).map(str::to_owned);
-        if ctx.traceparent.is_none() {
-            ctx.traceparent = meta("traceparent");
-            ctx.tracestate = meta("tracestate");
+        // MCP's own place for trace context, and the only one on stdio.
+        if !ctx.trace.has_parent() {
+            ctx.trace = TraceCarrier::from_fields(|key| request.meta.get(key).and_then(Json::as_str));
         }
         ctx
+    }
+
+    /// The span of an MCP request made with `ctx`.
+    fn span(
+        &self,
+        method: &'static str,
+        target: Option<&str>,
+        ctx: &CallContext,
+        request: &RequestContext<RoleServer>,
+    ) -> tracing::Span {
+        let http = request.extensions.get::<http::request::Parts>().is_some();
+        mcp_span(method, target, &ctx.trace, http)
     }
 
     async fn read(&self, uri: &str, ctx: &CallContext) -> Result<Json, ErrorData> {
@@ -208,23 +225,39 @@ impl ServerHandler for BatonMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let Some(spec) = self.gateway.catalog().tool(&request.name) else {
-            return Err(ErrorData::invalid_params(format!("unknown tool: {}", request.name), None));
-        };
+        let started = Instant::now();
         let ctx = self.call_context(&context);
+        let span = self.span("tools/call", Some(&request.name), &ctx, &context);
+        let Some(spec) = self.gateway.catalog().tool(&request.name) else {
+            let message = format!("unknown tool: {}", request.name);
+            record_error(&span, "-32602", &message);
+            return Err(ErrorData::invalid_params(message, None));
+        };
         let args: Map<String, Json> = request.arguments.unwrap_or_default();
         let structured_output = has_structured_output(context.protocol_version().as_ref());
         let outcome = match context.meta.get_progress_token() {
             Some(token) => {
                 let progress = PeerProgress { peer: context.peer.clone(), token };
-                self.run(spec, args, &ctx, &progress, &context).await
+                self.run(spec, args, &ctx, &progress, &context).instrument(span.clone()).await
             }
-            None => self.run(spec, args, &ctx, &NoProgress, &context).await,
+            None => self.run(spec, args, &ctx, &NoProgress, &context).instrument(span.clone()).await,
         };
+        let metrics = self.gateway.backend().metrics();
         let result = match outcome {
-            Ok(value) => success(spec, value, structured_output),
+            Ok(value) => {
+                metrics.tool_call(&request.name, "ok", started);
+                success(spec, value, structured_output)
+            }
             Err(error) => {
-                tracing::debug!(tool = %request.name, error = %error.to_failure().text, "tool call failed");
+                let text = error.to_failure().text;
+                let kind = match &error {
+                    CallError::Arguments(_) => "arguments",
+                    CallError::Status(s) => baton_telemetry::grpc::code_name(s.code() as i32),
+                };
+                metrics.tool_call(&request.name, kind, started);
+                // MCP conventions: a result with isError is a `tool_error`.
+                record_error(&span, "tool_error", &text);
+                span.in_scope(|| tracing::debug!(tool = %request.name, error = %text, "tool call failed"));
                 failure(&error)
             }
         };
@@ -237,8 +270,11 @@ impl ServerHandler for BatonMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let ctx = self.call_context(&context);
+        let span = self.span("resources/list", None, &ctx, &context);
         let mut listed = resources::static_resources();
-        let sessions = self.read("baton://sessions", &ctx).await?;
+        let sessions = self.read("baton://sessions", &ctx).instrument(span.clone()).await.inspect_err(|e| {
+            record_error(&span, &e.code.0.to_string(), &e.message);
+        })?;
         for session in sessions["sessions"].as_array().into_iter().flatten() {
             let key = session["session_key"].as_str().unwrap_or_default();
             let owner = session["owner"].as_str().unwrap_or_default();
@@ -262,7 +298,11 @@ impl ServerHandler for BatonMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let ctx = self.call_context(&context);
-        let value = self.read(&request.uri, &ctx).await?;
+        let span = self.span("resources/read", None, &ctx, &context);
+        span.record("mcp.resource.uri", request.uri.as_str());
+        let value = self.read(&request.uri, &ctx).instrument(span.clone()).await.inspect_err(|e| {
+            record_error(&span, &e.code.0.to_string(), &e.message);
+        })?;
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         // Context changes with every append: clients must not cache it.
         let result =
@@ -278,7 +318,13 @@ impl ServerHandler for BatonMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let ctx = self.call_context(&context);
-        self.start_subscription(request.uri, ctx, context.peer.clone()).await
+        let span = self.span("resources/subscribe", None, &ctx, &context);
+        span.record("mcp.resource.uri", request.uri.as_str());
+        self.start_subscription(request.uri, ctx, context.peer.clone()).instrument(span.clone()).await.inspect_err(
+            |e| {
+                record_error(&span, &e.code.0.to_string(), &e.message);
+            },
+        )
     }
 
     async fn unsubscribe(

@@ -6,11 +6,13 @@
 //! ```text
 //! transport (stdio | Streamable HTTP /mcp)          serve
 //!   └─► BatonMcp (rmcp ServerHandler, one per MCP session)      handler
+//!         ├─ tool span (caller's trace context)                 telemetry
 //!         ├─ credentials, trace context, tenant → CallContext   grpc
 //!         └─► Gateway::call_tool                                 calls
 //!               ├─ old argument names → fields                  compat
 //!               ├─ JSON → request message, checked per field    args
 //!               ├─ gRPC with a dynamic codec and a deadline     grpc
+//!               │    (client span; its context in the metadata)
 //!               └─ response → proto3 JSON (+ text rendering)    render
 //! ```
 //!
@@ -20,6 +22,8 @@
 //! - `resources`, `follow`: `baton://` resources, and live follows (StreamEntries with
 //!   `follow`) behind resource subscriptions.
 //! - `errors`: gRPC statuses (with google.rpc details) and argument errors as tool errors.
+//! - `telemetry`: the tool and gRPC client spans (continuing the caller's `traceparent`), and
+//!   the metrics served at `/metrics`.
 //! - `config`: flags and environment variables.
 
 pub mod args;
@@ -36,9 +40,10 @@ pub mod render;
 pub mod resources;
 pub mod schema;
 pub mod serve;
+pub mod telemetry;
 
 pub use config::Config;
-pub use serve::{init_logging, run};
+pub use serve::{init_telemetry, run};
 
 /// Errors that end the gateway.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

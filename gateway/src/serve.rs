@@ -1,10 +1,12 @@
-//! The two transports around the one handler: stdio, and Streamable HTTP at `/mcp` with a
-//! `/health` route. Logs go to stderr in both, because stdout carries the stdio protocol.
+//! The two transports around the one handler: stdio, and Streamable HTTP at `/mcp` with
+//! `/health` and `/metrics` routes. Logs go to stderr in both, because stdout carries the stdio
+//! protocol.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::http::header;
 use axum::routing::get;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -20,15 +22,16 @@ use crate::config::{Config, LogFormat, Transport};
 use crate::grpc::Backend;
 use crate::handler::BatonMcp;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+/// Logs to stderr (never stdout: it carries the stdio protocol), filtered by `RUST_LOG`
+/// (default `info`), and exports traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+/// Must run inside the Tokio runtime. Shut the returned handle down after [`run`] returns.
+pub fn init_telemetry(format: LogFormat) -> Result<baton_telemetry::Telemetry, BoxError> {
+    let format = match format {
+        LogFormat::Text => baton_telemetry::LogFormat::Text,
+        LogFormat::Json => baton_telemetry::LogFormat::Json,
     };
+    let settings = baton_telemetry::Settings::from_env("baton-mcp", env!("CARGO_PKG_VERSION"), format)?;
+    Ok(baton_telemetry::init(settings)?)
 }
 
 /// Builds the handler from the configuration: the descriptor catalog and a lazily connecting
@@ -92,8 +95,9 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// The HTTP routes: MCP Streamable HTTP at `/mcp` and liveness at `/health`. Every MCP session
-/// gets its own handler (and subscriptions) over the shared channel; `stop` ends them all.
+/// The HTTP routes: MCP Streamable HTTP at `/mcp`, liveness at `/health` and Prometheus metrics
+/// at `/metrics`. Every MCP session gets its own handler (and subscriptions) over the shared
+/// channel; `stop` ends them all.
 pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: CancellationToken) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop);
     config = if allowed_hosts.iter().any(|h| h == "*") {
@@ -101,10 +105,19 @@ pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: Cancellati
     } else {
         config.with_allowed_hosts(allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()))
     };
+    let metrics = Arc::clone(handler.gateway().backend().metrics());
     let service = StreamableHttpService::new(
         move || Ok(handler.for_new_session()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    axum::Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) })).nest_service("/mcp", service)
+    axum::Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, baton_telemetry::metrics::CONTENT_TYPE)], metrics.render())
+            }),
+        )
+        .nest_service("/mcp", service)
 }

@@ -10,3 +10,6 @@ pub mod v1 {
 /// The encoded `google.protobuf.FileDescriptorSet` of `proto/baton/v1`, including its imports
 /// and source info (comments).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/baton_descriptor.bin"));
+
+#[cfg(feature = "trace")]
+pub mod trace;

@@ -4,14 +4,15 @@
 //! → [`domain::service::Baton`] (rules, summaries, streams) → [`store`] (PostgreSQL or the
 //! embedded SQLite; seqs, idempotency and state transitions happen atomically there) → back
 //! out as protos. After a commit, `Baton` publishes to the [`hub`], which fans appends and
-//! handoff events out to the streams following them. [`admin`] serves /health and /ready;
-//! [`config`] holds every setting.
+//! handoff events out to the streams following them. [`admin`] serves /health, /ready and
+//! /metrics; [`config`] holds every setting. [`telemetry`] wraps every call in a tower layer
+//! (server span, duration, open streams) and gives the stores one span per SQL statement.
 //!
 //! ```text
-//! gRPC ─► api ─► domain::service ─► store (PostgreSQL | SQLite)
-//!                    │    ▲
-//!                    ▼    │ backfill
-//!                   hub ──┴─► StreamEntries / WatchHandoffs
+//! gRPC ─► telemetry::grpc ─► api ─► domain::service ─► store (PostgreSQL | SQLite)
+//!                                       │    ▲
+//!                                       ▼    │ backfill
+//!                                      hub ──┴─► StreamEntries / WatchHandoffs
 //! ```
 
 use std::future::Future;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod domain;
 pub mod hub;
 pub mod store;
+pub mod telemetry;
 
 use clock::{Clock, SystemClock};
 use config::Config;
@@ -65,7 +67,8 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// Opens the store and serves until `shutdown` resolves.
+/// Opens the store and serves until `shutdown` resolves. Telemetry ([`init_telemetry`]) is
+/// the caller's: it is process-wide.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -89,11 +92,24 @@ pub async fn serve(
     started: impl FnOnce(Arc<Baton>),
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
+    let metrics = telemetry::Metrics::new();
+    store.collectors().into_iter().for_each(|c| metrics.register(c));
     let cache = match config.cache() {
         Some(c) => Some(cache::Cache::connect(c).await?),
         None => None,
     };
-    let baton = Baton::new(Arc::clone(&store), cache, clock, config.limits(), stop.clone());
+    if let Some(cache) = &cache {
+        cache.collectors().into_iter().for_each(|c| metrics.register(c));
+    }
+    let baton = Baton::new(Arc::clone(&store), cache, clock, config.limits(), stop.clone(), Arc::clone(&metrics));
+    let grpc_layer = telemetry::grpc::GrpcLayer::new(
+        Arc::clone(&metrics),
+        &[
+            baton_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        ],
+    )?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -114,7 +130,7 @@ pub async fn serve(
     let health_task = tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone()));
     let sweeper = tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval()));
 
-    let admin = axum::serve(listeners.admin, admin::router(Arc::clone(&store), stop.clone()))
+    let admin = axum::serve(listeners.admin, admin::router(Arc::clone(&store), metrics, stop.clone()))
         .with_graceful_shutdown(stop.clone().cancelled_owned());
     let admin = tokio::spawn(async move { admin.await });
 
@@ -127,6 +143,7 @@ pub async fn serve(
     let grpc_stop = stop.clone();
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(grpc_layer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(context)
@@ -190,12 +207,14 @@ async fn watch_health(store: Arc<dyn Store>, health: tonic_health::server::Healt
     }
 }
 
-/// Logs to stderr as text or JSON, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Text => builder.try_init(),
-        config::LogFormat::Json => builder.json().try_init(),
+/// Logs to stderr as text or JSON, filtered by `RUST_LOG` (default `info`), and exports traces
+/// over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `baton_telemetry`). Must run inside
+/// the Tokio runtime. Shut the returned handle down after [`run`] returns.
+pub fn init_telemetry(format: config::LogFormat) -> Result<baton_telemetry::Telemetry, BoxError> {
+    let format = match format {
+        config::LogFormat::Text => baton_telemetry::LogFormat::Text,
+        config::LogFormat::Json => baton_telemetry::LogFormat::Json,
     };
+    let settings = baton_telemetry::Settings::from_env("batond", env!("CARGO_PKG_VERSION"), format)?;
+    Ok(baton_telemetry::init(settings)?)
 }

@@ -7,8 +7,11 @@ use baton_gateway::{BoxError, Config};
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let config = Config::parse();
-    baton_gateway::init_logging(config.log_format);
-    baton_gateway::run(config, shutdown_signal()).await
+    let telemetry = baton_gateway::init_telemetry(config.log_format)?;
+    let result = baton_gateway::run(config, shutdown_signal()).await;
+    // Exports the spans still queued; blocking, so off the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -38,21 +38,23 @@ fn tenant(md: &MetadataMap) -> Result<String> {
     }
 }
 
-/// The W3C trace id of the caller's `traceparent`, if it sent a valid one.
+/// The id of the trace this call belongs to, stored on appended entries: that of the call's
+/// server span when tracing is on (the caller's trace, or a new one), else the caller's W3C
+/// `traceparent`, if it sent a valid one.
 fn trace_id(md: &MetadataMap) -> String {
-    let Some(tp) = md.get("traceparent").and_then(|v| v.to_str().ok()) else { return String::new() };
-    let mut parts = tp.split('-');
-    match (parts.next(), parts.next()) {
-        (Some(version), Some(id))
-            if version.len() == 2
-                && id.len() == 32
-                && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                && id != "00000000000000000000000000000000" =>
-        {
-            id.to_owned()
-        }
-        _ => String::new(),
-    }
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let current = tracing::Span::current().context();
+    let remote;
+    let cx = if current.span().span_context().is_valid() {
+        &current
+    } else {
+        remote = baton_proto::trace::extract(md.as_ref());
+        &remote
+    };
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
 }
 
 fn stream<T, P>(rx: ItemStream<T>) -> Response<GrpcStream<P>>

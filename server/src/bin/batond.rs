@@ -3,14 +3,21 @@
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use baton_server::config::{Cli, Command};
+use baton_server::config::{Cli, Command, Config};
 use baton_server::{BoxError, Listeners};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let Cli { command, config } = Cli::parse();
-    baton_server::init_logging(config.log_format);
-    match command.unwrap_or(Command::Serve) {
+    let telemetry = baton_server::init_telemetry(config.log_format)?;
+    let result = execute(command.unwrap_or(Command::Serve), config).await;
+    // Exports the spans still queued; blocking, so off the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn execute(command: Command, config: Config) -> Result<(), BoxError> {
+    match command {
         Command::Migrate => {
             let mut config = config;
             config.migrate = true;

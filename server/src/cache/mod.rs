@@ -15,15 +15,19 @@
 mod scripts;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_proto::v1 as pb;
 use fred::bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use prometheus::HistogramVec;
 use prost::Message as _;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::api::convert;
 use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Result as DomainResult, Session};
@@ -55,7 +59,7 @@ pub struct CacheConfig {
     pub command_timeout: Duration,
 }
 
-/// Counters of cache behaviour (exported as metrics by the telemetry layer).
+/// Counters of cache behaviour, exported at `/metrics` by [`Cache::collectors`].
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
     pub l1_hits: AtomicU64,
@@ -167,6 +171,7 @@ pub struct Cache {
     l1: moka::sync::Cache<(String, String), Arc<CachedSession>>,
     config: CacheConfig,
     metrics: Arc<CacheMetrics>,
+    durations: HistogramVec,
     replica: u64,
     scripts: Scripts,
     /// Sessions (and handoffs, keyed `handoff/ID`) whose cached copy may be stale because
@@ -181,11 +186,23 @@ pub struct Cache {
 }
 
 struct Scripts {
-    append: Script,
-    install: Script,
-    invalidate: Script,
-    read: Script,
-    put_handoff: Script,
+    append: Lua,
+    install: Lua,
+    invalidate: Lua,
+    read: Lua,
+    put_handoff: Lua,
+}
+
+/// A script and the name its spans carry.
+struct Lua {
+    name: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(name: &'static str, lua: &str) -> Lua {
+        Lua { name, script: Script::from_lua(lua) }
+    }
 }
 
 fn meta_key(tenant: &str, key: &str) -> String {
@@ -256,13 +273,18 @@ impl Cache {
             subscriber,
             l1,
             metrics: Arc::new(CacheMetrics::default()),
+            durations: baton_telemetry::metrics::histogram(
+                "redis_command_duration_seconds",
+                "Redis round trips of the cache and bus, by command.",
+                &["command"],
+            ),
             replica,
             scripts: Scripts {
-                append: Script::from_lua(scripts::APPEND),
-                install: Script::from_lua(scripts::INSTALL),
-                invalidate: Script::from_lua(scripts::INVALIDATE),
-                read: Script::from_lua(scripts::READ),
-                put_handoff: Script::from_lua(scripts::PUT_HANDOFF),
+                append: Lua::new("append", scripts::APPEND),
+                install: Lua::new("install", scripts::INSTALL),
+                invalidate: Lua::new("invalidate", scripts::INVALIDATE),
+                read: Lua::new("read", scripts::READ),
+                put_handoff: Lua::new("put_handoff", scripts::PUT_HANDOFF),
             },
             config,
             dirty: Mutex::new(HashMap::new()),
@@ -288,22 +310,100 @@ impl Cache {
     }
 
     /// Runs one script: EVALSHA, loading the script first if Redis does not have it (after
-    /// a restart), which is the only case with a second round trip.
-    async fn eval<R: FromValue>(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> Result<R, Error> {
+    /// a restart), which is the only case with more round trips.
+    async fn eval<R: FromValue>(&self, lua: &Lua, keys: Vec<String>, args: Vec<Value>) -> Result<R, Error> {
         self.check_circuit()?;
-        CacheMetrics::inc(&self.metrics.redis_round_trips);
         let client = self.pool.next_connected();
-        let result = match client.evalsha::<R, _, _, _>(script.sha1().clone(), keys.clone(), args.clone()).await {
+        let script = &lua.script;
+        let first = client.evalsha::<R, _, _, _>(script.sha1().clone(), keys.clone(), args.clone());
+        let result = match self.traced("EVALSHA", lua.name, first).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let lua = script.lua().cloned().unwrap_or_default();
-                let _: String = client.script_load(lua).await?;
-                CacheMetrics::inc(&self.metrics.redis_round_trips);
-                client.evalsha(script.sha1().clone(), keys, args).await
+                let load = client.script_load::<String, _>(script.lua().cloned().unwrap_or_default());
+                self.traced("SCRIPT LOAD", lua.name, load).await?;
+                self.traced("EVALSHA", lua.name, client.evalsha(script.sha1().clone(), keys, args)).await
             }
             other => other,
         };
         self.record(result.is_ok());
         result
+    }
+
+    /// One Redis round trip: counted, timed, and traced as a DEBUG span (Redis conventions,
+    /// `db.system=redis`) when it serves a traced request. The cache sends one command per
+    /// round trip: it never pipelines, its scripts do the batching inside Redis.
+    async fn traced<T>(
+        &self,
+        command: &'static str,
+        script: &'static str,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        CacheMetrics::inc(&self.metrics.redis_round_trips);
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                "redis",
+                otel.name = command,
+                otel.kind = "client",
+                db.system = "redis",
+                db.operation = command,
+                db.redis.commands = 1,
+                baton.redis.script = script,
+                otel.status_description = Empty,
+            )
+        };
+        let start = Instant::now();
+        let result = call.instrument(span.clone()).await;
+        self.durations.with_label_values(&[command]).observe(start.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            span.record("otel.status_description", tracing::field::display(e));
+        }
+        result
+    }
+
+    /// The cache's metrics, for the server's registry: hits and misses per level, Redis
+    /// errors and round trips, the hit ratio, and Redis round-trip durations.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        use baton_telemetry::metrics::{Sampled, catch_up, counter};
+        let hits = counter("cache_hits_total", "Cache lookups answered, by level (l1, redis).", &["level"]);
+        let misses = counter(
+            "cache_misses_total",
+            "Cache lookups not answered at a level (l1: went to Redis; redis: went to the store).",
+            &["level"],
+        );
+        let plain = |name: &str, help: &str| {
+            prometheus::IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"))
+        };
+        let errors = plain(
+            "redis_errors_total",
+            "Redis calls that failed or were skipped while Redis was down (served from the store).",
+        );
+        let trips = plain("redis_commands_total", "Redis round trips (one command each).");
+        let ratio = prometheus::Gauge::new(
+            "cache_hit_ratio",
+            "Hits at either level over lookups since the start (l1 and redis hits over those plus redis misses).",
+        )
+        .unwrap_or_else(|e| panic!("metric cache_hit_ratio: {e}"));
+        let metrics = Arc::clone(&self.metrics);
+        let sampled: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(hits.clone()),
+            Box::new(misses.clone()),
+            Box::new(errors.clone()),
+            Box::new(trips.clone()),
+            Box::new(ratio.clone()),
+        ];
+        let update = move || {
+            let m = &metrics;
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            catch_up(&hits.with_label_values(&["l1"]), load(&m.l1_hits));
+            catch_up(&hits.with_label_values(&["redis"]), load(&m.redis_hits));
+            catch_up(&misses.with_label_values(&["l1"]), load(&m.l1_misses));
+            catch_up(&misses.with_label_values(&["redis"]), load(&m.redis_misses));
+            catch_up(&errors, load(&m.redis_errors));
+            catch_up(&trips, load(&m.redis_round_trips));
+            ratio.set(m.hit_ratio());
+        };
+        vec![Box::new(Sampled::new(sampled, update)), Box::new(self.durations.clone())]
     }
 
     fn now_ms(&self) -> u64 {
@@ -546,9 +646,8 @@ impl Cache {
             self.failed("get handoff", &e);
             return None;
         }
-        CacheMetrics::inc(&self.metrics.redis_round_trips);
-        let got: Result<Option<Bytes>, Error> =
-            self.pool.next_connected().hget(handoff_key(tenant, id), "handoff").await;
+        let get = self.pool.next_connected().hget::<Option<Bytes>, _, _>(handoff_key(tenant, id), "handoff");
+        let got = self.traced("HGET", "", get).await;
         self.record(got.is_ok());
         let got = match got {
             Ok(v) => v,
@@ -642,8 +741,8 @@ impl Cache {
         let calls = dirty.iter().map(|((tenant, key), (last_seq, upd))| async move {
             match key.strip_prefix("handoff/") {
                 Some(id) => {
-                    CacheMetrics::inc(&self.metrics.redis_round_trips);
-                    self.pool.next_connected().del::<i64, _>(handoff_key(tenant, id)).await.map(drop)
+                    let del = self.pool.next_connected().del::<i64, _>(handoff_key(tenant, id));
+                    self.traced("DEL", "", del).await.map(drop)
                 }
                 None => {
                     let args: Vec<Value> = vec![

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::commands::*;
 use super::page::{self, PageKind};
@@ -23,6 +24,7 @@ use crate::store::{
     AppendCommand, AppendOutcome, Changed, EntryQuery, HandoffQuery, NewHandoff, NewSession, SearchQuery, SessionPatch,
     SessionQuery, Store, WindowSlice,
 };
+use crate::telemetry::Metrics;
 
 /// Entries read from the store per page when replaying a stream or folding a summary.
 const STREAM_PAGE: u32 = 512;
@@ -44,6 +46,8 @@ pub struct Baton {
     limits: Limits,
     /// Cancelled when the server shuts down: every stream ends with UNAVAILABLE.
     shutdown: CancellationToken,
+    /// Business counters (sessions, entries, handoffs).
+    metrics: Arc<Metrics>,
 }
 
 impl Baton {
@@ -53,12 +57,17 @@ impl Baton {
         clock: Arc<dyn Clock>,
         limits: Limits,
         shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let hub = Arc::new(Hub::default());
         if let Some(cache) = &cache {
             cache.start(Arc::clone(&hub), shutdown.clone());
         }
-        Arc::new(Self { store, cache, hub, clock, limits, shutdown })
+        Arc::new(Self { store, cache, hub, clock, limits, shutdown, metrics })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn cache(&self) -> Option<&Arc<Cache>> {
@@ -98,6 +107,7 @@ impl Baton {
                 expires_at: ttl.map(|d| now.plus(d)),
             })
             .await?;
+        self.metrics.session_created();
         if let Some(cache) = &self.cache {
             let slice = WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new() };
             cache.install(tenant, &slice).await;
@@ -189,6 +199,7 @@ impl Baton {
             })
             .await?;
         if !outcome.replayed {
+            self.metrics.entries_appended(&outcome.entries);
             if let Some(cache) = &self.cache {
                 cache.after_append(tenant, &outcome.session, &outcome.entries).await;
             }
@@ -263,7 +274,7 @@ impl Baton {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
-        tokio::spawn(async move {
+        let task = async move {
             let mut out = Sink { tx, sent: 0, max: max_entries, next: after_seq + 1, shutdown: this.shutdown.clone() };
             if this.catch_up(&tenant, &session_key, &mut out).await.is_err() {
                 return;
@@ -297,7 +308,9 @@ impl Baton {
                     return;
                 }
             }
-        });
+        };
+        // In the call's span: the stream's statements are children of the call that opened it.
+        tokio::spawn(task.in_current_span());
         Ok(rx)
     }
 
@@ -460,6 +473,7 @@ impl Baton {
 
     async fn publish_change(&self, tenant: &str, changed: Changed) -> Handoff {
         let Changed { handoff, events, session } = changed;
+        self.metrics.handoff_processed(handoff.status);
         if let Some(cache) = &self.cache {
             cache.after_handoff_change(tenant, &handoff, &events).await;
         }
@@ -535,7 +549,7 @@ impl Baton {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
-        tokio::spawn(async move {
+        let task = async move {
             let mut out = Sink { tx, sent: 0, max: 0, next, shutdown: this.shutdown.clone() };
             for e in pending {
                 // Past its deadline but not swept yet: its EXPIRED event follows in the log.
@@ -571,7 +585,8 @@ impl Baton {
                     return;
                 }
             }
-        });
+        };
+        tokio::spawn(task.in_current_span());
         Ok(rx)
     }
 
@@ -608,7 +623,7 @@ impl Baton {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
-        tokio::spawn(async move {
+        let task = async move {
             let mut out = Sink { tx, sent: 0, max: 0, next: first_seq, shutdown: this.shutdown.clone() };
             if out.tx.send(Ok(summary)).await.is_err() {
                 return;
@@ -637,7 +652,8 @@ impl Baton {
                     return;
                 }
             }
-        });
+        };
+        tokio::spawn(task.in_current_span());
         Ok(rx)
     }
 

@@ -159,6 +159,9 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<()>;
 
+    /// The store's metrics (statement durations, pool usage), for the server's registry.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
+
     /// Creates a session; `AlreadyExists` when the key is taken in the tenant.
     async fn create_session(&self, new: NewSession) -> Result<Session>;
     /// `NotFound` when absent.

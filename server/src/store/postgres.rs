@@ -28,6 +28,7 @@ use crate::domain::{
     Content, Entry, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result, SearchHit,
     Session, SessionStatus, rules,
 };
+use crate::telemetry::sql::{PoolSample, Sql, pool_collector};
 
 /// Session columns, in the order `session_at` reads them (13).
 macro_rules! session_cols {
@@ -244,6 +245,7 @@ pub struct PgStore {
     pool: PgPool,
     /// Coalesces concurrent appends into shared transactions (`append`).
     appender: append::Appender,
+    sql: Sql,
 }
 
 impl PgStore {
@@ -255,8 +257,9 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        let appender = append::Appender::start(pool.clone(), APPEND_WORKERS);
-        Ok(PgStore { pool, appender })
+        let sql = Sql::new("postgresql");
+        let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
+        Ok(PgStore { pool, appender, sql })
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
@@ -280,15 +283,28 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.pool)).await?;
         Ok(())
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let pool = self.pool.clone();
+        let pools = pool_collector(move || {
+            vec![PoolSample {
+                pool: "primary",
+                size: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            }]
+        });
+        vec![self.sql.collector(), pools]
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session> {
         let now = ts(new.now)?;
         let expires_at = new.expires_at.map(ts).transpose()?;
         let status = SessionStatus::Active;
-        let inserted = sqlx::query(INSERT_SESSION)
+        let insert = sqlx::query(INSERT_SESSION)
             .bind(&new.tenant)
             .bind(&new.session_key)
             .bind(&new.agent)
@@ -296,8 +312,8 @@ impl Store for PgStore {
             .bind(Json(&new.metadata))
             .bind(now)
             .bind(expires_at)
-            .fetch_one(&self.pool)
-            .await;
+            .fetch_one(&self.pool);
+        let inserted = self.sql.run("INSERT", "sessions", insert).await;
         let id: i64 = match inserted {
             Ok(row) => row.try_get(0)?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -323,7 +339,8 @@ impl Store for PgStore {
     }
 
     async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session> {
-        let row = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&self.pool).await?;
+        let get = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&self.pool);
+        let row = self.sql.run("SELECT", "sessions", get).await?;
         session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
     }
 
@@ -361,7 +378,7 @@ impl Store for PgStore {
             }
         }
         b.push(" ORDER BY s.id DESC LIMIT ").push_bind(limit);
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows = self.sql.run("SELECT", "sessions", b.build().fetch_all(&self.pool)).await?;
         rows.iter().map(|r| session_at(r, 0)).collect()
     }
 
@@ -372,8 +389,8 @@ impl Store for PgStore {
         patch: SessionPatch,
         now: Micros,
     ) -> Result<Session> {
-        let mut tx = self.pool.begin().await?;
-        let mut session = lock_session(&mut tx, tenant, session_key).await?;
+        let mut tx = self.sql.run("BEGIN", "", self.pool.begin()).await?;
+        let mut session = lock_session(&self.sql, &mut tx, tenant, session_key).await?;
         if let Some(status) = patch.status {
             rules::check_session_status_change(&session, status)?;
             session.status = status;
@@ -385,15 +402,15 @@ impl Store for PgStore {
             session.expires_at = expires_at;
         }
         session.updated_at = now;
-        sqlx::query(UPDATE_SESSION)
+        let update = sqlx::query(UPDATE_SESSION)
             .bind(session.id)
             .bind(Json(&session.metadata))
             .bind(session.status.as_str())
             .bind(session.expires_at.map(ts).transpose()?)
             .bind(ts(now)?)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .execute(&mut *tx);
+        self.sql.run("UPDATE", "sessions", update).await?;
+        self.sql.run("COMMIT", "", tx.commit()).await?;
         Ok(session)
     }
 
@@ -409,7 +426,7 @@ impl Store for PgStore {
         if !q.kinds.is_empty() {
             query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self.sql.run("SELECT", "entries", query.fetch_all(&self.pool)).await?;
         if rows.is_empty() {
             self.require_session(&q.tenant, &q.session_key).await?;
         }
@@ -417,12 +434,9 @@ impl Store for PgStore {
     }
 
     async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice> {
-        let rows = sqlx::query(WINDOW)
-            .bind(tenant)
-            .bind(session_key)
-            .bind(i64::from(max_entries))
-            .fetch_all(&self.pool)
-            .await?;
+        let window =
+            sqlx::query(WINDOW).bind(tenant).bind(session_key).bind(i64::from(max_entries)).fetch_all(&self.pool);
+        let rows = self.sql.run("SELECT", "entries", window).await?;
         let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
         let session = session_at(first, 0)?;
         let mut summary = None;
@@ -443,13 +457,13 @@ impl Store for PgStore {
     }
 
     async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64> {
-        let start: Option<i64> = sqlx::query_scalar(TAIL_START)
+        let tail = sqlx::query_scalar(TAIL_START)
             .bind(tenant)
             .bind(session_key)
             .bind(signed(up_to_seq))
             .bind(i64::from(budget))
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(&self.pool);
+        let start: Option<i64> = self.sql.run("SELECT", "entries", tail).await?;
         Ok(start.map_or(up_to_seq + 1, |s| s as u64))
     }
 
@@ -462,7 +476,7 @@ impl Store for PgStore {
         if let Some(key) = &q.session_key {
             query = query.bind(key);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self.sql.run("SELECT", "entries", query.fetch_all(&self.pool)).await?;
         if let (true, Some(key)) = (rows.is_empty(), &q.session_key) {
             self.require_session(&q.tenant, key).await?;
         }
@@ -480,15 +494,15 @@ impl Store for PgStore {
 
     async fn create_handoff(&self, new: NewHandoff) -> Result<Changed> {
         let mut h = new.handoff;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.sql.run("BEGIN", "", self.pool.begin()).await?;
         // Locked so that up_to_seq is exactly the last entry the handoff covers and the
         // session cannot close in between.
-        let session = lock_session(&mut tx, &h.tenant, &h.session_key).await?;
+        let session = lock_session(&self.sql, &mut tx, &h.tenant, &h.session_key).await?;
         rules::check_append(&session, None, h.created_at)?;
         h.up_to_seq = session.last_seq;
         let max_tokens =
             i32::try_from(h.max_tokens).map_err(|_| Error::invalid("max_tokens", "must be at most 2147483647"))?;
-        let inserted = sqlx::query(INSERT_HANDOFF)
+        let insert = sqlx::query(INSERT_HANDOFF)
             .bind(&h.tenant)
             .bind(&h.handoff_id)
             .bind(session.id)
@@ -505,8 +519,8 @@ impl Store for PgStore {
             .bind(ts(h.created_at)?)
             .bind(ts(h.updated_at)?)
             .bind(h.deadline.map(ts).transpose()?)
-            .fetch_one(&mut *tx)
-            .await;
+            .fetch_one(&mut *tx);
+        let inserted = self.sql.run("INSERT", "handoffs", insert).await;
         let pk: i64 = match inserted {
             Ok(row) => row.try_get(0)?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -514,13 +528,14 @@ impl Store for PgStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let events = write_events(&mut tx, &[(pk, HandoffEventType::Created, &h)]).await?;
-        tx.commit().await?;
+        let events = write_events(&self.sql, &mut tx, &[(pk, HandoffEventType::Created, &h)]).await?;
+        self.sql.run("COMMIT", "", tx.commit()).await?;
         Ok(Changed { handoff: h, events, session: None })
     }
 
     async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff> {
-        let row = sqlx::query(GET_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&self.pool).await?;
+        let get = sqlx::query(GET_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&self.pool);
+        let row = self.sql.run("SELECT", "handoffs", get).await?;
         Ok(handoff_at(&row.ok_or_else(|| Error::handoff_not_found(handoff_id))?, 0)?.handoff)
     }
 
@@ -545,7 +560,7 @@ impl Store for PgStore {
             b.push(" AND h.id < ").push_bind(before);
         }
         b.push(" ORDER BY h.id DESC LIMIT ").push_bind(i64::from(q.limit));
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows = self.sql.run("SELECT", "handoffs", b.build().fetch_all(&self.pool)).await?;
         rows.iter()
             .map(|r| {
                 let stored = handoff_at(r, 0)?;
@@ -555,18 +570,20 @@ impl Store for PgStore {
     }
 
     async fn change_handoff(&self, tenant: &str, handoff_id: &str, now: Micros, decide: Decide<'_>) -> Result<Changed> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(LOCK_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&mut *tx).await?;
+        let mut tx = self.sql.run("BEGIN", "", self.pool.begin()).await?;
+        let lock = sqlx::query(LOCK_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&mut *tx);
+        let row = self.sql.run("SELECT", "handoffs", lock).await?;
         let stored = handoff_at(&row.ok_or_else(|| Error::handoff_not_found(handoff_id))?, 0)?;
         let change = decide(&stored.handoff)?;
-        let mut changed = apply_changes(&mut tx, vec![(stored, change)], now).await?;
-        tx.commit().await?;
+        let mut changed = apply_changes(&self.sql, &mut tx, vec![(stored, change)], now).await?;
+        self.sql.run("COMMIT", "", tx.commit()).await?;
         changed.pop().ok_or_else(|| Error::Internal("a handoff change was lost".into()))
     }
 
     async fn expire_handoffs(&self, now: Micros, limit: u32) -> Result<Vec<Changed>> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(DUE_HANDOFFS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let mut tx = self.sql.run("BEGIN", "", self.pool.begin()).await?;
+        let due = sqlx::query(DUE_HANDOFFS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&mut *tx);
+        let rows = self.sql.run("SELECT", "handoffs", due).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -578,18 +595,20 @@ impl Store for PgStore {
                 due.push((stored, change));
             }
         }
-        let changed = apply_changes(&mut tx, due, now).await?;
-        tx.commit().await?;
+        let changed = apply_changes(&self.sql, &mut tx, due, now).await?;
+        self.sql.run("COMMIT", "", tx.commit()).await?;
         Ok(changed)
     }
 
     async fn expire_sessions(&self, now: Micros, limit: u32) -> Result<Vec<Session>> {
-        let rows = sqlx::query(EXPIRE_SESSIONS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let expire = sqlx::query(EXPIRE_SESSIONS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&self.pool);
+        let rows = self.sql.run("UPDATE", "sessions", expire).await?;
         rows.iter().map(|r| session_at(r, 0)).collect()
     }
 
     async fn pending_inbox(&self, tenant: &str, agent: &str) -> Result<(Vec<HandoffEvent>, u64)> {
-        let rows = sqlx::query(PENDING_INBOX).bind(tenant).bind(agent).fetch_all(&self.pool).await?;
+        let pending = sqlx::query(PENDING_INBOX).bind(tenant).bind(agent).fetch_all(&self.pool);
+        let rows = self.sql.run("SELECT", "handoffs", pending).await?;
         let mut head = 0;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -602,13 +621,13 @@ impl Store for PgStore {
     }
 
     async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>> {
-        let rows = sqlx::query(INBOX_AFTER)
+        let after = sqlx::query(INBOX_AFTER)
             .bind(tenant)
             .bind(agent)
             .bind(signed(after_cursor))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(&self.pool);
+        let rows = self.sql.run("SELECT", "inbox_events", after).await?;
         rows.iter().map(|r| event_at(r, 0)).collect()
     }
 }
@@ -616,13 +635,15 @@ impl Store for PgStore {
 impl PgStore {
     /// `NotFound` unless the session exists; for reads whose empty answer is ambiguous.
     async fn require_session(&self, tenant: &str, session_key: &str) -> Result<()> {
-        let found = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(&self.pool).await?;
+        let exists = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(&self.pool);
+        let found = self.sql.run("SELECT", "sessions", exists).await?;
         found.map(drop).ok_or_else(|| Error::session_not_found(session_key))
     }
 }
 
-async fn lock_session(conn: &mut PgConnection, tenant: &str, session_key: &str) -> Result<Session> {
-    let row = sqlx::query(LOCK_SESSION).bind(tenant).bind(session_key).fetch_optional(conn).await?;
+async fn lock_session(sql: &Sql, conn: &mut PgConnection, tenant: &str, session_key: &str) -> Result<Session> {
+    let lock = sqlx::query(LOCK_SESSION).bind(tenant).bind(session_key).fetch_optional(conn);
+    let row = sql.run("SELECT", "sessions", lock).await?;
     session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
 }
 
@@ -636,6 +657,7 @@ struct StoredHandoff {
 /// Writes decided changes of locked handoffs: their new state, the session side, and an
 /// event for each handoff's agents.
 async fn apply_changes(
+    sql: &Sql,
     conn: &mut PgConnection,
     changes: Vec<(StoredHandoff, Change)>,
     now: Micros,
@@ -659,19 +681,21 @@ async fn apply_changes(
         reasons.push(h.reason.clone());
         done.push((stored, change));
     }
-    sqlx::query(UPDATE_HANDOFFS).bind(ts(now)?).bind(&ids).bind(&statuses).bind(&reasons).execute(&mut *conn).await?;
+    let update =
+        sqlx::query(UPDATE_HANDOFFS).bind(ts(now)?).bind(&ids).bind(&statuses).bind(&reasons).execute(&mut *conn);
+    sql.run("UPDATE", "handoffs", update).await?;
 
     let mut sessions = Vec::with_capacity(done.len());
     for (stored, change) in &done {
         let session = if change.new_owner.is_some() || change.session_status.is_some() {
-            let row = sqlx::query(TOUCH_SESSION)
+            let touch = sqlx::query(TOUCH_SESSION)
                 .bind(stored.session_id)
                 .bind(change.new_owner.is_some())
                 .bind(change.new_owner.as_deref().unwrap_or_default())
                 .bind(change.session_status.map(SessionStatus::as_str))
                 .bind(ts(now)?)
-                .fetch_one(&mut *conn)
-                .await?;
+                .fetch_one(&mut *conn);
+            let row = sql.run("UPDATE", "sessions", touch).await?;
             Some(session_at(&row, 0)?)
         } else {
             None
@@ -680,7 +704,7 @@ async fn apply_changes(
     }
 
     let batch: Vec<_> = done.iter().map(|(s, c)| (s.pk, c.event, &s.handoff)).collect();
-    let mut events = write_events(conn, &batch).await?.into_iter();
+    let mut events = write_events(sql, conn, &batch).await?.into_iter();
     let mut out = Vec::with_capacity(done.len());
     for ((stored, _), session) in done.into_iter().zip(sessions) {
         let n = inbox_owners(&stored.handoff).len();
@@ -701,6 +725,7 @@ fn inbox_owners(h: &Handoff) -> Vec<&str> {
 /// Writes, for each (handoff pk, event, handoff as of right after it), the event into the
 /// inboxes of the handoff's agents; returns the events in input order, from_agent's first.
 async fn write_events(
+    sql: &Sql,
     conn: &mut PgConnection,
     batch: &[(i64, HandoffEventType, &Handoff)],
 ) -> Result<Vec<HandoffEvent>> {
@@ -722,7 +747,7 @@ async fn write_events(
             updated.push(ts(h.updated_at)?);
         }
     }
-    let rows = sqlx::query(WRITE_EVENTS)
+    let write = sqlx::query(WRITE_EVENTS)
         .bind(&tenants)
         .bind(&agents)
         .bind(&pks)
@@ -730,8 +755,8 @@ async fn write_events(
         .bind(&statuses)
         .bind(&reasons)
         .bind(&updated)
-        .fetch_all(&mut *conn)
-        .await?;
+        .fetch_all(&mut *conn);
+    let rows = sql.run("INSERT", "inbox_events", write).await?;
     if rows.len() != agents.len() {
         return Err(Error::Internal("inbox events were not all written".into()));
     }

@@ -25,6 +25,7 @@ use crate::domain::{
     Content, Entry, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, Result,
     SearchHit, Session, SessionStatus, rules,
 };
+use crate::telemetry::sql::{PoolSample, Sql, pool_collector};
 
 /// The database file inside the data directory.
 const DB_FILE: &str = "baton.db";
@@ -79,6 +80,7 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Read-only connections.
     read: SqlitePool,
+    sql: Sql,
 }
 
 impl SqliteStore {
@@ -108,7 +110,7 @@ impl SqliteStore {
         })?;
         // Opened after the migration so the file and its WAL exist.
         let read = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore { write, read, sql: Sql::new("sqlite") })
     }
 
     /// Closes both pools; the last connection to close checkpoints the WAL into the file.
@@ -119,19 +121,44 @@ impl SqliteStore {
 
     /// A write transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.sql.run("BEGIN", "", self.write.begin_with("BEGIN IMMEDIATE")).await?)
+    }
+
+    /// A read transaction: one snapshot for several statements.
+    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.sql.run("BEGIN", "", self.read.begin()).await?)
+    }
+
+    async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(self.sql.run("COMMIT", "", tx.commit()).await?)
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.read)).await?;
         Ok(())
     }
 
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let (read, write) = (self.read.clone(), self.write.clone());
+        let pools = pool_collector(move || {
+            [("read", &read), ("write", &write)]
+                .into_iter()
+                .map(|(name, pool)| PoolSample {
+                    pool: name,
+                    size: pool.size(),
+                    idle: pool.num_idle(),
+                    max: pool.options().get_max_connections(),
+                })
+                .collect()
+        });
+        vec![self.sql.collector(), pools]
+    }
+
     async fn create_session(&self, new: NewSession) -> Result<Session> {
-        let row = sqlx::query(concat!(
+        let insert = sqlx::query(concat!(
             "INSERT INTO sessions (tenant, session_key, created_by, owner, status, metadata, created_at, \
              updated_at, last_activity_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
             session_cols!()
@@ -146,14 +173,14 @@ impl Store for SqliteStore {
         .bind(new.now.0)
         .bind(new.now.0)
         .bind(new.expires_at.map(|t| t.0))
-        .fetch_one(&self.write)
-        .await
-        .map_err(|e| unique_or(e, "session", &new.session_key))?;
+        .fetch_one(&self.write);
+        let row =
+            self.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
         session_from_row(&row)
     }
 
     async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session> {
-        fetch_session(&self.read, tenant, session_key).await
+        fetch_session(&self.sql, &self.read, tenant, session_key).await
     }
 
     async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<Session>> {
@@ -170,7 +197,7 @@ impl Store for SqliteStore {
             sql.push(" AND id < ").push_bind(before);
         }
         sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(q.limit));
-        let rows = sql.build().fetch_all(&self.read).await?;
+        let rows = self.sql.run("SELECT", "sessions", sql.build().fetch_all(&self.read)).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -182,7 +209,7 @@ impl Store for SqliteStore {
         now: Micros,
     ) -> Result<Session> {
         let mut tx = self.begin_write().await?;
-        let session = fetch_session(&mut *tx, tenant, session_key).await?;
+        let session = fetch_session(&self.sql, &mut *tx, tenant, session_key).await?;
         if let Some(status) = patch.status {
             rules::check_session_status_change(&session, status)?;
         }
@@ -192,7 +219,7 @@ impl Store for SqliteStore {
         };
         let status = patch.status.unwrap_or(session.status);
         let expires_at = patch.expires_at.unwrap_or(session.expires_at);
-        let row = sqlx::query(concat!(
+        let update = sqlx::query(concat!(
             "UPDATE sessions SET metadata = ?, status = ?, expires_at = ?, updated_at = ? WHERE id = ? RETURNING ",
             session_cols!()
         ))
@@ -201,27 +228,27 @@ impl Store for SqliteStore {
         .bind(expires_at.map(|t| t.0))
         .bind(now.0)
         .bind(session.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&mut *tx);
+        let row = self.sql.run("UPDATE", "sessions", update).await?;
         let updated = session_from_row(&row)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(updated)
     }
 
     async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome> {
         let mut tx = self.begin_write().await?;
-        let session = fetch_session(&mut *tx, &cmd.tenant, &cmd.session_key).await?;
+        let session = fetch_session(&self.sql, &mut *tx, &cmd.tenant, &cmd.session_key).await?;
         let key = cmd.idempotency_key.as_deref().filter(|k| !k.is_empty());
 
         if let Some(key) = key {
-            let seen: Option<(i64, i64)> =
+            let seen =
                 sqlx::query_as("SELECT first_seq, last_seq FROM appends WHERE session_id = ? AND idempotency_key = ?")
                     .bind(session.id)
                     .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    .fetch_optional(&mut *tx);
+            let seen: Option<(i64, i64)> = self.sql.run("SELECT", "appends", seen).await?;
             if let Some((first, last)) = seen {
-                let rows = sqlx::query(concat!(
+                let original = sqlx::query(concat!(
                     "SELECT ",
                     entry_cols!(),
                     " FROM entries e WHERE e.session_id = ? AND e.seq BETWEEN ? AND ? ORDER BY e.seq"
@@ -229,9 +256,9 @@ impl Store for SqliteStore {
                 .bind(session.id)
                 .bind(first)
                 .bind(last)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.rollback().await?;
+                .fetch_all(&mut *tx);
+                let rows = self.sql.run("SELECT", "entries", original).await?;
+                self.sql.run("ROLLBACK", "", tx.rollback()).await?;
                 let entries = rows.iter().map(|r| entry_from_row(r, &session.session_key)).collect::<Result<_>>()?;
                 return Ok(AppendOutcome { session, entries, replayed: true });
             }
@@ -249,7 +276,7 @@ impl Store for SqliteStore {
                 Content::Text(t) => (Some(t.as_str()), None),
                 Content::Data(d) => (None, Some(d.as_slice())),
             };
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, \
                  media_type, metadata, token_count, idempotency_key, trace_id, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -267,8 +294,8 @@ impl Store for SqliteStore {
             .bind(key.unwrap_or(""))
             .bind(&cmd.trace_id)
             .bind(cmd.now.0)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *tx);
+            self.sql.run("INSERT", "entries", insert).await?;
             if new.kind == EntryKind::Summary {
                 last_summary_seq = seq;
             }
@@ -289,7 +316,7 @@ impl Store for SqliteStore {
         }
 
         if let Some(key) = key {
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at) \
                  VALUES (?, ?, ?, ?, ?)",
             )
@@ -298,12 +325,12 @@ impl Store for SqliteStore {
             .bind(to_db(first_seq))
             .bind(to_db(seq))
             .bind(cmd.now.0)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *tx);
+            self.sql.run("INSERT", "appends", insert).await?;
         }
 
         // Appending wakes a dormant session; that status change is an update.
-        let row = sqlx::query(concat!(
+        let update = sqlx::query(concat!(
             "UPDATE sessions SET last_seq = ?, last_summary_seq = ?, last_activity_at = ?, \
              updated_at = CASE WHEN status = 'dormant' THEN ? ELSE updated_at END, \
              status = CASE WHEN status = 'dormant' THEN 'active' ELSE status END \
@@ -315,15 +342,15 @@ impl Store for SqliteStore {
         .bind(cmd.now.0)
         .bind(cmd.now.0)
         .bind(session.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&mut *tx);
+        let row = self.sql.run("UPDATE", "sessions", update).await?;
         let session = session_from_row(&row)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(AppendOutcome { session, entries, replayed: false })
     }
 
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>> {
-        let session_id = fetch_session_id(&self.read, &q.tenant, &q.session_key).await?;
+        let session_id = fetch_session_id(&self.sql, &self.read, &q.tenant, &q.session_key).await?;
         let mut sql =
             QueryBuilder::<Sqlite>::new(concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = "));
         sql.push_bind(session_id).push(" AND e.seq > ").push_bind(to_db(q.after_seq));
@@ -339,26 +366,25 @@ impl Store for SqliteStore {
             sql.push(")");
         }
         sql.push(" ORDER BY e.seq LIMIT ").push_bind(i64::from(q.limit));
-        let rows = sql.build().fetch_all(&self.read).await?;
+        let rows = self.sql.run("SELECT", "entries", sql.build().fetch_all(&self.read)).await?;
         rows.iter().map(|r| entry_from_row(r, &q.session_key)).collect()
     }
 
     async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice> {
         // One read transaction: the session, its summary and its tail from the same snapshot.
-        let mut tx = self.read.begin().await?;
-        let session = fetch_session(&mut *tx, tenant, session_key).await?;
+        let mut tx = self.begin_read().await?;
+        let session = fetch_session(&self.sql, &mut *tx, tenant, session_key).await?;
         let summary = if session.last_summary_seq > 0 {
-            sqlx::query(concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = ? AND e.seq = ?"))
-                .bind(session.id)
-                .bind(to_db(session.last_summary_seq))
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| entry_from_row(&r, session_key))
-                .transpose()?
+            let summary =
+                sqlx::query(concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = ? AND e.seq = ?"))
+                    .bind(session.id)
+                    .bind(to_db(session.last_summary_seq))
+                    .fetch_optional(&mut *tx);
+            self.sql.run("SELECT", "entries", summary).await?.map(|r| entry_from_row(&r, session_key)).transpose()?
         } else {
             None
         };
-        let rows = sqlx::query(concat!(
+        let newest = sqlx::query(concat!(
             "SELECT ",
             entry_cols!(),
             " FROM entries e WHERE e.session_id = ? AND e.seq > ? ORDER BY e.seq DESC LIMIT ?"
@@ -366,16 +392,16 @@ impl Store for SqliteStore {
         .bind(session.id)
         .bind(to_db(session.last_summary_seq))
         .bind(i64::from(max_entries))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .fetch_all(&mut *tx);
+        let rows = self.sql.run("SELECT", "entries", newest).await?;
+        self.commit(tx).await?;
         let newest_first = rows.iter().map(|r| entry_from_row(r, session_key)).collect::<Result<_>>()?;
         Ok(WindowSlice { session, summary, newest_first })
     }
 
     async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64> {
-        let session_id = fetch_session_id(&self.read, tenant, session_key).await?;
-        let start: Option<i64> = sqlx::query_scalar(
+        let session_id = fetch_session_id(&self.sql, &self.read, tenant, session_key).await?;
+        let tail = sqlx::query_scalar(
             "SELECT MIN(seq) FROM ( \
                SELECT seq, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
                FROM entries WHERE session_id = ? AND seq <= ? \
@@ -384,14 +410,14 @@ impl Store for SqliteStore {
         .bind(session_id)
         .bind(to_db(up_to_seq))
         .bind(i64::from(budget))
-        .fetch_one(&self.read)
-        .await?;
+        .fetch_one(&self.read);
+        let start: Option<i64> = self.sql.run("SELECT", "entries", tail).await?;
         Ok(start.map_or(up_to_seq + 1, |s| s as u64))
     }
 
     async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         let session_id = match &q.session_key {
-            Some(key) => Some(fetch_session_id(&self.read, &q.tenant, key).await?),
+            Some(key) => Some(fetch_session_id(&self.sql, &self.read, &q.tenant, key).await?),
             None => None,
         };
         let Some(expression) = fts_expression(&q.query) else {
@@ -414,7 +440,7 @@ impl Store for SqliteStore {
             .push_bind(i64::from(q.limit))
             .push(" OFFSET ")
             .push_bind(i64::from(q.offset));
-        let rows = sql.build().fetch_all(&self.read).await?;
+        let rows = self.sql.run("SELECT", "entries_fts", sql.build().fetch_all(&self.read)).await?;
         rows.iter()
             .map(|r| {
                 let key: String = r.try_get("session_key")?;
@@ -431,11 +457,11 @@ impl Store for SqliteStore {
         let mut handoff = new.handoff;
         let now = handoff.created_at;
         let mut tx = self.begin_write().await?;
-        let session = fetch_session(&mut *tx, &handoff.tenant, &handoff.session_key).await?;
+        let session = fetch_session(&self.sql, &mut *tx, &handoff.tenant, &handoff.session_key).await?;
         rules::check_append(&session, None, now)?;
         handoff.up_to_seq = session.last_seq;
         handoff.status = HandoffStatus::Pending;
-        let pk: i64 = sqlx::query_scalar(
+        let insert = sqlx::query_scalar(
             "INSERT INTO handoffs (tenant, handoff_id, session_id, session_key, from_agent, to_agent, type, \
              status, instructions, summary, up_to_seq, max_tokens, reason, created_at, updated_at, deadline) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -456,16 +482,19 @@ impl Store for SqliteStore {
         .bind(handoff.created_at.0)
         .bind(handoff.updated_at.0)
         .bind(handoff.deadline.map(|t| t.0))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| unique_or(e, "handoff", &handoff.handoff_id))?;
-        let events = write_events(&mut tx, pk, &handoff, HandoffEventType::Created).await?;
-        tx.commit().await?;
+        .fetch_one(&mut *tx);
+        let pk: i64 = self
+            .sql
+            .run("INSERT", "handoffs", insert)
+            .await
+            .map_err(|e| unique_or(e, "handoff", &handoff.handoff_id))?;
+        let events = write_events(&self.sql, &mut tx, pk, &handoff, HandoffEventType::Created).await?;
+        self.commit(tx).await?;
         Ok(Changed { handoff, events, session: None })
     }
 
     async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff> {
-        Ok(fetch_handoff(&self.read, tenant, handoff_id).await?.handoff)
+        Ok(fetch_handoff(&self.sql, &self.read, tenant, handoff_id).await?.handoff)
     }
 
     async fn list_handoffs(&self, q: &HandoffQuery) -> Result<HandoffPage> {
@@ -493,22 +522,22 @@ impl Store for SqliteStore {
             sql.push(" AND h.id < ").push_bind(before);
         }
         sql.push(" ORDER BY h.id DESC LIMIT ").push_bind(i64::from(q.limit));
-        let rows = sql.build().fetch_all(&self.read).await?;
+        let rows = self.sql.run("SELECT", "handoffs", sql.build().fetch_all(&self.read)).await?;
         rows.iter().map(|r| handoff_from_row(r).map(|h| (h.pk, h.handoff))).collect()
     }
 
     async fn change_handoff(&self, tenant: &str, handoff_id: &str, now: Micros, decide: Decide<'_>) -> Result<Changed> {
         let mut tx = self.begin_write().await?;
-        let row = fetch_handoff(&mut *tx, tenant, handoff_id).await?;
+        let row = fetch_handoff(&self.sql, &mut *tx, tenant, handoff_id).await?;
         let change = decide(&row.handoff)?;
-        let changed = apply_change(&mut tx, row, change, now).await?;
-        tx.commit().await?;
+        let changed = apply_change(&self.sql, &mut tx, row, change, now).await?;
+        self.commit(tx).await?;
         Ok(changed)
     }
 
     async fn expire_handoffs(&self, now: Micros, limit: u32) -> Result<Vec<Changed>> {
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(concat!(
+        let due = sqlx::query(concat!(
             "SELECT ",
             handoff_cols!(),
             " FROM handoffs h WHERE h.status = 'pending' AND h.deadline IS NOT NULL AND h.deadline <= ? \
@@ -516,20 +545,20 @@ impl Store for SqliteStore {
         ))
         .bind(now.0)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx);
+        let rows = self.sql.run("SELECT", "handoffs", due).await?;
         let mut expired = Vec::with_capacity(rows.len());
         for row in &rows {
             let row = handoff_from_row(row)?;
             let change = rules::expire(&row.handoff, now)?;
-            expired.push(apply_change(&mut tx, row, change, now).await?);
+            expired.push(apply_change(&self.sql, &mut tx, row, change, now).await?);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(expired)
     }
 
     async fn expire_sessions(&self, now: Micros, limit: u32) -> Result<Vec<Session>> {
-        let rows = sqlx::query(concat!(
+        let expire = sqlx::query(concat!(
             "UPDATE sessions SET status = 'expired', updated_at = ?1 WHERE id IN (SELECT id FROM sessions \
              WHERE status IN ('active', 'dormant', 'handed_off') AND expires_at IS NOT NULL AND expires_at <= ?1 \
              ORDER BY expires_at, id LIMIT ?2) RETURNING ",
@@ -537,8 +566,8 @@ impl Store for SqliteStore {
         ))
         .bind(now.0)
         .bind(i64::from(limit))
-        .fetch_all(&self.write)
-        .await?;
+        .fetch_all(&self.write);
+        let rows = self.sql.run("UPDATE", "sessions", expire).await?;
         let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>>>()?;
         // RETURNING comes back in no particular order.
         sessions.sort_by_key(|s| (s.expires_at, s.id));
@@ -546,10 +575,10 @@ impl Store for SqliteStore {
     }
 
     async fn pending_inbox(&self, tenant: &str, agent: &str) -> Result<(Vec<HandoffEvent>, u64)> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.begin_read().await?;
         // CROSS JOIN fixes the join order: from the agent's pending handoffs (a partial index)
         // to their events, rather than through the agent's whole inbox history.
-        let rows = sqlx::query(concat!(
+        let pending = sqlx::query(concat!(
             "SELECT ",
             event_cols!(),
             ", ",
@@ -560,21 +589,20 @@ impl Store for SqliteStore {
         ))
         .bind(tenant)
         .bind(agent)
-        .fetch_all(&mut *tx)
-        .await?;
-        let head: Option<i64> =
-            sqlx::query_scalar("SELECT last_cursor FROM inbox_heads WHERE tenant = ? AND agent = ?")
-                .bind(tenant)
-                .bind(agent)
-                .fetch_optional(&mut *tx)
-                .await?;
-        tx.commit().await?;
+        .fetch_all(&mut *tx);
+        let rows = self.sql.run("SELECT", "handoffs", pending).await?;
+        let head = sqlx::query_scalar("SELECT last_cursor FROM inbox_heads WHERE tenant = ? AND agent = ?")
+            .bind(tenant)
+            .bind(agent)
+            .fetch_optional(&mut *tx);
+        let head: Option<i64> = self.sql.run("SELECT", "inbox_heads", head).await?;
+        self.commit(tx).await?;
         let events = rows.iter().map(event_from_row).collect::<Result<_>>()?;
         Ok((events, from_db(head.unwrap_or(0))?))
     }
 
     async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>> {
-        let rows = sqlx::query(concat!(
+        let after = sqlx::query(concat!(
             "SELECT ",
             event_cols!(),
             ", ",
@@ -586,8 +614,8 @@ impl Store for SqliteStore {
         .bind(agent)
         .bind(to_db(after_cursor))
         .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+        .fetch_all(&self.read);
+        let rows = self.sql.run("SELECT", "inbox_events", after).await?;
         rows.iter().map(event_from_row).collect()
     }
 }
@@ -599,67 +627,67 @@ struct HandoffRow {
     handoff: Handoff,
 }
 
-async fn fetch_session<'e, E>(ex: E, tenant: &str, session_key: &str) -> Result<Session>
+async fn fetch_session<'e, E>(sql: &Sql, ex: E, tenant: &str, session_key: &str) -> Result<Session>
 where
     E: Executor<'e, Database = Sqlite>,
 {
-    let row = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE tenant = ? AND session_key = ?"))
+    let get = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE tenant = ? AND session_key = ?"))
         .bind(tenant)
         .bind(session_key)
-        .fetch_optional(ex)
-        .await?
-        .ok_or_else(|| Error::session_not_found(session_key))?;
+        .fetch_optional(ex);
+    let row = sql.run("SELECT", "sessions", get).await?.ok_or_else(|| Error::session_not_found(session_key))?;
     session_from_row(&row)
 }
 
-async fn fetch_session_id<'e, E>(ex: E, tenant: &str, session_key: &str) -> Result<i64>
+async fn fetch_session_id<'e, E>(sql: &Sql, ex: E, tenant: &str, session_key: &str) -> Result<i64>
 where
     E: Executor<'e, Database = Sqlite>,
 {
-    sqlx::query_scalar("SELECT id FROM sessions WHERE tenant = ? AND session_key = ?")
+    let get = sqlx::query_scalar("SELECT id FROM sessions WHERE tenant = ? AND session_key = ?")
         .bind(tenant)
-        .bind(session_key)
-        .fetch_optional(ex)
-        .await?
-        .ok_or_else(|| Error::session_not_found(session_key))
+        .bind(session_key);
+    sql.run("SELECT", "sessions", get.fetch_optional(ex)).await?.ok_or_else(|| Error::session_not_found(session_key))
 }
 
-async fn fetch_handoff<'e, E>(ex: E, tenant: &str, handoff_id: &str) -> Result<HandoffRow>
+async fn fetch_handoff<'e, E>(sql: &Sql, ex: E, tenant: &str, handoff_id: &str) -> Result<HandoffRow>
 where
     E: Executor<'e, Database = Sqlite>,
 {
-    let row =
+    let get =
         sqlx::query(concat!("SELECT ", handoff_cols!(), " FROM handoffs h WHERE h.tenant = ? AND h.handoff_id = ?"))
             .bind(tenant)
             .bind(handoff_id)
-            .fetch_optional(ex)
-            .await?
-            .ok_or_else(|| Error::handoff_not_found(handoff_id))?;
+            .fetch_optional(ex);
+    let row = sql.run("SELECT", "handoffs", get).await?.ok_or_else(|| Error::handoff_not_found(handoff_id))?;
     handoff_from_row(&row)
 }
 
 /// Writes a decided change: the handoff's new state, the session's if the change sets one,
 /// and the event in both agents' inboxes.
-async fn apply_change(conn: &mut SqliteConnection, row: HandoffRow, change: Change, now: Micros) -> Result<Changed> {
+async fn apply_change(
+    sql: &Sql,
+    conn: &mut SqliteConnection,
+    row: HandoffRow,
+    change: Change,
+    now: Micros,
+) -> Result<Changed> {
     let HandoffRow { pk, session_id, mut handoff } = row;
     handoff.status = change.status;
     if let Some(reason) = change.reason {
         handoff.reason = reason;
     }
     handoff.updated_at = now;
-    sqlx::query("UPDATE handoffs SET status = ?, reason = ?, updated_at = ? WHERE id = ?")
+    let update = sqlx::query("UPDATE handoffs SET status = ?, reason = ?, updated_at = ? WHERE id = ?")
         .bind(handoff.status.as_str())
         .bind(&handoff.reason)
         .bind(now.0)
         .bind(pk)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *conn);
+    sql.run("UPDATE", "handoffs", update).await?;
 
     let session = if change.new_owner.is_some() || change.session_status.is_some() {
-        let current = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?"))
-            .bind(session_id)
-            .fetch_one(&mut *conn)
-            .await?;
+        let get = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?")).bind(session_id);
+        let current = sql.run("SELECT", "sessions", get.fetch_one(&mut *conn)).await?;
         let current = session_from_row(&current)?;
         let owner = change.new_owner.as_ref().unwrap_or(&current.owner);
         // A session closed or expired while the handoff was open stays so: the handoff's
@@ -668,7 +696,7 @@ async fn apply_change(conn: &mut SqliteConnection, row: HandoffRow, change: Chan
             Some(status) if current.status.is_open() => status,
             _ => current.status,
         };
-        let row = sqlx::query(concat!(
+        let update = sqlx::query(concat!(
             "UPDATE sessions SET owner = ?, status = ?, updated_at = ? WHERE id = ? RETURNING ",
             session_cols!()
         ))
@@ -676,20 +704,21 @@ async fn apply_change(conn: &mut SqliteConnection, row: HandoffRow, change: Chan
         .bind(status.as_str())
         .bind(now.0)
         .bind(session_id)
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_one(&mut *conn);
+        let row = sql.run("UPDATE", "sessions", update).await?;
         Some(session_from_row(&row)?)
     } else {
         None
     };
 
-    let events = write_events(conn, pk, &handoff, change.event).await?;
+    let events = write_events(sql, conn, pk, &handoff, change.event).await?;
     Ok(Changed { handoff, events, session })
 }
 
 /// Records `kind` in the inboxes of the handoff's two agents (one, if they are the same),
 /// each at that agent's next cursor, with the handoff's state after the event.
 async fn write_events(
+    sql: &Sql,
     conn: &mut SqliteConnection,
     pk: i64,
     handoff: &Handoff,
@@ -701,15 +730,15 @@ async fn write_events(
     }
     let mut events = Vec::with_capacity(agents.len());
     for agent in agents {
-        let cursor: i64 = sqlx::query_scalar(
+        let head = sqlx::query_scalar(
             "INSERT INTO inbox_heads (tenant, agent, last_cursor) VALUES (?, ?, 1) \
              ON CONFLICT (tenant, agent) DO UPDATE SET last_cursor = last_cursor + 1 RETURNING last_cursor",
         )
         .bind(&handoff.tenant)
         .bind(agent)
-        .fetch_one(&mut *conn)
-        .await?;
-        sqlx::query(
+        .fetch_one(&mut *conn);
+        let cursor: i64 = sql.run("INSERT", "inbox_heads", head).await?;
+        let insert = sqlx::query(
             "INSERT INTO inbox_events (tenant, agent, cursor, handoff_pk, event, status, reason, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -721,8 +750,8 @@ async fn write_events(
         .bind(handoff.status.as_str())
         .bind(&handoff.reason)
         .bind(handoff.updated_at.0)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *conn);
+        sql.run("INSERT", "inbox_events", insert).await?;
         events.push(HandoffEvent { agent: agent.clone(), cursor: from_db(cursor)?, kind, handoff: handoff.clone() });
     }
     Ok(events)

@@ -8,6 +8,10 @@
 //!
 //! A batch of one is the plain path, so at low concurrency nothing waits; under load, a
 //! worker's batch grows while the other worker commits.
+//!
+//! Tracing: each append brings its caller's span. A batch runs in an `append batch` span that
+//! is a child of its first append's caller and links to the others', so every statement shows
+//! up in the first caller's trace and the others' traces point at it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +19,12 @@ use std::sync::Arc;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::{entry_at, session_at, signed, ts};
 use crate::domain::{Content, Entry, EntryKind, Error, Result, Session, SessionStatus, rules};
 use crate::store::{AppendCommand, AppendOutcome};
+use crate::telemetry::sql::Sql;
 
 /// Most appends in one transaction, and most entries.
 const MAX_BATCH: usize = 256;
@@ -65,6 +71,8 @@ const WRITE_BATCH: &str = "WITH written AS ( \
 struct Pending {
     cmd: AppendCommand,
     reply: oneshot::Sender<Result<AppendOutcome>>,
+    /// The caller's span, the parent of (or linked from) the batch's statements.
+    span: tracing::Span,
 }
 
 /// The queue in front of the append workers.
@@ -75,11 +83,11 @@ pub(super) struct Appender {
 
 impl Appender {
     /// Starts `workers` append workers on `pool`; they stop when every `Appender` is gone.
-    pub(super) fn start(pool: PgPool, workers: usize) -> Appender {
+    pub(super) fn start(pool: PgPool, sql: Sql, workers: usize) -> Appender {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(pool.clone(), Arc::clone(&rx)));
+            tokio::spawn(work(pool.clone(), sql.clone(), Arc::clone(&rx)));
         }
         Appender { queue }
     }
@@ -87,12 +95,13 @@ impl Appender {
     pub(super) async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome> {
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::Unavailable("the store is shutting down".into());
-        self.queue.send(Pending { cmd, reply }).await.map_err(|_| stopped())?;
+        let span = tracing::Span::current();
+        self.queue.send(Pending { cmd, reply, span }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn work(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+async fn work(pool: PgPool, sql: Sql, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -110,15 +119,29 @@ async fn work(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
             }
             batch
         };
-        run(&pool, batch).await;
+        let span = batch_span(&batch);
+        run(&pool, &sql, batch).instrument(span).await;
     }
+}
+
+/// The span of a batch's statements: a child of its first append's caller, linking the rest.
+fn batch_span(batch: &[Pending]) -> tracing::Span {
+    let Some(first) = batch.first() else { return tracing::Span::none() };
+    if first.span.is_none() {
+        return tracing::Span::none();
+    }
+    let span = tracing::debug_span!(parent: &first.span, "append batch", baton.append.batch_size = batch.len() as i64);
+    for other in &batch[1..] {
+        span.follows_from(&other.span);
+    }
+    span
 }
 
 /// Writes a batch; if the transaction as a whole fails, each append is retried alone so
 /// that one append's failure is never another's.
-async fn run(pool: &PgPool, batch: Vec<Pending>) {
+async fn run(pool: &PgPool, sql: &Sql, batch: Vec<Pending>) {
     let (cmds, replies): (Vec<AppendCommand>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    match write(pool, &cmds).await {
+    match write(pool, sql, &cmds).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
@@ -131,7 +154,7 @@ async fn run(pool: &PgPool, batch: Vec<Pending>) {
         }
         Err(_) => {
             for (cmd, reply) in cmds.into_iter().zip(replies) {
-                let result = match write(pool, std::slice::from_ref(&cmd)).await {
+                let result = match write(pool, sql, std::slice::from_ref(&cmd)).await {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(Error::Internal("empty batch result".into()))),
                     Err(e) => Err(e),
                 };
@@ -165,12 +188,13 @@ struct Rows<'a> {
 }
 
 /// One transaction for the batch; returns each append's own result.
-async fn write(pool: &PgPool, cmds: &[AppendCommand]) -> Result<Vec<Result<AppendOutcome>>> {
-    let mut tx = pool.begin().await?;
+async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<Result<AppendOutcome>>> {
+    let mut tx = sql.run("BEGIN", "", pool.begin()).await?;
 
     let (tenants, keys): (Vec<&str>, Vec<&str>) =
         cmds.iter().map(|c| (c.tenant.as_str(), c.session_key.as_str())).unzip();
-    let locked = sqlx::query(LOCK_SESSIONS).bind(&tenants).bind(&keys).fetch_all(&mut *tx).await?;
+    let lock = sqlx::query(LOCK_SESSIONS).bind(&tenants).bind(&keys).fetch_all(&mut *tx);
+    let locked = sql.run("SELECT", "sessions", lock).await?;
     let mut sessions: HashMap<(String, String), Session> = HashMap::with_capacity(locked.len());
     for row in &locked {
         let s = session_at(row, 0)?;
@@ -190,7 +214,8 @@ async fn write(pool: &PgPool, cmds: &[AppendCommand]) -> Result<Vec<Result<Appen
     if !keyed.is_empty() {
         let key_of: HashMap<i64, &str> = sessions.values().map(|s| (s.id, s.session_key.as_str())).collect();
         let (ids, ikeys): (Vec<i64>, Vec<&str>) = keyed.iter().copied().unzip();
-        let rows = sqlx::query(REPLAYS).bind(&ids).bind(&ikeys).fetch_all(&mut *tx).await?;
+        let replays_of = sqlx::query(REPLAYS).bind(&ids).bind(&ikeys).fetch_all(&mut *tx);
+        let rows = sql.run("SELECT", "appends", replays_of).await?;
         for row in &rows {
             let id: i64 = sqlx::Row::try_get(row, 0)?;
             let ikey: String = sqlx::Row::try_get(row, 1)?;
@@ -298,7 +323,7 @@ async fn write(pool: &PgPool, cmds: &[AppendCommand]) -> Result<Vec<Result<Appen
         let summary_seqs: Vec<i64> = finals.iter().map(|s| signed(s.last_summary_seq)).collect();
         let activity = finals.iter().map(|s| ts(s.last_activity_at)).collect::<Result<Vec<_>>>()?;
         let statuses: Vec<&str> = finals.iter().map(|s| s.status.as_str()).collect();
-        sqlx::query(WRITE_BATCH)
+        let write_batch = sqlx::query(WRITE_BATCH)
             .bind(&rows.session_ids)
             .bind(&rows.seqs)
             .bind(&rows.kinds)
@@ -322,9 +347,9 @@ async fn write(pool: &PgPool, cmds: &[AppendCommand]) -> Result<Vec<Result<Appen
             .bind(&summary_seqs)
             .bind(&activity)
             .bind(&statuses)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *tx);
+        sql.run("INSERT", "entries", write_batch).await?;
     }
-    tx.commit().await?;
+    sql.run("COMMIT", "", tx.commit()).await?;
     Ok(results)
 }
