@@ -100,14 +100,24 @@ impl CachedSession {
         u32::try_from(bytes + 512).unwrap_or(u32::MAX)
     }
 
-    /// The window material: entries after the summary, newest first, at most `max`. The
-    /// slice is complete when it holds every such entry or `max` of them.
-    pub fn slice(&self, max: u32) -> (WindowSlice, bool) {
+    /// The window material: entries after the summary, newest first, at most `max`, and no
+    /// more than `max_tokens` can take (those that fit plus the first that does not). The
+    /// slice is complete when it holds every such entry, `max` of them, or more than the
+    /// budget.
+    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
         let after = self.session.last_summary_seq;
-        let newest_first: Vec<Entry> =
-            self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize).cloned().collect();
+        let mut total = 0u64;
+        let mut newest_first = Vec::new();
+        for e in self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize) {
+            if total >= u64::from(max_tokens) {
+                break;
+            }
+            total += u64::from(e.token_count);
+            newest_first.push(e.clone());
+        }
         let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        let complete = newest_first.len() == max as usize || first_cached <= after + 1;
+        let complete =
+            newest_first.len() == max as usize || total >= u64::from(max_tokens) || first_cached <= after + 1;
         let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
         (slice, complete)
     }

@@ -227,18 +227,23 @@ impl Baton {
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
         let GetContextWindow { session_key, max_tokens, max_entries } = cmd;
         if let Some(cached) = self.cached(tenant, &session_key).await {
-            let (slice, complete) = cached.slice(max_entries);
+            let (slice, complete) = cached.slice(max_entries, max_tokens);
             let (window, exhausted) = fit_window(slice, max_tokens);
             // A partial tail answers only when the budget ran out inside it.
             if complete || !exhausted {
                 return Ok(window);
             }
         }
-        let tail_len = self.cache.as_ref().map_or(0, |c| c.tail_len());
-        let mut slice = self.store.window(tenant, &session_key, max_entries.max(tail_len)).await?;
-        if let Some(cache) = &self.cache {
-            cache.install(tenant, &slice).await;
-        }
+        // A miss with a cache reads the whole cacheable tail once, to repair the cache.
+        let mut slice = match &self.cache {
+            Some(cache) => {
+                let slice =
+                    self.store.window(tenant, &session_key, max_entries.max(cache.tail_len()), u32::MAX).await?;
+                cache.install(tenant, &slice).await;
+                slice
+            }
+            None => self.store.window(tenant, &session_key, max_entries, max_tokens).await?,
+        };
         slice.newest_first.truncate(max_entries as usize);
         Ok(fit_window(slice, max_tokens).0)
     }

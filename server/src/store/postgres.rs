@@ -121,7 +121,12 @@ const WINDOW: &str = concat!(
        UNION ALL \
        (SELECT ",
     entry_cols!(),
-    " FROM entries e WHERE e.session_id = s.id AND e.seq > s.last_summary_seq ORDER BY e.seq DESC LIMIT $3) \
+    " FROM entries e WHERE e.session_id = s.id AND e.seq >= COALESCE(( \
+           SELECT MIN(t.seq) FROM ( \
+             SELECT seq, token_count, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+             FROM entries WHERE session_id = s.id AND seq > s.last_summary_seq ORDER BY seq DESC LIMIT $3 \
+           ) t WHERE t.running - t.token_count < $4), 9223372036854775807) \
+         ORDER BY e.seq DESC) \
      ) w ON true \
      WHERE s.tenant = $1 AND s.session_key = $2"
 );
@@ -416,11 +421,12 @@ impl Store for PgStore {
         rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect()
     }
 
-    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice> {
+    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32, max_tokens: u32) -> Result<WindowSlice> {
         let rows = sqlx::query(WINDOW)
             .bind(tenant)
             .bind(session_key)
             .bind(i64::from(max_entries))
+            .bind(i64::from(max_tokens))
             .fetch_all(&self.pool)
             .await?;
         let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
@@ -1387,7 +1393,7 @@ mod tests {
         let t = tenant();
         session(&store, &t, "s", "alice").await;
 
-        let empty = store.window(&t, "s", 10).await.unwrap();
+        let empty = store.window(&t, "s", 10, u32::MAX).await.unwrap();
         assert!(empty.summary.is_none() && empty.newest_first.is_empty());
 
         let batch = |kinds: &[EntryKind]| kinds.iter().map(|k| text(*k, k.as_str())).collect::<Vec<_>>();
@@ -1395,14 +1401,14 @@ mod tests {
         store.append(append(&t, "s", batch(&[Message, Summary, ToolCall]))).await.unwrap();
         store.append(append(&t, "s", batch(&[Message, Summary, Message, ToolResult, Message]))).await.unwrap();
 
-        let w = store.window(&t, "s", 2).await.unwrap();
+        let w = store.window(&t, "s", 2, u32::MAX).await.unwrap();
         assert_eq!(w.session.last_seq, 8);
         assert_eq!(w.summary.as_ref().map(|e| e.seq), Some(5));
         assert_eq!(w.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 7]);
-        let all = store.window(&t, "s", 100).await.unwrap();
+        let all = store.window(&t, "s", 100, u32::MAX).await.unwrap();
         assert_eq!(all.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 7, 6]);
         assert_eq!(all.summary.unwrap().content, Content::Text("summary".into()));
-        let none = store.window(&t, "s", 0).await.unwrap();
+        let none = store.window(&t, "s", 0, u32::MAX).await.unwrap();
         assert!(none.newest_first.is_empty() && none.summary.is_some());
 
         let listed = store
@@ -1417,7 +1423,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 4, 5]);
-        assert!(matches!(store.window(&t, "nope", 5).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.window(&t, "nope", 5, u32::MAX).await, Err(Error::NotFound { .. })));
         let missing = EntryQuery {
             tenant: t.clone(),
             session_key: "nope".into(),
