@@ -26,6 +26,9 @@ use crate::store::{
 
 /// Entries read from the store per page when replaying a stream or folding a summary.
 const STREAM_PAGE: u32 = 512;
+/// Bytes of content a replay page aims at: pages of large entries get fewer of them, so a
+/// stream's memory stays bounded whatever its entries' size.
+const STREAM_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Items a stream buffers ahead of its client.
 const STREAM_BUFFER: usize = 64;
 /// Expired sessions and handoffs handled per sweep query.
@@ -332,6 +335,7 @@ impl Baton {
 
     /// Sends every stored entry from `out.next` on, page by page.
     async fn catch_up(&self, tenant: &str, session_key: &str, out: &mut Sink<Entry>) -> Result<(), Stop> {
+        let mut limit = STREAM_PAGE;
         loop {
             let q = EntryQuery {
                 tenant: tenant.to_owned(),
@@ -339,7 +343,7 @@ impl Baton {
                 after_seq: out.next - 1,
                 before_seq: None,
                 kinds: Vec::new(),
-                limit: STREAM_PAGE,
+                limit,
             };
             let page = tokio::select! {
                 biased;
@@ -353,7 +357,9 @@ impl Baton {
                     return Err(Stop);
                 }
             };
-            let full = page.len() == STREAM_PAGE as usize;
+            let full = page.len() == limit as usize;
+            let bytes: usize = page.iter().map(|e| e.content.len()).sum();
+            limit = next_page_limit(limit, bytes);
             for e in page {
                 let seq = e.seq;
                 out.send(e, seq).await?;
@@ -729,6 +735,13 @@ fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
     let window =
         ContextWindow { summary: slice.summary, entries, total_tokens, last_seq: slice.session.last_seq, truncated };
     (window, exhausted)
+}
+
+/// The next replay page's size: as many entries of the last page's average size as fit in
+/// `STREAM_PAGE_BYTES`, between 1 and `STREAM_PAGE`.
+fn next_page_limit(limit: u32, page_bytes: usize) -> u32 {
+    let average = (page_bytes / limit.max(1) as usize).max(1);
+    u32::try_from(STREAM_PAGE_BYTES / average).unwrap_or(u32::MAX).clamp(1, STREAM_PAGE)
 }
 
 /// Cuts a `limit + 1` result to `limit` and makes the next page's token from its last item.

@@ -91,21 +91,24 @@ const UPDATE_SESSION: &str =
 /// Where the newest entries up to $3 that fit a budget of $4 tokens start (NULL: none fit).
 const TAIL_START: &str = "SELECT MIN(seq) FROM ( \
        SELECT e.seq, SUM(e.token_count) OVER (ORDER BY e.seq DESC) AS running \
-       FROM entries e JOIN sessions s ON s.id = e.session_id \
-       WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq <= $3 \
+       FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+         AND e.seq <= $3 \
      ) t WHERE running <= $4";
+// Entry reads resolve the session id in a scalar subquery rather than a join, so the planner
+// walks the primary key (session_id, seq) in order and stops at the LIMIT instead of sorting
+// every entry of the session.
 const LIST_ENTRIES: &str = concat!(
     "SELECT ",
     entry_cols!(),
-    " FROM entries e JOIN sessions s ON s.id = e.session_id \
-     WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq > $3 AND e.seq < $4 \
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 \
      ORDER BY e.seq LIMIT $5"
 );
 const LIST_ENTRIES_OF_KINDS: &str = concat!(
     "SELECT ",
     entry_cols!(),
-    " FROM entries e JOIN sessions s ON s.id = e.session_id \
-     WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
      ORDER BY e.seq LIMIT $5"
 );
 
