@@ -173,6 +173,18 @@ class TargetTest(unittest.TestCase):
         self.assertAlmostEqual(rss.measured, 20.0)
         self.assertFalse(follow.met)
 
+    def test_stream_target_prefers_the_prost_client(self):
+        r = rows(
+            stream_replay_c1=(3.0, {"entries_per_call": 10000, "entries_per_s": 30000.0}),
+            stream_replay_rust_c1=(15.0, {"entries_per_call": 10000, "entries_per_s": 150000.0}),
+        )
+        stream = s.targets(r, {})[2]
+        self.assertEqual(stream.measured, 150000.0)
+        del r["stream_replay_rust_c1"]
+        self.assertEqual(s.targets(r, {})[2].measured, 30000.0)
+        r["stream_replay_c1"].errors = 1
+        self.assertIsNone(s.targets(r, {})[2].measured)
+
     def test_errors_fail_the_mixed_target_and_missing_figures_are_unmet_unknown(self):
         r = rows(mixed=(1000.0, {"rate": 1000, "p99_ms": 1.0, "errors": 3}))
         ts = s.targets(r, {"follow_rss_peak_kb": 50 * 1024, "follow_streams": 1000})
