@@ -182,15 +182,18 @@ def pgbench_row(text: str, meta: dict) -> Row:
     row = Row(
         name=meta["name"],
         title=meta.get("title", meta["name"]),
-        call="pgbench INSERT",
+        call=f"pgbench {meta.get('script', 'insert_entry')}",
         concurrency=pg.get("clients"),
         count=n,
         rps=pg.get("tps", 0.0),
         avg_ms=pg.get("latency_avg_ms"),
         errors=pg["failed"],
+        entries_per_call=meta.get("entries_per_call"),
         group=meta.get("group", ""),
         note=meta.get("note", ""),
     )
+    if row.entries_per_call:
+        row.entries_per_s = row.rps * row.entries_per_call
     add_cpu(row, meta, n)
     return row
 
