@@ -4,6 +4,7 @@
 Python 3.11 standard library only. Usage:
 
     python3 ghz/summarize.py RUN_DIR --md OUT.md --json OUT.json   # the results
+    python3 ghz/summarize.py RUN_DIR --md OUT.md --readme ghz/README.md  # and the README's copy
     python3 ghz/summarize.py --check REPORT.ghz.json               # exit 1 if any call failed
 
 A run directory holds, per scenario, NAME.meta.json (written by ghz/run: what ran, its order,
@@ -312,20 +313,27 @@ def targets(rows: dict[str, Row], run: dict) -> list[Target]:
         out.append(at_most("Mixed 70/25/5 at 1,000 rps: p99", None, MIXED_TARGET_P99_MS, "ms"))
 
     rss = run.get("rss_idle_kb")
-    out.append(at_most("batond RSS idle", rss / 1024 if rss else None, RSS_IDLE_TARGET_MB, "MB",
-                       "VmRSS after start-up and migrations, before any load"))
+    out.append(at_most("batond RSS idle", rss / 1024 if rss else None, RSS_IDLE_TARGET_MB, "MiB",
+                       f"VmRSS after start-up and migrations, before any load{mem_units(rss)}"))
 
     peak = run.get("follow_rss_peak_kb")
     streams = run.get("follow_streams")
-    detail = f"{streams} concurrent follow streams" if streams else ""
+    detail = f"{streams:,} concurrent follow streams, peak VmRSS sampled every 0.5 s{mem_units(peak)}" if streams else ""
     if streams and streams < FOLLOW_STREAMS:
         detail += f" (quick mode: fewer than {FOLLOW_STREAMS:,}, so not the target's load)"
-    t = at_most("batond RSS with 10k follow streams", peak / 1024 if peak else None, FOLLOW_RSS_TARGET_MB, "MB",
+    t = at_most("batond RSS with 10k follow streams", peak / 1024 if peak else None, FOLLOW_RSS_TARGET_MB, "MiB",
                 detail)
     if streams and streams < FOLLOW_STREAMS:
         t.met = None
     out.append(t)
     return out
+
+
+def mem_units(kib: int | None) -> str:
+    """VmRSS (KiB) in both units, since a target in "MB" may mean either."""
+    if not kib:
+        return ""
+    return f" ({kib:,} KiB = {kib / 1024:.1f} MiB = {kib * 1.024 / 1000:.1f} MB)"
 
 
 def spread(values: list[float], what: str) -> str:
@@ -420,7 +428,7 @@ def render_markdown(summary: dict) -> str:
         f"{fmt((m.get('mem_total_kb') or 0) / 1048576, 1)} GiB RAM, kernel {m.get('kernel', '?')}; shared with "
         "other builds, so every ratio below divides figures measured minutes apart in this same run."
     )
-    lines += ["", "## Targets", "", "| Target | Measured | Goal | Ratio (>1 is better) | Met | How |",
+    lines += ["", "## Targets", "", "| Target | Measured | Goal | Measured vs goal (≥ 1 meets) | Met | How |",
               "|---|---:|---:|---:|:--:|---|"]
     for t in summary["targets"]:
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
@@ -456,16 +464,31 @@ def render_markdown(summary: dict) -> str:
               "database's backends (pgbench rows: pgbench's own, sampled just before it ends), and of the load generator "
               "(ghz, or pgbench itself). Machine busy: all CPUs, every process, other engineers' builds "
               "included; near 100 % means the figures are CPU-bound on this 2-core machine.", ""]
-    mem = [f"RSS idle after start {fmt((run.get('rss_idle_kb') or 0) / 1024, 1)} MB"]
+    mem = [f"RSS idle after start {fmt((run.get('rss_idle_kb') or 0) / 1024, 1)} MiB"]
     if run.get("rss_after_kb"):
-        mem.append(f"idle after the load {fmt(run['rss_after_kb'] / 1024, 1)} MB")
+        mem.append(f"idle again after the load {fmt(run['rss_after_kb'] / 1024, 1)} MiB")
     if run.get("rss_hwm_kb"):
-        mem.append(f"peak (VmHWM) {fmt(run['rss_hwm_kb'] / 1024, 1)} MB")
+        mem.append(f"peak (VmHWM) {fmt(run['rss_hwm_kb'] / 1024, 1)} MiB")
     lines.append("batond memory: " + ", ".join(mem) + ".")
     if run.get("elapsed_s"):
         lines.append(f"Run time: {run['elapsed_s']} s (seeding {run.get('seed_s', '?')} s).")
     lines.append("")
     return "\n".join(lines)
+
+
+BEGIN_MARK = "<!-- results:begin (written by ghz/run) -->"
+END_MARK = "<!-- results:end -->"
+
+
+def splice(document: str, results_md: str) -> str:
+    """`document` with the text between the results markers replaced by `results_md` (its
+    title dropped and its headings moved one level down). Unchanged if a marker is missing."""
+    start, end = document.find(BEGIN_MARK), document.find(END_MARK)
+    if start < 0 or end < start:
+        return document
+    body = results_md.split("\n", 1)[1] if results_md.startswith("# ") else results_md
+    body = re.sub(r"^## ", "### ", body.strip(), flags=re.M)
+    return document[: start + len(BEGIN_MARK)] + "\n" + body + "\n" + document[end:]
 
 
 def check(report_path: Path) -> int:
@@ -483,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path, nargs="?")
     p.add_argument("--md", type=Path, help="write the Markdown table here")
     p.add_argument("--json", type=Path, help="write the JSON summary here")
+    p.add_argument("--readme", type=Path, help="also put the tables between the results markers of this file")
     p.add_argument("--check", type=Path, metavar="REPORT", help="exit 1 unless every call of REPORT succeeded")
     a = p.parse_args(argv)
     if a.check:
@@ -495,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         a.md.write_text(md)
     if a.json:
         a.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if a.readme and a.readme.exists():
+        a.readme.write_text(splice(a.readme.read_text(), md))
     if not a.md:
         print(md)
     return 0

@@ -171,6 +171,7 @@ class TargetTest(unittest.TestCase):
         self.assertAlmostEqual(mixed.ratio, 1.25)
         self.assertTrue(rss.met)
         self.assertAlmostEqual(rss.measured, 20.0)
+        self.assertIn("20,480 KiB = 20.0 MiB = 21.0 MB", rss.detail)
         self.assertFalse(follow.met)
 
     def test_stream_target_prefers_the_prost_client(self):
@@ -243,6 +244,12 @@ class RunDirTest(unittest.TestCase):
             self.assertEqual(s.main([str(d), "--md", str(out_md), "--json", str(out_json)]), 0)
             self.assertEqual(json.loads(out_json.read_text())["run"]["mode"], "full")
             self.assertTrue(out_md.read_text().startswith("# Baton benchmark results"))
+
+    def test_splice_replaces_only_between_the_markers(self):
+        doc = f"intro\n{s.BEGIN_MARK}\nold table\n{s.END_MARK}\noutro\n"
+        out = s.splice(doc, "# Baton benchmark results\n\nRun: x\n\n## Targets\n\n| a |\n")
+        self.assertEqual(out, f"intro\n{s.BEGIN_MARK}\nRun: x\n\n### Targets\n\n| a |\n{s.END_MARK}\noutro\n")
+        self.assertEqual(s.splice("no markers", "# t\nx"), "no markers")
 
     def test_check(self):
         with tempfile.TemporaryDirectory() as tmp:
