@@ -34,8 +34,10 @@ const STREAM_BUFFER: usize = 64;
 /// Expired sessions and handoffs handled per sweep query.
 const SWEEP_BATCH: u32 = 500;
 
-/// The receiving end of a server stream.
-pub type ItemStream<T> = mpsc::Receiver<Result<T>>;
+/// The receiving end of a server stream. Items are boxed so that a channel's slots stay
+/// small: each stream's channel allocates its slots up front, and 10k idle follow streams
+/// should not hold 10k blocks of full-size entries.
+pub type ItemStream<T> = mpsc::Receiver<Box<Result<T>>>;
 
 /// The service state shared by every request.
 pub struct Baton {
@@ -353,7 +355,7 @@ impl Baton {
             let page = match page {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = out.tx.send(Err(e)).await;
+                    let _ = out.tx.send(Box::new(Err(e))).await;
                     return Err(Stop);
                 }
             };
@@ -554,7 +556,7 @@ impl Baton {
                     continue;
                 }
                 // Pending events are older than `next`; send them without moving the cursor.
-                if out.tx.send(Ok(e)).await.is_err() {
+                if out.tx.send(Box::new(Ok(e))).await.is_err() {
                     return;
                 }
             }
@@ -591,7 +593,7 @@ impl Baton {
             let page = match self.store.inbox_after(tenant, agent, out.next - 1, STREAM_PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = out.tx.send(Err(e)).await;
+                    let _ = out.tx.send(Box::new(Err(e))).await;
                     return Err(Stop);
                 }
             };
@@ -621,7 +623,7 @@ impl Baton {
         let tenant = tenant.to_owned();
         tokio::spawn(async move {
             let mut out = Sink { tx, sent: 0, max: 0, next: first_seq, shutdown: this.shutdown.clone() };
-            if out.tx.send(Ok(summary)).await.is_err() {
+            if out.tx.send(Box::new(Ok(summary))).await.is_err() {
                 return;
             }
             loop {
@@ -635,7 +637,7 @@ impl Baton {
                 };
                 let page = match this.store.list_entries(&q).await {
                     Ok(p) => p,
-                    Err(e) => return drop(out.tx.send(Err(e)).await),
+                    Err(e) => return drop(out.tx.send(Box::new(Err(e))).await),
                 };
                 let full = page.len() == STREAM_PAGE as usize;
                 for e in page {
@@ -684,7 +686,7 @@ struct Stop;
 
 /// A stream's sending side and its position.
 struct Sink<T> {
-    tx: mpsc::Sender<Result<T>>,
+    tx: mpsc::Sender<Box<Result<T>>>,
     sent: u32,
     /// 0: no limit.
     max: u32,
@@ -698,7 +700,7 @@ impl<T> Sink<T> {
         tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => { self.shutting_down().await; return Err(Stop) }
-            sent = self.tx.send(Ok(item)) => sent.map_err(|_| Stop)?,
+            sent = self.tx.send(Box::new(Ok(item))) => sent.map_err(|_| Stop)?,
         }
         self.next = position + 1;
         self.sent += 1;
@@ -708,7 +710,7 @@ impl<T> Sink<T> {
     async fn shutting_down(&self) {
         let resume = self.next.saturating_sub(1);
         let msg = format!("server shutting down; resume after {resume}");
-        let _ = self.tx.send(Err(Error::Unavailable(msg))).await;
+        let _ = self.tx.send(Box::new(Err(Error::Unavailable(msg)))).await;
     }
 }
 
