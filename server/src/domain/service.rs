@@ -269,7 +269,9 @@ impl Baton {
         let StreamEntries { session_key, after_seq, follow, max_entries } = cmd;
         // Subscribe before reading, so nothing committed after the replay's last page is missed.
         let mut live = follow.then(|| self.hub.subscribe_session(tenant, &session_key));
-        let session = self.get_session(tenant, &session_key).await?;
+        // The store, not the cache: a stream needs the session's state, not its tail, and
+        // thousands of followers should not fill the L1 with tails nobody reads.
+        let session = self.effective(self.store.get_session(tenant, &session_key).await?);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
