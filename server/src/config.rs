@@ -66,7 +66,7 @@ pub struct Config {
     #[arg(long, env = "BATON_CACHE_TTL_SECS", default_value_t = 3600)]
     pub cache_ttl_secs: u64,
     /// Most bytes of entries held in the in-process L1 cache.
-    #[arg(long, env = "BATON_L1_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "BATON_L1_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub l1_max_bytes: u64,
     /// Run database migrations at start-up.
     #[arg(long, env = "BATON_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]

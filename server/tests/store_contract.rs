@@ -635,7 +635,7 @@ async fn window_starts_at_the_latest_summary(db: Db) {
     session(&db, &t, "s", "alice", at(1)).await;
     append(&db, &t, "s", (1..=3).map(|i| msg(&format!("m{i}"))).collect(), at(2)).await;
 
-    let plain = db.window(&t, "s", 2).await.unwrap();
+    let plain = db.window(&t, "s", 2, u32::MAX).await.unwrap();
     assert!(plain.summary.is_none());
     assert_eq!(plain.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 2]);
     assert_eq!(plain.session.last_seq, 3);
@@ -645,21 +645,30 @@ async fn window_starts_at_the_latest_summary(db: Db) {
     append(&db, &t, "s", vec![entry(EntryKind::Summary, "alice", "new summary")], at(5)).await;
     append(&db, &t, "s", (8..=10).map(|i| msg(&format!("m{i}"))).collect(), at(6)).await;
 
-    let w = db.window(&t, "s", 2).await.unwrap();
+    let w = db.window(&t, "s", 2, u32::MAX).await.unwrap();
     let summary = w.summary.expect("summary");
     assert_eq!((summary.seq, summary.kind), (7, EntryKind::Summary));
     assert_eq!(summary.content, Content::Text("new summary".into()));
     assert_eq!(w.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 9]);
     assert_eq!((w.session.last_seq, w.session.last_summary_seq), (10, 7));
 
-    let all = db.window(&t, "s", 100).await.unwrap();
+    let all = db.window(&t, "s", 100, u32::MAX).await.unwrap();
     assert_eq!(
         all.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [10, 9, 8],
         "only entries after the summary"
     );
 
-    assert_not_found(db.window(&t, "missing", 10).await, "session");
+    // A token budget reads only what can fit, plus the first entry that cannot. Each of
+    // m8..m10 costs estimate("m8") = 5 tokens.
+    let cost = tokens::estimate(&Content::Text("m8".into()));
+    let budgeted = db.window(&t, "s", 100, 2 * cost).await.unwrap();
+    assert_eq!(budgeted.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 9]);
+    let over = db.window(&t, "s", 100, 2 * cost + 1).await.unwrap();
+    assert_eq!(over.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 9, 8]);
+    assert_eq!(db.window(&t, "s", 100, 0).await.unwrap().newest_first.len(), 0);
+
+    assert_not_found(db.window(&t, "missing", 10, u32::MAX).await, "session");
 }
 
 async fn search_ranks_and_marks_snippets(db: Db) {

@@ -62,7 +62,7 @@ where
     T: Into<P> + Send + 'static,
     P: Send + 'static,
 {
-    let s = ReceiverStream::new(rx).map(|item| item.map(Into::into).map_err(Status::from));
+    let s = ReceiverStream::new(rx).map(|item| (*item).map(Into::into).map_err(Status::from));
     Response::new(Box::pin(s))
 }
 

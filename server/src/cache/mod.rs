@@ -42,6 +42,8 @@ const DEGRADED_POLL: Duration = Duration::from_millis(250);
 /// After a failed call, how long requests skip Redis before trying it again, so an outage
 /// costs each request nothing rather than a timeout.
 const CIRCUIT_OPEN: Duration = Duration::from_secs(1);
+/// Least time between two "redis unavailable" warnings.
+const LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Cache settings.
 #[derive(Debug, Clone)]
@@ -104,14 +106,24 @@ impl CachedSession {
         u32::try_from(bytes + 512).unwrap_or(u32::MAX)
     }
 
-    /// The window material: entries after the summary, newest first, at most `max`. The
-    /// slice is complete when it holds every such entry or `max` of them.
-    pub fn slice(&self, max: u32) -> (WindowSlice, bool) {
+    /// The window material: entries after the summary, newest first, at most `max`, and no
+    /// more than `max_tokens` can take (those that fit plus the first that does not). The
+    /// slice is complete when it holds every such entry, `max` of them, or more than the
+    /// budget.
+    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
         let after = self.session.last_summary_seq;
-        let newest_first: Vec<Entry> =
-            self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize).cloned().collect();
+        let mut total = 0u64;
+        let mut newest_first = Vec::new();
+        for e in self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize) {
+            if total >= u64::from(max_tokens) {
+                break;
+            }
+            total += u64::from(e.token_count);
+            newest_first.push(e.clone());
+        }
         let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        let complete = newest_first.len() == max as usize || first_cached <= after + 1;
+        let complete =
+            newest_first.len() == max as usize || total >= u64::from(max_tokens) || first_cached <= after + 1;
         let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
         (slice, complete)
     }
@@ -182,6 +194,8 @@ pub struct Cache {
     degraded: AtomicBool,
     /// Until when (ms since `epoch`) calls skip Redis after a failure.
     open_until_ms: AtomicU64,
+    /// When (ms since `epoch`) the last "unavailable" warning was logged; 0: never.
+    last_warned_ms: AtomicU64,
     epoch: std::time::Instant,
 }
 
@@ -251,7 +265,12 @@ impl Cache {
         let redis_config = Config::from_url(&config.redis_url)?;
         let mut builder = Builder::from_config(redis_config);
         builder
-            .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
+            .with_performance_config(|p| {
+                p.default_command_timeout = config.command_timeout;
+                // Bus messages wait here for the forwarding task; a short queue lags under
+                // load, and every lag makes all followers re-read the store.
+                p.broadcast_channel_capacity = 8192;
+            })
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 1;
@@ -291,6 +310,7 @@ impl Cache {
             bus_up: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             open_until_ms: AtomicU64::new(0),
+            last_warned_ms: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         }))
     }
@@ -429,10 +449,15 @@ impl Cache {
         }
     }
 
-    /// A Redis call failed (or was skipped): count it, log once per outage.
+    /// A Redis call failed (or was skipped): count it; log once per outage, and at most once
+    /// every `LOG_EVERY` while calls keep failing between successes.
     fn failed(&self, what: &str, e: &Error) {
         CacheMetrics::inc(&self.metrics.redis_errors);
-        if !self.degraded.swap(true, Ordering::Relaxed) {
+        let now = self.now_ms();
+        let last = self.last_warned_ms.load(Ordering::Relaxed);
+        let quiet = last != 0 && now.saturating_sub(last) < LOG_EVERY.as_millis() as u64;
+        if !self.degraded.swap(true, Ordering::Relaxed) && !quiet {
+            self.last_warned_ms.store(now.max(1), Ordering::Relaxed);
             tracing::warn!(error = %e, what, "redis unavailable; serving from the store until it returns");
         }
     }
@@ -450,8 +475,14 @@ impl Cache {
         !dirty.is_empty() && dirty.contains_key(&(tenant.to_owned(), key.to_owned()))
     }
 
+    /// A bus payload: the sending replica's id (8 bytes, so receivers skip their own
+    /// messages without decoding them), then the message.
     fn bus_payload(&self, msg: BusMessage) -> Bytes {
-        BusMessage { replica: self.replica, ..msg }.encode_to_vec().into()
+        let msg = BusMessage { replica: self.replica, ..msg };
+        let mut buf = Vec::with_capacity(8 + msg.encoded_len());
+        buf.extend_from_slice(&self.replica.to_le_bytes());
+        msg.encode(&mut buf).expect("a Vec grows as needed");
+        buf.into()
     }
 
     /// After an append committed: one round trip extends the cached tail (or invalidates it)
@@ -772,7 +803,11 @@ impl Cache {
 
     fn on_bus_message(&self, hub: &Hub, m: fred::types::Message) {
         let Some(bytes) = m.value.as_bytes() else { return };
-        let Ok(msg) = BusMessage::decode(bytes) else {
+        let Some((sender, body)) = bytes.split_first_chunk::<8>() else { return };
+        if u64::from_le_bytes(*sender) == self.replica {
+            return;
+        }
+        let Ok(msg) = BusMessage::decode(body) else {
             tracing::warn!(channel = %m.channel, "undecodable bus message");
             return;
         };

@@ -28,13 +28,18 @@ use crate::telemetry::Metrics;
 
 /// Entries read from the store per page when replaying a stream or folding a summary.
 const STREAM_PAGE: u32 = 512;
+/// Bytes of content a replay page aims at: pages of large entries get fewer of them, so a
+/// stream's memory stays bounded whatever its entries' size.
+const STREAM_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Items a stream buffers ahead of its client.
 const STREAM_BUFFER: usize = 64;
 /// Expired sessions and handoffs handled per sweep query.
 const SWEEP_BATCH: u32 = 500;
 
-/// The receiving end of a server stream.
-pub type ItemStream<T> = mpsc::Receiver<Result<T>>;
+/// The receiving end of a server stream. Items are boxed so that a channel's slots stay
+/// small: each stream's channel allocates its slots up front, and 10k idle follow streams
+/// should not hold 10k blocks of full-size entries.
+pub type ItemStream<T> = mpsc::Receiver<Box<Result<T>>>;
 
 /// The service state shared by every request.
 pub struct Baton {
@@ -238,18 +243,23 @@ impl Baton {
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
         let GetContextWindow { session_key, max_tokens, max_entries } = cmd;
         if let Some(cached) = self.cached(tenant, &session_key).await {
-            let (slice, complete) = cached.slice(max_entries);
+            let (slice, complete) = cached.slice(max_entries, max_tokens);
             let (window, exhausted) = fit_window(slice, max_tokens);
             // A partial tail answers only when the budget ran out inside it.
             if complete || !exhausted {
                 return Ok(window);
             }
         }
-        let tail_len = self.cache.as_ref().map_or(0, |c| c.tail_len());
-        let mut slice = self.store.window(tenant, &session_key, max_entries.max(tail_len)).await?;
-        if let Some(cache) = &self.cache {
-            cache.install(tenant, &slice).await;
-        }
+        // A miss with a cache reads the whole cacheable tail once, to repair the cache.
+        let mut slice = match &self.cache {
+            Some(cache) => {
+                let slice =
+                    self.store.window(tenant, &session_key, max_entries.max(cache.tail_len()), u32::MAX).await?;
+                cache.install(tenant, &slice).await;
+                slice
+            }
+            None => self.store.window(tenant, &session_key, max_entries, max_tokens).await?,
+        };
         slice.newest_first.truncate(max_entries as usize);
         Ok(fit_window(slice, max_tokens).0)
     }
@@ -270,7 +280,9 @@ impl Baton {
         let StreamEntries { session_key, after_seq, follow, max_entries } = cmd;
         // Subscribe before reading, so nothing committed after the replay's last page is missed.
         let mut live = follow.then(|| self.hub.subscribe_session(tenant, &session_key));
-        let session = self.get_session(tenant, &session_key).await?;
+        // The store, not the cache: a stream needs the session's state, not its tail, and
+        // thousands of followers should not fill the L1 with tails nobody reads.
+        let session = self.effective(self.store.get_session(tenant, &session_key).await?);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
@@ -340,6 +352,7 @@ impl Baton {
 
     /// Sends every stored entry from `out.next` on, page by page.
     async fn catch_up(&self, tenant: &str, session_key: &str, out: &mut Sink<Entry>) -> Result<(), Stop> {
+        let mut limit = STREAM_PAGE;
         loop {
             let q = EntryQuery {
                 tenant: tenant.to_owned(),
@@ -347,7 +360,7 @@ impl Baton {
                 after_seq: out.next - 1,
                 before_seq: None,
                 kinds: Vec::new(),
-                limit: STREAM_PAGE,
+                limit,
             };
             let page = tokio::select! {
                 biased;
@@ -357,11 +370,13 @@ impl Baton {
             let page = match page {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = out.tx.send(Err(e)).await;
+                    let _ = out.tx.send(Box::new(Err(e))).await;
                     return Err(Stop);
                 }
             };
-            let full = page.len() == STREAM_PAGE as usize;
+            let full = page.len() == limit as usize;
+            let bytes: usize = page.iter().map(|e| e.content.len()).sum();
+            limit = next_page_limit(limit, bytes);
             for e in page {
                 let seq = e.seq;
                 out.send(e, seq).await?;
@@ -557,7 +572,7 @@ impl Baton {
                     continue;
                 }
                 // Pending events are older than `next`; send them without moving the cursor.
-                if out.tx.send(Ok(e)).await.is_err() {
+                if out.tx.send(Box::new(Ok(e))).await.is_err() {
                     return;
                 }
             }
@@ -595,7 +610,7 @@ impl Baton {
             let page = match self.store.inbox_after(tenant, agent, out.next - 1, STREAM_PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = out.tx.send(Err(e)).await;
+                    let _ = out.tx.send(Box::new(Err(e))).await;
                     return Err(Stop);
                 }
             };
@@ -625,7 +640,7 @@ impl Baton {
         let tenant = tenant.to_owned();
         let task = async move {
             let mut out = Sink { tx, sent: 0, max: 0, next: first_seq, shutdown: this.shutdown.clone() };
-            if out.tx.send(Ok(summary)).await.is_err() {
+            if out.tx.send(Box::new(Ok(summary))).await.is_err() {
                 return;
             }
             loop {
@@ -639,7 +654,7 @@ impl Baton {
                 };
                 let page = match this.store.list_entries(&q).await {
                     Ok(p) => p,
-                    Err(e) => return drop(out.tx.send(Err(e)).await),
+                    Err(e) => return drop(out.tx.send(Box::new(Err(e))).await),
                 };
                 let full = page.len() == STREAM_PAGE as usize;
                 for e in page {
@@ -689,7 +704,7 @@ struct Stop;
 
 /// A stream's sending side and its position.
 struct Sink<T> {
-    tx: mpsc::Sender<Result<T>>,
+    tx: mpsc::Sender<Box<Result<T>>>,
     sent: u32,
     /// 0: no limit.
     max: u32,
@@ -703,7 +718,7 @@ impl<T> Sink<T> {
         tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => { self.shutting_down().await; return Err(Stop) }
-            sent = self.tx.send(Ok(item)) => sent.map_err(|_| Stop)?,
+            sent = self.tx.send(Box::new(Ok(item))) => sent.map_err(|_| Stop)?,
         }
         self.next = position + 1;
         self.sent += 1;
@@ -713,7 +728,7 @@ impl<T> Sink<T> {
     async fn shutting_down(&self) {
         let resume = self.next.saturating_sub(1);
         let msg = format!("server shutting down; resume after {resume}");
-        let _ = self.tx.send(Err(Error::Unavailable(msg))).await;
+        let _ = self.tx.send(Box::new(Err(Error::Unavailable(msg)))).await;
     }
 }
 
@@ -740,6 +755,13 @@ fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
     let window =
         ContextWindow { summary: slice.summary, entries, total_tokens, last_seq: slice.session.last_seq, truncated };
     (window, exhausted)
+}
+
+/// The next replay page's size: as many entries of the last page's average size as fit in
+/// `STREAM_PAGE_BYTES`, between 1 and `STREAM_PAGE`.
+fn next_page_limit(limit: u32, page_bytes: usize) -> u32 {
+    let average = (page_bytes / limit.max(1) as usize).max(1);
+    u32::try_from(STREAM_PAGE_BYTES / average).unwrap_or(u32::MAX).clamp(1, STREAM_PAGE)
 }
 
 /// Cuts a `limit + 1` result to `limit` and makes the next page's token from its last item.

@@ -185,8 +185,11 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, cmd: AppendCommand) -> Result<AppendOutcome>;
     /// Entries in seq order. `NotFound` when the session is absent.
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>>;
-    /// The latest summary and up to `max_entries` newest entries after it.
-    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice>;
+    /// The latest summary and the newest entries after it: at most `max_entries`, and only
+    /// as many as a budget of `max_tokens` can take (every entry whose newer entries total
+    /// less than `max_tokens`: those that fit plus the first that does not), so a window
+    /// never reads more than it can return.
+    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32, max_tokens: u32) -> Result<WindowSlice>;
     /// The smallest seq `s` such that entries `s..=up_to_seq` together cost at most `budget`
     /// tokens: where a token-budgeted tail starts (`up_to_seq + 1` when not even the newest
     /// entry fits). `NotFound` when the session is absent.

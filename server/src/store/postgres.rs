@@ -92,21 +92,24 @@ const UPDATE_SESSION: &str =
 /// Where the newest entries up to $3 that fit a budget of $4 tokens start (NULL: none fit).
 const TAIL_START: &str = "SELECT MIN(seq) FROM ( \
        SELECT e.seq, SUM(e.token_count) OVER (ORDER BY e.seq DESC) AS running \
-       FROM entries e JOIN sessions s ON s.id = e.session_id \
-       WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq <= $3 \
+       FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+         AND e.seq <= $3 \
      ) t WHERE running <= $4";
+// Entry reads resolve the session id in a scalar subquery rather than a join, so the planner
+// walks the primary key (session_id, seq) in order and stops at the LIMIT instead of sorting
+// every entry of the session.
 const LIST_ENTRIES: &str = concat!(
     "SELECT ",
     entry_cols!(),
-    " FROM entries e JOIN sessions s ON s.id = e.session_id \
-     WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq > $3 AND e.seq < $4 \
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 \
      ORDER BY e.seq LIMIT $5"
 );
 const LIST_ENTRIES_OF_KINDS: &str = concat!(
     "SELECT ",
     entry_cols!(),
-    " FROM entries e JOIN sessions s ON s.id = e.session_id \
-     WHERE s.tenant = $1 AND s.session_key = $2 AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
      ORDER BY e.seq LIMIT $5"
 );
 
@@ -122,7 +125,12 @@ const WINDOW: &str = concat!(
        UNION ALL \
        (SELECT ",
     entry_cols!(),
-    " FROM entries e WHERE e.session_id = s.id AND e.seq > s.last_summary_seq ORDER BY e.seq DESC LIMIT $3) \
+    " FROM entries e WHERE e.session_id = s.id AND e.seq >= COALESCE(( \
+           SELECT MIN(t.seq) FROM ( \
+             SELECT seq, token_count, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+             FROM entries WHERE session_id = s.id AND seq > s.last_summary_seq ORDER BY seq DESC LIMIT $3 \
+           ) t WHERE t.running - t.token_count < $4), 9223372036854775807) \
+         ORDER BY e.seq DESC) \
      ) w ON true \
      WHERE s.tenant = $1 AND s.session_key = $2"
 );
@@ -433,9 +441,13 @@ impl Store for PgStore {
         rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect()
     }
 
-    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice> {
-        let window =
-            sqlx::query(WINDOW).bind(tenant).bind(session_key).bind(i64::from(max_entries)).fetch_all(&self.pool);
+    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32, max_tokens: u32) -> Result<WindowSlice> {
+        let window = sqlx::query(WINDOW)
+            .bind(tenant)
+            .bind(session_key)
+            .bind(i64::from(max_entries))
+            .bind(i64::from(max_tokens))
+            .fetch_all(&self.pool);
         let rows = self.sql.run("SELECT", "entries", window).await?;
         let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
         let session = session_at(first, 0)?;
@@ -1412,7 +1424,7 @@ mod tests {
         let t = tenant();
         session(&store, &t, "s", "alice").await;
 
-        let empty = store.window(&t, "s", 10).await.unwrap();
+        let empty = store.window(&t, "s", 10, u32::MAX).await.unwrap();
         assert!(empty.summary.is_none() && empty.newest_first.is_empty());
 
         let batch = |kinds: &[EntryKind]| kinds.iter().map(|k| text(*k, k.as_str())).collect::<Vec<_>>();
@@ -1420,14 +1432,14 @@ mod tests {
         store.append(append(&t, "s", batch(&[Message, Summary, ToolCall]))).await.unwrap();
         store.append(append(&t, "s", batch(&[Message, Summary, Message, ToolResult, Message]))).await.unwrap();
 
-        let w = store.window(&t, "s", 2).await.unwrap();
+        let w = store.window(&t, "s", 2, u32::MAX).await.unwrap();
         assert_eq!(w.session.last_seq, 8);
         assert_eq!(w.summary.as_ref().map(|e| e.seq), Some(5));
         assert_eq!(w.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 7]);
-        let all = store.window(&t, "s", 100).await.unwrap();
+        let all = store.window(&t, "s", 100, u32::MAX).await.unwrap();
         assert_eq!(all.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 7, 6]);
         assert_eq!(all.summary.unwrap().content, Content::Text("summary".into()));
-        let none = store.window(&t, "s", 0).await.unwrap();
+        let none = store.window(&t, "s", 0, u32::MAX).await.unwrap();
         assert!(none.newest_first.is_empty() && none.summary.is_some());
 
         let listed = store
@@ -1442,7 +1454,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 4, 5]);
-        assert!(matches!(store.window(&t, "nope", 5).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.window(&t, "nope", 5, u32::MAX).await, Err(Error::NotFound { .. })));
         let missing = EntryQuery {
             tenant: t.clone(),
             session_key: "nope".into(),

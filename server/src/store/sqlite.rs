@@ -370,7 +370,7 @@ impl Store for SqliteStore {
         rows.iter().map(|r| entry_from_row(r, &q.session_key)).collect()
     }
 
-    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32) -> Result<WindowSlice> {
+    async fn window(&self, tenant: &str, session_key: &str, max_entries: u32, max_tokens: u32) -> Result<WindowSlice> {
         // One read transaction: the session, its summary and its tail from the same snapshot.
         let mut tx = self.begin_read().await?;
         let session = fetch_session(&self.sql, &mut *tx, tenant, session_key).await?;
@@ -387,11 +387,17 @@ impl Store for SqliteStore {
         let newest = sqlx::query(concat!(
             "SELECT ",
             entry_cols!(),
-            " FROM entries e WHERE e.session_id = ? AND e.seq > ? ORDER BY e.seq DESC LIMIT ?"
+            " FROM entries e WHERE e.session_id = ?1 AND e.seq >= COALESCE(( \
+               SELECT MIN(seq) FROM ( \
+                 SELECT seq, token_count, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+                 FROM entries WHERE session_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3 \
+               ) WHERE running - token_count < ?4), 9223372036854775807) \
+             ORDER BY e.seq DESC"
         ))
         .bind(session.id)
         .bind(to_db(session.last_summary_seq))
         .bind(i64::from(max_entries))
+        .bind(i64::from(max_tokens))
         .fetch_all(&mut *tx);
         let rows = self.sql.run("SELECT", "entries", newest).await?;
         self.commit(tx).await?;
