@@ -67,13 +67,15 @@ pub fn inject(carrier: &TraceCarrier, metadata: &mut MetadataMap) {
 }
 
 /// The server span of one MCP request (`tools/call`, `resources/read`, …), continuing the
-/// caller's trace. `target` is the tool's name; it completes the span name.
+/// caller's trace. `target` is the tool's name; it completes the span name. Like every span of
+/// Baton's, a DEBUG span: disabled where it is created unless tracing (or `RUST_LOG=debug`)
+/// wants it.
 pub fn mcp_span(method: &'static str, target: Option<&str>, carrier: &TraceCarrier, http: bool) -> Span {
     let name = match target {
         Some(t) => format!("{method} {t}"),
         None => method.to_owned(),
     };
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "mcp",
         otel.name = name,
         otel.kind = "server",
@@ -87,7 +89,9 @@ pub fn mcp_span(method: &'static str, target: Option<&str>, carrier: &TraceCarri
     );
     // Always set, so the span is the caller's child or a new trace's root, never a child of
     // whatever span the MCP transport runs in. Fails only without an OpenTelemetry layer.
-    let _ = span.set_parent(carrier.context());
+    if !span.is_disabled() {
+        let _ = span.set_parent(carrier.context());
+    }
     span
 }
 
@@ -157,7 +161,7 @@ impl ClientCall {
         metrics: &Arc<GatewayMetrics>,
     ) -> ClientCall {
         let service = method.parent_service();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "grpc client",
             otel.name = format!("{}/{}", service.full_name(), method.name()),
             otel.kind = "client",
@@ -170,7 +174,7 @@ impl ClientCall {
             error.type = Empty,
             otel.status_description = Empty,
         );
-        if Span::current().is_none() {
+        if !span.is_disabled() && Span::current().is_none() {
             let _ = span.set_parent(carrier.context());
         }
         ClientCall { span, method: method.clone(), started: Instant::now(), metrics: Arc::clone(metrics), done: false }

@@ -4,8 +4,8 @@
 //!
 //! Tracing is on only when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Otherwise no OpenTelemetry layer is installed: the
-//! spans Baton creates for SQL statements and Redis calls are at DEBUG level and disabled at
-//! their call sites, so they cost a branch.
+//! spans Baton creates (calls, tools, SQL statements, Redis round trips) are at DEBUG level
+//! and, below `RUST_LOG=debug`, disabled at their call sites, so they cost a branch.
 //!
 //! ```text
 //! tracing spans ─┬─► fmt layer (RUST_LOG) ─────────────► stderr (text | JSON + trace ids)
@@ -211,7 +211,7 @@ pub fn init(settings: Settings) -> Result<Telemetry, Error> {
 }
 
 /// The subscriber: the fmt layer filtered by `filter`; with a tracer, also the OpenTelemetry
-/// layer, which sees Baton's own spans (SQL and Redis ones are DEBUG) and other crates'
+/// layer, which sees Baton's own spans (all DEBUG) and other crates'
 /// warnings, as events on the span they happen in.
 fn subscriber(
     format: LogFormat,
@@ -344,6 +344,15 @@ mod tests {
         });
         let spans = exporter.get_finished_spans().unwrap();
         assert_eq!(spans.iter().map(|s| s.name.as_ref()).collect::<Vec<_>>(), ["after the check"]);
+    }
+
+    #[test]
+    fn without_tracing_batons_spans_are_disabled_where_they_are_made() {
+        let subscriber = subscriber(LogFormat::Json, EnvFilter::new("info"), BoxMakeWriter::new(std::io::sink), None);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::debug_span!(target: "baton_server::telemetry::grpc", "grpc").is_disabled());
+            assert!(!tracing::info_span!(target: "baton_server", "logged context").is_disabled());
+        });
     }
 
     #[test]
