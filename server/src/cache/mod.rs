@@ -265,18 +265,18 @@ impl Cache {
         let redis_config = Config::from_url(&config.redis_url)?;
         let mut builder = Builder::from_config(redis_config);
         builder
-            .with_performance_config(|p| {
-                p.default_command_timeout = config.command_timeout;
-                // Bus messages wait here for the forwarding task; a short queue lags under
-                // load, and every lag makes all followers re-read the store.
-                p.broadcast_channel_capacity = 8192;
-            })
+            .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 1;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let pool = builder.build_pool(config.pool_size.max(1))?;
+        // Only the subscriber gets a deep event queue: bus messages wait there for the
+        // forwarding task, a short queue lags under load, and every lag makes all followers
+        // re-read the store. (fred sizes every event channel of a client by this setting and
+        // allocates them up front, so the command pool keeps the default.)
+        builder.with_performance_config(|p| p.broadcast_channel_capacity = 2048);
         let subscriber = builder.build_subscriber_client()?;
         // Connect in the background: batond serves from the store until Redis answers.
         pool.connect_pool();
