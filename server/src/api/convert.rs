@@ -204,7 +204,8 @@ impl TryFrom<pb::CreateSessionRequest> for CreateSession {
     }
 }
 
-pub fn session_key(field: &str, key: &str) -> Result<String> {
+/// A required key or name (session key, agent, handoff id) checked alone.
+pub fn required_key(field: &str, key: &str) -> Result<String> {
     let mut v = Violations::default();
     let key = v.key(field, key);
     v.finish().map(|()| key)
@@ -335,7 +336,7 @@ impl TryFrom<pb::StreamEntriesRequest> for StreamEntries {
 }
 
 fn session_key_of(key: &str) -> Result<String> {
-    session_key("session_key", key)
+    required_key("session_key", key)
 }
 
 impl TryFrom<pb::GetContextWindowRequest> for GetContextWindow {
@@ -464,12 +465,12 @@ impl TryFrom<pb::WatchHandoffsRequest> for WatchHandoffs {
     type Error = Error;
     fn try_from(r: pb::WatchHandoffsRequest) -> Result<Self> {
         let pb::WatchHandoffsRequest { agent, after_cursor } = r;
-        Ok(WatchHandoffs { agent: session_key("agent", &agent)?, after_cursor })
+        Ok(WatchHandoffs { agent: required_key("agent", &agent)?, after_cursor })
     }
 }
 
 pub fn handoff_id(id: &str) -> Result<String> {
-    session_key("handoff_id", id)
+    required_key("handoff_id", id)
 }
 
 // ---- responses ----

@@ -80,7 +80,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let tenant = tenant(req.metadata())?;
         let pb::GetSessionRequest { session_key } = req.into_inner();
-        let key = convert::session_key("session_key", &session_key)?;
+        let key = convert::required_key("session_key", &session_key)?;
         Ok(Response::new(self.0.get_session(&tenant, &key).await?.into()))
     }
 
@@ -104,7 +104,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     async fn close_session(&self, req: Request<pb::CloseSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let tenant = tenant(req.metadata())?;
         let pb::CloseSessionRequest { session_key } = req.into_inner();
-        let key = convert::session_key("session_key", &session_key)?;
+        let key = convert::required_key("session_key", &session_key)?;
         Ok(Response::new(self.0.close_session(&tenant, key).await?.into()))
     }
 
