@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# Test part `clients-typescript`: the TypeScript client @baton/client (clients/typescript).
+#
+#   1. npm ci of the pinned dependencies (package-lock.json) into a cache keyed by the lock file;
+#   2. tsc build and `npm pack` from a copy of the sources (nothing is written into the clone);
+#   3. the tarball installed into a temporary consumer project under ~/.cache/baton/typescript
+#      (reused while the tarball's sha256 is unchanged);
+#   4. the tests and examples compiled there against the installed package, and run with
+#      node's test runner against the locally built batond (embedded store, loopback ports).
+#
+# Test counts come from node's TAP summary (# pass / # fail / # cancelled / # skipped).
+
+_ts_fail() {
+  echo "clients-typescript: $*" >&2
+  return 1
+}
+
+_ts_node_ok() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'
+}
+
+_ts_run() {
+  local src=clients/typescript cache build packs tarball sum consumer log rc=0 p f c s
+  if ! _ts_node_ok; then
+    echo "[typescript] Node.js >= 18 with npm not found: installing Debian's nodejs and npm"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; } ||
+      _ts_fail "could not install Node.js" || return 1
+    _ts_node_ok || _ts_fail "Node.js >= 18 with npm is required" || return 1
+  fi
+  echo "node $(node --version), npm $(npm --version)"
+  baton_build_bins || _ts_fail "building batond failed" || return 1
+  [[ -x ${BATOND_BIN:-} ]] || _ts_fail "BATOND_BIN ($BATOND_BIN) is not executable" || return 1
+
+  # shellcheck source=clients/typescript/deps.sh
+  source "$src/deps.sh"
+  baton_ts_deps || _ts_fail "npm ci failed" || return 1
+
+  cache="${BATON_CACHE_DIR:-$HOME/.cache/baton}/typescript"
+  build="$cache/build"
+  packs="$cache/packs"
+  rm -rf "$build" "$packs" && mkdir -p "$build" "$packs" || return 1
+  cp -r "$src/package.json" "$src/package-lock.json" "$src/tsconfig.json" "$src/README.md" "$src/src" "$build/" || return 1
+  ln -s "$BATON_TS_DEPS/node_modules" "$build/node_modules" || return 1
+  echo "[typescript] tsc build"
+  (cd "$build" && ./node_modules/.bin/tsc -p tsconfig.json) || _ts_fail "tsc build failed" || return 1
+  echo "[typescript] npm pack"
+  (cd "$build" && npm pack --silent --pack-destination "$packs" >/dev/null) || _ts_fail "npm pack failed" || return 1
+  tarball=$(ls "$packs"/*.tgz) && [[ -f $tarball ]] || _ts_fail "npm pack made no tarball" || return 1
+  local files
+  files=$(tar -tzf "$tarball") || _ts_fail "cannot read $tarball" || return 1
+  echo "tarball: $tarball ($(wc -l <<<"$files") files)"
+  for f in package/dist/index.d.ts package/dist/v1.js package/dist/rpc.js package/README.md; do
+    grep -qx "$f" <<<"$files" || _ts_fail "the tarball has no $f" || return 1
+  done
+
+  sum=$(sha256sum "$tarball" | cut -c1-16)
+  consumer="$cache/consumer-$sum"
+  if [[ ! -f $consumer/.installed ]]; then
+    echo "[typescript] installing the tarball into a fresh consumer project $consumer"
+    find "$cache" -maxdepth 1 -name 'consumer-*' -exec rm -rf {} + 2>/dev/null
+    mkdir -p "$consumer" && cp "$tarball" "$consumer/baton-client.tgz" || return 1
+    # The consumer's own tools, at the versions clients/typescript/package.json pins.
+    node -e '
+      const pkg = require(process.argv[1]);
+      const pin = (n) => pkg.devDependencies[n] ?? pkg.dependencies[n];
+      const out = {
+        name: "baton-client-consumer", private: true, type: "module",
+        dependencies: { "@baton/client": "file:./baton-client.tgz", "@bufbuild/protobuf": pin("@bufbuild/protobuf") },
+        devDependencies: { typescript: pin("typescript"), "@types/node": pin("@types/node") },
+      };
+      require("fs").writeFileSync(process.argv[2], JSON.stringify(out, null, 2) + "\n");
+    ' "$PWD/$src/package.json" "$consumer/package.json" || return 1
+    (cd "$consumer" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+      _ts_fail "installing the tarball failed" || return 1
+    touch "$consumer/.installed"
+  else
+    echo "[typescript] tarball unchanged: reusing $consumer"
+  fi
+  rm -rf "$consumer/test" "$consumer/examples" "$consumer/build"
+  cp -r "$src/test" "$src/examples" "$consumer/" || return 1
+  echo "[typescript] compiling the tests and examples against the installed package"
+  (cd "$consumer" && ./node_modules/.bin/tsc -p test/tsconfig.json) || _ts_fail "compiling the tests failed" || return 1
+
+  log=$(mktemp)
+  (cd "$consumer" && BATOND_BIN="$BATOND_BIN" node --test --test-reporter=tap build/test/*.test.js) 2>&1 | tee "$log" || rc=$?
+  p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  s=$(sed -n 's/^# skipped \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  rm -f "$log"
+  PASSED=$((PASSED + ${p:-0})) FAILED_TESTS=$((FAILED_TESTS + ${f:-0} + ${c:-0})) SKIPPED=$((SKIPPED + ${s:-0}))
+  if [[ -z $p ]]; then
+    echo "clients-typescript: node's test runner printed no summary" >&2
+    ((rc != 0)) || rc=1
+  fi
+  if ((${p:-0} == 0)); then
+    echo "clients-typescript: no test passed" >&2
+    ((rc != 0)) || rc=1
+  fi
+  return "$rc"
+}
+
+part_clients_typescript() {
+  local rc=0
+  _ts_run || rc=$?
+  if ((rc != 0)); then check_failed "clients-typescript" "$rc"; fi
+  return 0
+}
