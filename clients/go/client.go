@@ -1,0 +1,227 @@
+package baton
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/baton-dev/baton/clients/go/batonv1"
+)
+
+// TenantHeader is the metadata key that carries the tenant (see WithTenant).
+const TenantHeader = "x-baton-tenant"
+
+// Client is a connection to a Baton server with one method per RPC of ContextService and
+// HandoffService. It is safe for concurrent use; Close it when done.
+type Client struct {
+	conn     *grpc.ClientConn
+	contexts batonv1.ContextServiceClient
+	handoffs batonv1.HandoffServiceClient
+	opts     options
+	md       []string
+}
+
+// Dial connects to a Baton server at target ("host:port"; an http:// or https:// prefix is
+// accepted, https:// meaning TLS). It returns once the connection is up; ctx bounds that wait,
+// and a server that cannot be reached fails Dial with an UNAVAILABLE *Error. Afterwards the
+// client reconnects by itself whenever the connection drops.
+func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.retry.MaxAttempts < 1 {
+		o.retry.MaxAttempts = 1
+	}
+	switch {
+	case strings.HasPrefix(target, "https://"):
+		target = strings.TrimPrefix(target, "https://")
+		o.useTLS = true
+	case strings.HasPrefix(target, "http://"):
+		target = strings.TrimPrefix(target, "http://")
+	}
+	target = strings.TrimSuffix(target, "/")
+
+	c := &Client{opts: o}
+	if o.tenant != "" {
+		c.md = append(c.md, TenantHeader, o.tenant)
+	}
+	if o.apiKey != "" {
+		c.md = append(c.md, "authorization", "Bearer "+o.apiKey)
+	}
+	creds := insecure.NewCredentials()
+	if o.useTLS {
+		creds = credentials.NewTLS(o.tls)
+	}
+	// Reconnect about as eagerly as calls are retried, so a restarted server is found again
+	// within the retry policy's patience.
+	bo := backoff.DefaultConfig
+	bo.BaseDelay = o.retry.InitialBackoff
+	if bo.BaseDelay <= 0 {
+		bo.BaseDelay = backoff.DefaultConfig.BaseDelay
+	}
+	if o.retry.MaxBackoff > 0 {
+		bo.MaxDelay = o.retry.MaxBackoff
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo}),
+		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
+		grpc.WithChainStreamInterceptor(c.streamInterceptor),
+	}
+	conn, err := grpc.NewClient(target, append(dialOpts, o.dialOpts...)...)
+	if err != nil {
+		return nil, &Error{Code: CodeName(codes.InvalidArgument), Message: err.Error(), status: status.New(codes.InvalidArgument, err.Error())}
+	}
+	c.conn = conn
+	c.contexts = batonv1.NewContextServiceClient(conn)
+	c.handoffs = batonv1.NewHandoffServiceClient(conn)
+	if err := waitReady(ctx, conn); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady connects and waits until the connection is ready, has failed, or ctx ends.
+func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			msg := "cannot connect to " + conn.Target() + " (" + s.String() + ")"
+			return &Error{Code: CodeName(codes.Unavailable), Message: msg, status: status.New(codes.Unavailable, msg)}
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			return asError(ctx.Err())
+		}
+	}
+}
+
+// Close closes the connection; calls in flight fail with CANCELLED.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn returns the underlying gRPC connection, e.g. for the raw stubs of package batonv1 or
+// the health service. Calls made on it bypass the client's headers, retries and deadlines.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+func (c *Client) outgoing(ctx context.Context) context.Context {
+	if len(c.md) == 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, c.md...)
+}
+
+// NewIdempotencyKey returns a fresh random idempotency key, as AppendEntries makes for a
+// request that has none.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "go-" + hex.EncodeToString(b[:])
+}
+
+// --- ContextService ------------------------------------------------------------------------
+
+// CreateSession opens a new session owned by the calling agent (its key is generated when
+// SessionKey is empty).
+func (c *Client) CreateSession(ctx context.Context, req *batonv1.CreateSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.CreateSession(ctx, req, opts...)
+}
+
+// GetSession returns one session.
+func (c *Client) GetSession(ctx context.Context, req *batonv1.GetSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.GetSession(ctx, req, opts...)
+}
+
+// ListSessions lists sessions, newest first, one page at a time.
+func (c *Client) ListSessions(ctx context.Context, req *batonv1.ListSessionsRequest, opts ...grpc.CallOption) (*batonv1.ListSessionsResponse, error) {
+	return c.contexts.ListSessions(ctx, req, opts...)
+}
+
+// UpdateSession changes a session's metadata, status or time to live.
+func (c *Client) UpdateSession(ctx context.Context, req *batonv1.UpdateSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.UpdateSession(ctx, req, opts...)
+}
+
+// CloseSession closes a session: it stays readable but accepts no more entries.
+func (c *Client) CloseSession(ctx context.Context, req *batonv1.CloseSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.CloseSession(ctx, req, opts...)
+}
+
+// AppendEntries appends a batch of entries atomically. A request without an IdempotencyKey is
+// sent with a fresh one (req itself is not changed), and every retry carries the same key, so
+// the entries are stored once however often the call is retried.
+func (c *Client) AppendEntries(ctx context.Context, req *batonv1.AppendEntriesRequest, opts ...grpc.CallOption) (*batonv1.AppendEntriesResponse, error) {
+	if req.GetIdempotencyKey() == "" {
+		req = proto.Clone(req).(*batonv1.AppendEntriesRequest)
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	return c.contexts.AppendEntries(ctx, req, opts...)
+}
+
+// ListEntries lists a session's entries in sequence order, one page at a time.
+func (c *Client) ListEntries(ctx context.Context, req *batonv1.ListEntriesRequest, opts ...grpc.CallOption) (*batonv1.ListEntriesResponse, error) {
+	return c.contexts.ListEntries(ctx, req, opts...)
+}
+
+// GetContextWindow returns the newest entries that fit a token budget, after the latest
+// summary entry.
+func (c *Client) GetContextWindow(ctx context.Context, req *batonv1.GetContextWindowRequest, opts ...grpc.CallOption) (*batonv1.GetContextWindowResponse, error) {
+	return c.contexts.GetContextWindow(ctx, req, opts...)
+}
+
+// SearchEntries searches the entries' text, best matches first.
+func (c *Client) SearchEntries(ctx context.Context, req *batonv1.SearchEntriesRequest, opts ...grpc.CallOption) (*batonv1.SearchEntriesResponse, error) {
+	return c.contexts.SearchEntries(ctx, req, opts...)
+}
+
+// --- HandoffService ------------------------------------------------------------------------
+
+// RequestHandoff asks another agent to take over or join the work on a session.
+func (c *Client) RequestHandoff(ctx context.Context, req *batonv1.RequestHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.RequestHandoff(ctx, req, opts...)
+}
+
+// GetHandoff returns one handoff.
+func (c *Client) GetHandoff(ctx context.Context, req *batonv1.GetHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.GetHandoff(ctx, req, opts...)
+}
+
+// ListHandoffs lists handoffs, newest first, one page at a time.
+func (c *Client) ListHandoffs(ctx context.Context, req *batonv1.ListHandoffsRequest, opts ...grpc.CallOption) (*batonv1.ListHandoffsResponse, error) {
+	return c.handoffs.ListHandoffs(ctx, req, opts...)
+}
+
+// AcceptHandoff makes the target agent take a pending handoff.
+func (c *Client) AcceptHandoff(ctx context.Context, req *batonv1.AcceptHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.AcceptHandoff(ctx, req, opts...)
+}
+
+// RejectHandoff makes the target agent decline a pending handoff.
+func (c *Client) RejectHandoff(ctx context.Context, req *batonv1.RejectHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.RejectHandoff(ctx, req, opts...)
+}
+
+// CompleteHandoff marks an accepted handoff done (by its target agent).
+func (c *Client) CompleteHandoff(ctx context.Context, req *batonv1.CompleteHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.CompleteHandoff(ctx, req, opts...)
+}
+
+// CancelHandoff withdraws a pending or accepted handoff (by its requesting agent).
+func (c *Client) CancelHandoff(ctx context.Context, req *batonv1.CancelHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
+	return c.handoffs.CancelHandoff(ctx, req, opts...)
+}
