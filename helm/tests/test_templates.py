@@ -1,0 +1,441 @@
+"""Template unit tests over `helm template` output: hooks, probes, security, secret references,
+the values schema and the fail messages."""
+
+import base64
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import (CHART, PG_URL, RELEASE, NAMESPACE, by_kind, container, env_of, helm, one, render,
+                      render_error)
+
+DEFAULT = CHART / "ci" / "default-values.yaml"
+HA = CHART / "ci" / "ha-values.yaml"
+EXISTING = CHART / "ci" / "existing-secret-values.yaml"
+HOOKS_OFF = CHART / "ci" / "hooks-off-values.yaml"
+EMBEDDED = CHART / "ci" / "embedded-values.yaml"
+FULL = f"{RELEASE}-baton"
+REPO = CHART.parent.parent
+
+
+def pods(objects):
+    """(object, pod spec) of everything that runs a pod."""
+    for o in objects:
+        if o["kind"] in ("Deployment", "Job"):
+            yield o, o["spec"]["template"]["spec"]
+        elif o["kind"] == "Pod":
+            yield o, o["spec"]
+
+
+def server(objects):
+    return one(objects, "Deployment", FULL)
+
+
+def job(objects):
+    return one(objects, "Job")
+
+
+# --- migrations and hooks ------------------------------------------------------------------
+
+
+def test_migration_job_is_a_pre_install_pre_upgrade_hook():
+    objs = render([DEFAULT])
+    j = job(objs)
+    ann = j["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert ann["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    c = container(j)
+    assert c["command"] == ["/usr/local/bin/batond"] and c["args"] == ["migrate"]
+    # The hook runs before the release's Secret exists: it reads a hook Secret of its own,
+    # created just before it (lower weight) and deleted once the hook succeeded.
+    ref = env_of(c)["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"{FULL}-migrations", "key": "DATABASE_URL"}
+    hook_secret = one(objs, "Secret", f"{FULL}-migrations")
+    sann = hook_secret["metadata"]["annotations"]
+    assert sann["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(sann["helm.sh/hook-weight"]) < int(ann["helm.sh/hook-weight"])
+    assert "hook-succeeded" in sann["helm.sh/hook-delete-policy"]
+    assert base64.b64decode(hook_secret["data"]["DATABASE_URL"]).decode() == PG_URL
+    # With the Job on, batond itself does not migrate.
+    args = container(server(objs))["args"]
+    assert "--migrate=false" in args and args[-1] == "serve" and args.index("--migrate=false") < args.index("serve")
+
+
+def test_hooks_off_renders_a_plain_job_named_after_the_image():
+    objs = render([HOOKS_OFF])
+    j = job(objs)
+    ann = j["metadata"].get("annotations", {})
+    assert not any(k.startswith("helm.sh/hook") for k in ann)
+    assert ann["argocd.argoproj.io/sync-wave"] == "-1"
+    assert re.fullmatch(rf"{FULL}-migrate-[0-9a-f]{{10}}", j["metadata"]["name"])
+    ref = env_of(container(j))["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": FULL, "key": "DATABASE_URL"}
+    assert not by_kind(objs, "Secret", f"{FULL}-migrations")
+    assert j["spec"]["template"]["spec"]["serviceAccountName"] == FULL
+    assert "--migrate=false" in container(server(objs))["args"]
+    other = render([HOOKS_OFF], sets=["image.tag=0.2.0"])
+    assert job(other)["metadata"]["name"] != j["metadata"]["name"]
+
+
+def test_migrations_off_lets_batond_migrate_at_start():
+    objs = render([DEFAULT], sets=["migrations.enabled=false"])
+    assert not by_kind(objs, "Job")
+    assert "--migrate=false" not in container(server(objs))["args"]
+
+
+def test_existing_secret_job_reads_it_directly():
+    objs = render([EXISTING])
+    ref = env_of(container(job(objs)))["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "baton-urls", "key": "database-url"}
+    assert not by_kind(objs, "Secret")
+
+
+def test_embedded_store_single_replica_on_a_volume():
+    objs = render([EMBEDDED])
+    assert not by_kind(objs, "Job")
+    d = server(objs)
+    c = container(d)
+    env = env_of(c)
+    assert "DATABASE_URL" not in env and env["BATON_DATA_DIR"]["value"] == "/var/lib/baton"
+    assert "--migrate=false" not in c["args"]
+    assert d["spec"]["strategy"] == {"type": "Recreate"}
+    assert d["spec"]["replicas"] == 1
+    pvc = one(objs, "PersistentVolumeClaim")
+    vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert {"name": "data", "mountPath": "/var/lib/baton"} in c["volumeMounts"]
+
+
+# --- probes and termination ----------------------------------------------------------------
+
+
+def test_probes_use_health_and_ready_on_the_admin_port():
+    c = container(server(render([DEFAULT])))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"grpc": 50051, "admin": 9090}
+    assert c["startupProbe"]["httpGet"] == {"path": "/health", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "admin"}
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 60
+    env = env_of(c)
+    assert env["BATON_GRPC_ADDR"]["value"] == "0.0.0.0:50051"
+    assert env["BATON_ADMIN_ADDR"]["value"] == "0.0.0.0:9090"
+
+
+def test_probes_can_be_turned_off():
+    c = container(server(render([DEFAULT], sets=["probes.startup.enabled=false"])))
+    assert "startupProbe" not in c and "livenessProbe" in c
+
+
+def test_ipv6_bind_address_is_bracketed():
+    env = env_of(container(server(render([DEFAULT], sets=["config.bindAddress=::"]))))
+    assert env["BATON_GRPC_ADDR"]["value"] == "[::]:50051"
+
+
+@pytest.mark.parametrize("kube,native", [("1.33.0", True), ("1.27.0", False)])
+def test_termination_grace_covers_prestop_and_shutdown(kube, native):
+    d = server(render([DEFAULT], sets=["config.shutdownGraceSecs=45"], kube=kube))
+    spec = d["spec"]["template"]["spec"]
+    c = container(d)
+    assert env_of(c)["BATON_SHUTDOWN_GRACE_SECS"]["value"] == "45"
+    pre = c["lifecycle"]["preStop"]
+    if native:
+        assert pre == {"sleep": {"seconds": 10}}
+    else:
+        assert pre == {"exec": {"command": ["/usr/bin/sleep", "10"]}}
+    assert spec["terminationGracePeriodSeconds"] > 10 + 45
+
+
+def test_prestop_off():
+    c = container(server(render([DEFAULT], sets=["lifecycle.preStopSleepSeconds=0"])))
+    assert "lifecycle" not in c
+
+
+# --- security ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [DEFAULT, HA, EMBEDDED, HOOKS_OFF], ids=lambda p: p.stem)
+def test_every_pod_is_hardened(values):
+    objs = render([values])
+    seen = 0
+    for o, spec in pods(objs):
+        seen += 1
+        assert spec["automountServiceAccountToken"] is False, o["metadata"]["name"]
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+            assert "requests" in c["resources"] and "memory" in c["resources"]["limits"]
+    assert seen >= 2
+    for sa in by_kind(objs, "ServiceAccount"):
+        assert sa["automountServiceAccountToken"] is False
+
+
+def test_urls_live_in_secrets_only():
+    objs = render([HA])
+    assert not by_kind(objs, "ConfigMap")
+    secret = one(objs, "Secret", FULL)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "DATABASE_URL": PG_URL,
+        "REDIS_URL": "redis://:secret@redis.db.svc:6379/0",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc",
+    }
+    env = env_of(container(server(objs)))
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "DATABASE_URL"}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "REDIS_URL"}
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]["name"] == FULL
+    # No password, URL or header value appears in clear anywhere but in Secrets.
+    clear = yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
+    for needle in ("secret@", "redis.db.svc", "x-api-key"):
+        assert needle not in clear
+    # The pods roll when the Secret's content changes.
+    a = server(objs)["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+    b = server(render([HA], sets=["redis.url=redis://other:6379"]))["spec"]["template"]["metadata"]["annotations"]
+    assert a != b["checksum/secret"]
+
+
+def test_existing_secrets_are_referenced():
+    objs = render([EXISTING])
+    env = env_of(container(server(objs)))
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "baton-urls", "key": "database-url"}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "baton-urls", "key": "redis-url"}
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "otel-auth", "key": "OTEL_EXPORTER_OTLP_HEADERS"}
+    assert not by_kind(objs, "Secret")
+
+
+# --- services, scaling, policies -------------------------------------------------------------
+
+
+def test_service_ports():
+    objs = render([DEFAULT])
+    svc = one(objs, "Service", FULL)
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["port"] == 50051 and ports["grpc"]["appProtocol"] == "grpc"
+    assert ports["admin"]["port"] == 9090
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
+    assert not by_kind(objs, "ServiceMonitor") and not by_kind(objs, "HorizontalPodAutoscaler")
+    assert not by_kind(objs, "NetworkPolicy") and not by_kind(objs, "PodDisruptionBudget")
+    spread = server(objs)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {t["topologyKey"] for t in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def test_ha_objects():
+    objs = render([HA])
+    d = server(objs)
+    assert "replicas" not in d["spec"]
+    hpa = one(objs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULL}
+    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    pdbs = {p["metadata"]["name"]: p for p in by_kind(objs, "PodDisruptionBudget")}
+    assert pdbs[FULL]["spec"]["minAvailable"] == 1
+    assert f"{FULL}-mcp" in pdbs
+    sm = one(objs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert {e["port"] for e in sm["spec"]["endpoints"]} == {"admin", "http"}
+
+
+def test_network_policy_allows_only_the_listed_traffic():
+    objs = render([HA])
+    nps = {n["metadata"]["name"]: n for n in by_kind(objs, "NetworkPolicy")}
+    assert set(nps) == {FULL, f"{FULL}-migrations", f"{FULL}-test", f"{FULL}-mcp"}
+    srv = nps[FULL]["spec"]
+    assert srv["policyTypes"] == ["Ingress", "Egress"]
+    ingress_ports = {p["port"] for r in srv["ingress"] for p in r["ports"]}
+    assert ingress_ports == {"grpc", "admin"}
+    assert srv["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agents"}}}]
+    egress_ports = sorted((p["protocol"], p["port"]) for r in srv["egress"] for p in r["ports"])
+    assert egress_ports == [("TCP", 53), ("TCP", 4317), ("TCP", 4318), ("TCP", 5432), ("TCP", 6379), ("UDP", 53)]
+    mig = nps[f"{FULL}-migrations"]["spec"]
+    assert sorted(p["port"] for r in mig["egress"] for p in r["ports"]) == [53, 53, 5432]
+    assert "ingress" not in mig
+    # Without Redis and a collector, no egress to their ports either.
+    plain = render([DEFAULT], sets=["networkPolicy.enabled=true"])
+    srv = one(plain, "NetworkPolicy", FULL)["spec"]
+    assert sorted(p["port"] for r in srv["egress"] for p in r["ports"]) == [53, 53, 5432]
+
+
+def test_gateway_points_at_the_batond_service():
+    objs = render([HA])
+    g = one(objs, "Deployment", f"{FULL}-mcp")
+    c = container(g)
+    env = env_of(c)
+    assert c["command"] == ["/usr/local/bin/baton-mcp"]
+    assert env["BATON_MCP_TRANSPORT"]["value"] == "http"
+    assert env["BATON_ENDPOINT"]["value"] == f"http://{FULL}.{NAMESPACE}.svc:50051"
+    hosts = env["BATON_MCP_ALLOWED_HOSTS"]["value"].split(",")
+    assert f"{FULL}-mcp.{NAMESPACE}.svc" in hosts and "mcp.example.com" in hosts
+    assert env["OTEL_SERVICE_NAME"]["value"] == "baton-mcp"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    svc = one(objs, "Service", f"{FULL}-mcp")
+    assert svc["spec"]["ports"][0]["port"] == 3000
+
+
+def test_helm_test_pod_runs_batond_probe():
+    objs = render([DEFAULT])
+    pod = one(objs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    c = container(pod)
+    assert c["command"] == ["/usr/local/bin/batond"]
+    assert c["args"][:3] == ["probe", "--endpoint", f"http://{FULL}.{NAMESPACE}.svc:50051"]
+    assert not by_kind(render([DEFAULT], sets=["tests.enabled=false"]), "Pod")
+
+
+def test_image_reference():
+    c = container(server(render([DEFAULT])))
+    assert c["image"] == "baton:0.1.0"
+    digest = "sha256:" + "a" * 64
+    c = container(server(render([DEFAULT], sets=["image.repository=reg.example/baton", "image.tag=1.2.3", f"image.digest={digest}"])))
+    assert c["image"] == f"reg.example/baton:1.2.3@{digest}"
+
+
+# --- every setting reachable -----------------------------------------------------------------
+
+ALL_OTEL = [
+    "otel.endpoint=http://c:4317", "otel.tracesEndpoint=http://c:4318/v1/traces", "otel.protocol=grpc",
+    "otel.resourceAttributes=a=b", "otel.sampler=traceidratio", "otel.samplerArg=0.5", "otel.headers=k=v",
+    "otel.timeout=1000", "otel.compression=gzip", "otel.bspScheduleDelay=100", "otel.bspMaxQueueSize=10",
+    "otel.bspMaxExportBatchSize=5", "otel.sdkDisabled=true", "otel.tracesExporter=none",
+]
+
+
+def help_env_names(binary):
+    out = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"\[env: ([A-Z0-9_]+)", out))
+
+
+def readme_otel_names():
+    text = (REPO / "README.md").read_text()
+    return set(re.findall(r"`(OTEL_[A-Z_]+)`", text))
+
+
+def test_every_batond_setting_is_reachable_through_values():
+    binary = os.environ.get("BATOND_BIN")
+    assert binary, "BATOND_BIN must name the built batond (scripts/parts/helm.sh sets it)"
+    wanted = help_env_names(binary)
+    assert {"DATABASE_URL", "REDIS_URL", "BATON_SHUTDOWN_GRACE_SECS"} <= wanted
+    # The embedded store's directory is set in embedded mode; BATON_MIGRATE is the --migrate flag.
+    env = set(env_of(container(server(render([HA], sets=ALL_OTEL))))) | {"BATON_DATA_DIR", "BATON_MIGRATE"}
+    assert "BATON_DATA_DIR" in env_of(container(server(render([EMBEDDED]))))
+    missing = wanted - env
+    assert not missing, f"batond settings the chart cannot set: {sorted(missing)}"
+    otel = readme_otel_names() - {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}
+    assert len(otel) >= 10
+    missing = otel - env
+    assert not missing, f"OTEL variables the chart cannot set: {sorted(missing)}"
+    assert "RUST_LOG" in env
+
+
+def test_every_gateway_setting_is_reachable_through_values():
+    binary = os.environ.get("BATON_MCP_BIN")
+    assert binary, "BATON_MCP_BIN must name the built baton-mcp"
+    wanted = help_env_names(binary)
+    env = set(env_of(container(one(render([HA], sets=ALL_OTEL + ["gateway.tenant=t"]), "Deployment", f"{FULL}-mcp"))))
+    # BATON_TOKEN is the stdio transport's credential; over HTTP each caller's own is forwarded.
+    missing = wanted - env - {"BATON_TOKEN"}
+    assert not missing, f"baton-mcp settings the chart cannot set: {sorted(missing)}"
+
+
+def test_extra_env_args_and_volumes_pass_through():
+    c = container(server(render([DEFAULT], sets=[
+        "extraArgs[0]=--log-format=text", "extraEnv[0].name=FOO", "extraEnv[0].value=bar",
+        "extraVolumes[0].name=certs", "extraVolumes[0].secret.secretName=tls",
+        "extraVolumeMounts[0].name=certs", "extraVolumeMounts[0].mountPath=/etc/baton/tls"])))
+    assert c["args"] == ["--migrate=false", "--log-format=text", "serve"]
+    assert env_of(c)["FOO"]["value"] == "bar"
+    assert {"name": "certs", "mountPath": "/etc/baton/tls"} in c["volumeMounts"]
+
+
+def flatten(values, prefix=""):
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            yield from flatten(v, key + ".")
+        else:
+            yield key
+
+
+def test_chart_readme_documents_every_value():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    keys = set(flatten(values))
+    assert not keys - documented, f"values missing from helm/baton/README.md: {sorted(keys - documented)}"
+    assert not documented - keys, f"README documents values that do not exist: {sorted(documented - keys)}"
+
+
+# --- the values schema -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["replicaCount=two"], "/replicaCount"),
+    (["replicaCont=2"], "replicaCont"),
+    (["redis.pool=3"], "pool"),
+    (["config.logFormat=xml"], "/config/logFormat"),
+    (["gateway.port=70000"], "/gateway/port"),
+    (["redis.cacheTailLen=5000"], "/redis/cacheTailLen"),
+    (["database.url=mysql://x"], "/database/url"),
+])
+def test_schema_rejects_bad_values(sets, message):
+    err = render_error([DEFAULT], sets=sets)
+    assert "values don't meet the specifications of the schema" in err or "schema" in err, err
+    assert message in err, err
+
+
+def test_schema_rejects_a_string_replica_count_from_a_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('replicaCount: "two"\n')
+    err = render_error([DEFAULT, bad])
+    assert "/replicaCount" in err and "want integer" in err
+
+
+def test_schema_is_draft_07_and_closed():
+    import json
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+    def walk(node, path):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path} is open"
+            for k, v in node["properties"].items():
+                walk(v, f"{path}.{k}")
+    walk(schema, "$")
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"])
+
+
+# --- fail messages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("files,sets,message", [
+    ([], [], "no database: set database.url or database.existingSecret"),
+    ([DEFAULT], ["replicaCount=2"], "2 batond replicas need Redis"),
+    ([DEFAULT], ["autoscaling.enabled=true"], "6 batond replicas need Redis"),
+    ([EMBEDDED], ["database.url=postgres://x/y"], "choose one store"),
+    ([EMBEDDED], ["replicaCount=2", "redis.url=redis://r:6379"], "the embedded store runs a single replica"),
+    ([DEFAULT], ["lifecycle.terminationGracePeriodSeconds=25"], "must be above lifecycle.preStopSleepSeconds + config.shutdownGraceSecs (30)"),
+    ([HA], ["autoscaling.minReplicas=9"], "autoscaling.minReplicas (9) is above autoscaling.maxReplicas (5)"),
+    ([DEFAULT], ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"], "blocks every node drain"),
+    ([HA], ["autoscaling.targetCPUUtilizationPercentage=0", "autoscaling.targetMemoryUtilizationPercentage=0"], "needs a target"),
+])
+def test_fail_messages(files, sets, message):
+    err = render_error(files, sets=sets)
+    assert message in err, err
+
+
+def test_notes_tell_how_to_reach_the_service():
+    proc = helm("install", RELEASE, str(CHART), "-f", str(HA), "--namespace", NAMESPACE, "--dry-run=client")
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert f"{FULL}.{NAMESPACE}.svc:50051" in notes
+    assert f"helm test {RELEASE}" in notes
+    assert f"http://{FULL}-mcp.{NAMESPACE}.svc:3000/mcp" in notes
