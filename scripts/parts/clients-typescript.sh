@@ -45,7 +45,7 @@ _ts_run() {
   echo "[typescript] tsc build"
   (cd "$build" && ./node_modules/.bin/tsc -p tsconfig.json) || _ts_fail "tsc build failed" || return 1
   echo "[typescript] npm pack"
-  (cd "$build" && npm pack --silent --pack-destination "$packs" >/dev/null) || _ts_fail "npm pack failed" || return 1
+  (cd "$build" && npm pack --ignore-scripts --silent --pack-destination "$packs" >/dev/null) || _ts_fail "npm pack failed" || return 1
   tarball=$(ls "$packs"/*.tgz) && [[ -f $tarball ]] || _ts_fail "npm pack made no tarball" || return 1
   local files
   files=$(tar -tzf "$tarball") || _ts_fail "cannot read $tarball" || return 1
@@ -67,7 +67,9 @@ _ts_run() {
       const out = {
         name: "baton-client-consumer", private: true, type: "module",
         dependencies: { "@baton/client": "file:./baton-client.tgz", "@bufbuild/protobuf": pin("@bufbuild/protobuf") },
-        devDependencies: { typescript: pin("typescript"), "@types/node": pin("@types/node") },
+        devDependencies: {
+          typescript: pin("typescript"), "@types/node": pin("@types/node"), "@opentelemetry/api": pin("@opentelemetry/api"),
+        },
       };
       require("fs").writeFileSync(process.argv[2], JSON.stringify(out, null, 2) + "\n");
     ' "$PWD/$src/package.json" "$consumer/package.json" || return 1

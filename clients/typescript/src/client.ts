@@ -167,6 +167,34 @@ function linkSignals(...signals: Array<AbortSignal | undefined>): { signal: Abor
   return { signal: ctrl.signal, dispose: () => undo.forEach((f) => f()) };
 }
 
+// W3C trace context: when the application has @opentelemetry/api (and registered a propagator
+// and a context manager, as an OpenTelemetry SDK does), the active trace context goes out with
+// every call as `traceparent` / `tracestate`. Loaded lazily and optional: nothing happens
+// without it. The name is in a variable so TypeScript does not require the package.
+const OTEL_API = "@opentelemetry/api";
+interface OtelApi {
+  context: { active(): unknown };
+  propagation: { inject(ctx: unknown, carrier: Headers, setter: { set(c: Headers, k: string, v: string): void }): void };
+}
+let otelApi: Promise<OtelApi | undefined> | undefined;
+function loadOtel(): Promise<OtelApi | undefined> {
+  otelApi ??= import(OTEL_API).then(
+    (m: Partial<OtelApi> & { default?: Partial<OtelApi> }) => {
+      const api = m.propagation && m.context ? m : m.default;
+      return api?.propagation && api.context ? (api as OtelApi) : undefined;
+    },
+    () => undefined,
+  );
+  return otelApi;
+}
+const propagateTrace: Interceptor = (next) => async (req) => {
+  const api = await loadOtel();
+  if (api) {
+    api.propagation.inject(api.context.active(), req.header, { set: (h, k, v) => h.set(k, v) });
+  }
+  return next(req);
+};
+
 function cancelled(): BatonError {
   return new BatonError("CANCELLED", "the call was cancelled");
 }
@@ -194,7 +222,9 @@ interface StreamPlan<T> {
  *   never sooner than the server's `google.rpc.RetryInfo` asks;
  * - `streamEntries` and `watchHandoffs` reconnect after a lost connection or a server restart
  *   and continue after the last seq / cursor they delivered: every item exactly once, in order;
- * - a default deadline on unary calls, the `x-baton-tenant` and `authorization` headers.
+ * - a default deadline on unary calls, the `x-baton-tenant` and `authorization` headers, and
+ *   the W3C trace context of the active OpenTelemetry span when the application uses
+ *   `@opentelemetry/api`.
  *
  * @example
  * ```ts
@@ -254,7 +284,7 @@ export class BatonClient {
     const transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.sessions,
-      interceptors: [addHeaders],
+      interceptors: [addHeaders, propagateTrace],
     });
     this.context = createClient(ContextService, transport);
     this.handoffs = createClient(HandoffService, transport);

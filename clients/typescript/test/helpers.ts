@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -255,4 +256,61 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error("expected the promise to reject, it resolved");
+}
+
+/** A request the scripted server received. */
+export interface Seen {
+  headers: http2.IncomingHttpHeaders;
+  body: Buffer;
+  at: number;
+}
+
+/** A scripted answer: a status (with optional google.rpc.Status bytes) or a response message. */
+export type Answer = { status: number; message?: string; details?: Uint8Array } | { ok: Uint8Array };
+
+/**
+ * A bare HTTP/2 listener that records each gRPC request and answers with the next scripted
+ * answer: for checking what the client puts on the wire.
+ */
+export class ScriptedServer {
+  readonly seen: Seen[] = [];
+  answers: Answer[] = [];
+  private readonly server = http2.createServer();
+
+  async start(): Promise<void> {
+    this.server.on("stream", (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        this.seen.push({ headers, body: Buffer.concat(chunks), at: Date.now() });
+        const answer = this.answers.shift() ?? { status: 12, message: "no scripted answer" };
+        if ("ok" in answer) {
+          const frame = Buffer.alloc(5 + answer.ok.length);
+          frame.writeUInt32BE(answer.ok.length, 1);
+          Buffer.from(answer.ok).copy(frame, 5);
+          stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+          stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+          stream.end(frame);
+          return;
+        }
+        const trailers: http2.OutgoingHttpHeaders = {
+          ":status": 200,
+          "content-type": "application/grpc+proto",
+          "grpc-status": String(answer.status),
+          "grpc-message": encodeURIComponent(answer.message ?? ""),
+        };
+        if (answer.details) trailers["grpc-status-details-bin"] = Buffer.from(answer.details).toString("base64");
+        stream.respond(trailers, { endStream: true });
+      });
+    });
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", () => resolve()));
+  }
+
+  get target(): string {
+    return `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
 }

@@ -2,66 +2,13 @@
 // and answers with the status the test scripts: headers, deadlines, and retries that honour
 // google.rpc.RetryInfo with the same idempotency key. (Everything else runs against batond.)
 import assert from "node:assert/strict";
-import http2 from "node:http2";
-import type net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyPack, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { BatonClient, BatonError } from "@baton/client";
 import { AppendEntriesRequestSchema, AppendEntriesResponseSchema, EntryKind } from "@baton/client/v1";
 import { RetryInfoSchema, StatusSchema } from "@baton/client/google/rpc";
-import { rejection } from "./helpers.js";
-
-interface Seen {
-  headers: http2.IncomingHttpHeaders;
-  body: Buffer;
-  at: number;
-}
-
-type Answer = { status: number; message?: string; details?: Uint8Array } | { ok: Uint8Array };
-
-class ScriptedServer {
-  readonly seen: Seen[] = [];
-  answers: Answer[] = [];
-  private readonly server = http2.createServer();
-
-  async start(): Promise<void> {
-    this.server.on("stream", (stream, headers) => {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        this.seen.push({ headers, body: Buffer.concat(chunks), at: Date.now() });
-        const answer = this.answers.shift() ?? { status: 12, message: "no scripted answer" };
-        if ("ok" in answer) {
-          const frame = Buffer.alloc(5 + answer.ok.length);
-          frame.writeUInt32BE(answer.ok.length, 1);
-          Buffer.from(answer.ok).copy(frame, 5);
-          stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-          stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-          stream.end(frame);
-          return;
-        }
-        const trailers: http2.OutgoingHttpHeaders = {
-          ":status": 200,
-          "content-type": "application/grpc+proto",
-          "grpc-status": String(answer.status),
-          "grpc-message": encodeURIComponent(answer.message ?? ""),
-        };
-        if (answer.details) trailers["grpc-status-details-bin"] = Buffer.from(answer.details).toString("base64");
-        stream.respond(trailers, { endStream: true });
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", () => resolve()));
-  }
-
-  get target(): string {
-    return `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
+import { rejection, ScriptedServer } from "./helpers.js";
 
 function grpcPayload(body: Buffer): Buffer {
   assert.equal(body[0], 0, "uncompressed gRPC message");
