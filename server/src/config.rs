@@ -24,6 +24,9 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Check a running batond end to end (health, create a session, append and read back
+    /// an entry); exits 0 when it works, 1 with the failing step otherwise.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod hub;
+pub mod probe;
 pub mod store;
 pub mod telemetry;
 

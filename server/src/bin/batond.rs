@@ -25,6 +25,7 @@ async fn execute(command: Command, config: Config) -> Result<(), BoxError> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Probe(args) => Ok(baton_server::probe::run(args).await?),
         Command::Serve => {
             let grpc = TcpListener::bind(config.grpc_addr).await?;
             let admin = TcpListener::bind(config.admin_addr).await?;
