@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -65,7 +66,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 		creds = credentials.NewTLS(o.tls)
 	}
 	// Reconnect about as eagerly as calls are retried, so a restarted server is found again
-	// within the retry policy's patience.
+	// within the retry policy's patience; a connection attempt still gets gRPC's usual 20s.
 	bo := backoff.DefaultConfig
 	bo.BaseDelay = o.retry.InitialBackoff
 	if bo.BaseDelay <= 0 {
@@ -76,7 +77,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 20 * time.Second}),
 		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(c.streamInterceptor),
 	}
@@ -94,15 +95,25 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// waitReady connects and waits until the connection is ready, has failed, or ctx ends.
+// waitReady connects and waits until the connection is ready, has failed (or was lost again
+// before it was ready), or ctx ends.
 func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
-	conn.Connect()
+	connecting := false
 	for {
 		s := conn.GetState()
+		failed := false
 		switch s {
 		case connectivity.Ready:
 			return nil
 		case connectivity.TransientFailure, connectivity.Shutdown:
+			failed = true
+		case connectivity.Connecting:
+			connecting = true
+		case connectivity.Idle:
+			failed = connecting
+			conn.Connect()
+		}
+		if failed {
 			msg := "cannot connect to " + conn.Target() + " (" + s.String() + ")"
 			return &Error{Code: CodeName(codes.Unavailable), Message: msg, status: status.New(codes.Unavailable, msg)}
 		}
