@@ -20,6 +20,23 @@ _ts_node_ok() {
     node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'
 }
 
+# `npm install ./clients/typescript`, as the README tells users, on a copy of the folder: npm's
+# prepare step must install the build tools and compile dist/, and the package must import.
+_ts_folder_install_check() {
+  local src=$1 dir=$2
+  rm -rf "$dir" && mkdir -p "$dir/app" || return 1
+  (cd "$src" && tar --exclude=./node_modules --exclude=./dist -cf - .) | (mkdir -p "$dir/typescript" && cd "$dir/typescript" && tar -xf -) || return 1
+  printf '{ "name": "folder-install-check", "private": true, "type": "module" }\n' >"$dir/app/package.json"
+  (cd "$dir/app" && npm install --no-audit --no-fund --loglevel=error ../typescript) || return 1
+  (cd "$dir/app" && node --input-type=module -e '
+    const { BatonClient, BatonError } = await import("@baton/client");
+    const { EntryKind } = await import("@baton/client/v1");
+    if (typeof BatonClient !== "function" || typeof BatonError !== "function" || EntryKind.MESSAGE !== 1) process.exit(1);
+    console.log("npm install ./clients/typescript: @baton/client imports");
+  ') || return 1
+  rm -rf "$dir"
+}
+
 _ts_run() {
   local src=clients/typescript cache build packs tarball sum consumer log rc=0 p f c s
   if ! _ts_node_ok; then
@@ -75,6 +92,8 @@ _ts_run() {
     ' "$PWD/$src/package.json" "$consumer/package.json" || return 1
     (cd "$consumer" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error) ||
       _ts_fail "installing the tarball failed" || return 1
+    echo "[typescript] checking npm install from the folder"
+    _ts_folder_install_check "$src" "$cache/folder-install" || _ts_fail "npm install ./clients/typescript failed" || return 1
     touch "$consumer/.installed"
   else
     echo "[typescript] tarball unchanged: reusing $consumer"

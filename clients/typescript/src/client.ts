@@ -195,6 +195,11 @@ const propagateTrace: Interceptor = (next) => async (req) => {
   return next(req);
 };
 
+function lostConnection(reason: unknown): BatonError {
+  const detail = reason instanceof Error ? reason.message : String(reason);
+  return new BatonError("UNAVAILABLE", `the connection was lost before the answer: ${detail}`, { cause: reason });
+}
+
 function cancelled(): BatonError {
   return new BatonError("CANCELLED", "the call was cancelled");
 }
@@ -591,8 +596,10 @@ export class BatonClient {
     signal: AbortSignal,
   ): Promise<void> {
     if (this.closed) throw closedError();
-    const err = toBatonError(reason);
-    const kind = classify(reason);
+    const kind = classify(reason, signal.aborted);
+    if (signal.aborted) throw cancelled();
+    // A connection lost before the answer is UNAVAILABLE, whatever the transport called it.
+    const err = kind === "lost" ? lostConnection(reason) : toBatonError(reason);
     const retryable = kind === "rejected" || (kind === "lost" && safe);
     if (!retryable || attempt >= policy.maxAttempts) throw err;
     const wait = backoffMs(policy, attempt, err.retryDelayMs);

@@ -55,8 +55,12 @@ function nodeErrorCodes(reason: unknown): string[] {
     .filter((c): c is string => typeof c === "string");
 }
 
-/** Classifies a failure of one attempt (see {@link FailureKind}). */
-export function classify(reason: unknown): FailureKind {
+/**
+ * Classifies a failure of one attempt (see {@link FailureKind}). `cancelledHere` tells whether
+ * the caller's signal (or close()) aborted the call: otherwise a CANCELLED without a status is
+ * an HTTP/2 stream reset (RST_STREAM CANCEL) by a connection going away.
+ */
+export function classify(reason: unknown, cancelledHere: boolean): FailureKind {
   if (reason instanceof BatonError) {
     return "final";
   }
@@ -67,7 +71,7 @@ export function classify(reason: unknown): FailureKind {
   if (fromServer) {
     return err.code === Code.Unavailable || err.code === Code.ResourceExhausted ? "rejected" : "final";
   }
-  if (err.code === Code.Canceled || err.code === Code.DeadlineExceeded) {
+  if (err.code === Code.DeadlineExceeded || (err.code === Code.Canceled && cancelledHere)) {
     return "final";
   }
   const codes = nodeErrorCodes(reason);
@@ -79,6 +83,7 @@ export function classify(reason: unknown): FailureKind {
   if (
     codes.length > 0 ||
     err.code === Code.Unavailable ||
+    err.code === Code.Canceled ||
     err.code === Code.Aborted ||
     err.code === Code.Internal ||
     err.code === Code.Unknown

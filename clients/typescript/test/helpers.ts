@@ -93,6 +93,10 @@ export class Batond {
       { env, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.proc = proc;
+    // Never leave a server behind, even when the test process dies on a failure.
+    const reap = () => proc.kill("SIGKILL");
+    process.once("exit", reap);
+    proc.once("exit", () => process.removeListener("exit", reap));
     proc.stdout!.on("data", (d: Buffer) => (this.log += d.toString()));
     proc.stderr!.on("data", (d: Buffer) => (this.log += d.toString()));
     const started = Date.now();

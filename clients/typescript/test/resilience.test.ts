@@ -98,7 +98,8 @@ describe("resumable streams", () => {
           if (seen.length === N) break;
         }
       })();
-      await ten;
+      // If the stream fails first, fail here instead of waiting forever.
+      await Promise.race([ten, following.then(() => assert.fail("the stream ended before 10 entries"))]);
       await server.stop("SIGTERM"); // graceful: the stream ends with UNAVAILABLE
       await server.restart();
       for (let i = 11; i <= 20; i++) {
@@ -150,7 +151,10 @@ describe("resumable streams", () => {
         }
       })();
       const until = async (n: number) => {
-        while (events.length < n) await new Promise<void>((resolve) => (notify = resolve));
+        const arrived = (async () => {
+          while (events.length < n) await new Promise<void>((resolve) => (notify = resolve));
+        })();
+        await Promise.race([arrived, watching.then(() => assert.fail(`the inbox ended before ${n} events`))]);
       };
       await until(1);
       await server.stop("SIGKILL");

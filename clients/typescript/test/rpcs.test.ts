@@ -260,7 +260,11 @@ describe("tenants and idempotency", () => {
     const client = new BatonClient(server.target);
     try {
       await client.createSession({ sessionKey: "idem", agent: "a" });
-      const req = create(AppendEntriesRequestSchema, { sessionKey: "idem", entries: [msg("a", "one")] });
+      // A message built with create() (content as the oneof), rather than a plain object.
+      const req = create(AppendEntriesRequestSchema, {
+        sessionKey: "idem",
+        entries: [{ kind: EntryKind.MESSAGE, author: "a", content: { case: "text", value: "one" } }],
+      });
       const r1 = await client.appendEntries(req);
       const r2 = await client.appendEntries(req);
       assert.equal(req.idempotencyKey, "", "the request object is not modified");
