@@ -73,8 +73,8 @@ func (c *collector[T]) close() []T {
 	return rest
 }
 
-// patient retries long enough for a debug batond to restart.
-var patient = baton.WithRetryPolicy(baton.RetryPolicy{MaxAttempts: 40, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2})
+// patient retries long enough (about a minute) for a debug batond to restart on a busy machine.
+var patient = baton.WithRetryPolicy(baton.RetryPolicy{MaxAttempts: 40, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, Multiplier: 2})
 
 func countEntries(t *testing.T, c *baton.Client, key string) []*batonv1.Entry {
 	t.Helper()
