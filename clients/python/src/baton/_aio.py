@@ -1,0 +1,376 @@
+"""The asynchronous client, :class:`AsyncClient` (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import Any, AsyncIterator, Callable, Optional, Sequence, Tuple, Type, TypeVar, Union, cast
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from baton import _core
+from baton._core import (
+    RPCS,
+    UNSET,
+    RetryPolicy,
+    Timeout,
+    resolve_timeout,
+    resume_entries,
+    resume_handoffs,
+)
+from baton._errors import BatonError
+from baton.v1 import common_pb2, context_pb2, handoff_pb2
+
+__all__ = ["AsyncClient"]
+
+Q = TypeVar("Q", bound=Message)
+
+
+class AsyncClient:
+    """An asynchronous Baton client over one ``grpc.aio`` channel.
+
+    The same methods, arguments and behaviour as :class:`baton.Client`; unary methods are
+    coroutines and the server streams are async iterators::
+
+        async with baton.AsyncClient("localhost:50051") as c:
+            s = await c.create_session(agent="planner")
+            async for entry in c.stream_entries(session_key=s.session_key, follow=True):
+                print(entry.seq, entry.text)
+
+    Create it inside the event loop that uses it.
+
+    Args:
+        target: ``host:port``; a ``http://`` or ``https://`` prefix is accepted (``https`` turns
+            TLS on).
+        tenant: Sent as the ``x-baton-tenant`` header (the server's default tenant when None).
+        api_key: Sent as ``authorization: Bearer <api_key>``.
+        tls: False for plaintext, True for TLS with the system's roots, or
+            :class:`grpc.ChannelCredentials` of your own.
+        timeout: Default deadline of a call in seconds, retries included (None: no deadline).
+            Following streams have no default deadline; pass ``timeout=`` to give them one.
+        retry: The retry policy.
+        channel_options: Extra grpc channel options.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        tenant: Optional[str] = None,
+        api_key: Optional[str] = None,
+        tls: Union[bool, grpc.ChannelCredentials] = False,
+        timeout: Optional[float] = 10.0,
+        retry: RetryPolicy = RetryPolicy(),
+        channel_options: Sequence[Tuple[str, Any]] = (),
+    ) -> None:
+        address, tls = _core.parse_target(target, tls)
+        creds = _core.credentials(tls)
+        options = _core.CHANNEL_OPTIONS + list(channel_options)
+        if creds is None:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.aio.secure_channel(address, creds, options=options)
+        self.target = address
+        self.timeout = timeout
+        self.retry = retry
+        self._metadata = _core.base_metadata(tenant, api_key)
+        self._unary_calls, self._stream_calls = _core.multicallables(self._channel)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Closes the channel; calls in flight are cancelled."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    # --- machinery ------------------------------------------------------------------------
+
+    async def _unary(self, name: str, request: Message, timeout: Timeout) -> Message:
+        rpc = RPCS[name]
+        seconds = resolve_timeout(timeout, self.timeout)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                result: Message = await self._unary_calls[name](
+                    request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+                )
+                return result
+            except grpc.RpcError as e:
+                err = BatonError.from_rpc_error(e)
+                cause: BaseException = e
+            wait = self._retry_wait(rpc, err, attempt, deadline)
+            if wait is None:
+                raise err from cause
+            await asyncio.sleep(wait)
+
+    def _retry_wait(self, rpc: _core.Rpc, err: BatonError, attempt: int, deadline: Optional[float]) -> Optional[float]:
+        return _core.retry_wait(self.retry, rpc, err.status_code, err.retry_delay, attempt, deadline)
+
+    async def _stream(
+        self,
+        name: str,
+        request: Q,
+        timeout: Timeout,
+        default_timeout: Optional[float],
+        resume: Optional[Callable[[Q, Any], Optional[Q]]],
+    ) -> AsyncIterator[Any]:
+        rpc = RPCS[name]
+        seconds = resolve_timeout(timeout, default_timeout)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        failures = 0
+        delivered = 0
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            call = self._stream_calls[name](
+                request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+            )
+            try:
+                async for item in call:
+                    failures = 0
+                    delivered += 1
+                    if resume is not None:
+                        next_request = resume(request, item)
+                        yield item
+                        if next_request is None:
+                            return
+                        request = next_request
+                    else:
+                        yield item
+                return
+            except grpc.RpcError as e:
+                err = BatonError.from_rpc_error(e)
+                cause: BaseException = e
+            finally:
+                call.cancel()
+            failures += 1
+            # A stream that cannot resume is retried only while it has delivered nothing.
+            wait = None if resume is None and delivered else self._retry_wait(rpc, err, failures, deadline)
+            if wait is None:
+                raise err from cause
+            await asyncio.sleep(wait)
+
+    # --- ContextService -------------------------------------------------------------------
+
+    async def create_session(
+        self, request: Optional[context_pb2.CreateSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Opens a new session owned by the calling agent (``CreateSession``).
+
+        Fields: ``session_key`` (generated when empty), ``agent`` (required), ``metadata`` (dict),
+        ``ttl`` (timedelta or seconds). Not retried on UNAVAILABLE: a retry after a lost answer
+        would fail with ALREADY_EXISTS or open a second session.
+        """
+        req = _core.build_request(context_pb2.CreateSessionRequest, request, fields)
+        return cast(common_pb2.Session, await self._unary("CreateSession", req, timeout))
+
+    async def get_session(
+        self, request: Optional[context_pb2.GetSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Returns one session (``GetSession``). Fields: ``session_key``."""
+        req = _core.build_request(context_pb2.GetSessionRequest, request, fields)
+        return cast(common_pb2.Session, await self._unary("GetSession", req, timeout))
+
+    async def list_sessions(
+        self, request: Optional[context_pb2.ListSessionsRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.ListSessionsResponse:
+        """Lists sessions, newest first (``ListSessions``).
+
+        Fields: ``agent``, ``status`` (e.g. ``"active"``), ``page_size``, ``page_token``.
+        """
+        req = _core.build_request(context_pb2.ListSessionsRequest, request, fields)
+        return cast(context_pb2.ListSessionsResponse, await self._unary("ListSessions", req, timeout))
+
+    async def update_session(
+        self, request: Optional[context_pb2.UpdateSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Changes a session's metadata, status or time to live (``UpdateSession``).
+
+        Fields: ``session_key``, ``metadata`` (dict), ``status`` (``"active"``, ``"dormant"``,
+        ``"closed"``), ``ttl``.
+        """
+        req = _core.build_request(context_pb2.UpdateSessionRequest, request, fields)
+        return cast(common_pb2.Session, await self._unary("UpdateSession", req, timeout))
+
+    async def close_session(
+        self, request: Optional[context_pb2.CloseSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Closes a session: it stays readable but takes no more entries (``CloseSession``)."""
+        req = _core.build_request(context_pb2.CloseSessionRequest, request, fields)
+        return cast(common_pb2.Session, await self._unary("CloseSession", req, timeout))
+
+    async def append_entries(
+        self, request: Optional[context_pb2.AppendEntriesRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.AppendEntriesResponse:
+        """Appends a batch of entries atomically (``AppendEntries``).
+
+        Fields: ``session_key``, ``entries`` (``NewEntry`` messages or dicts such as
+        ``{"kind": "message", "role": "user", "author": "a", "text": "..."}``),
+        ``idempotency_key``, ``expected_last_seq``. Without an ``idempotency_key`` the call gets
+        a fresh one, kept on every retry, so the batch is stored once however often it is sent.
+        """
+        req = _core.build_request(context_pb2.AppendEntriesRequest, request, fields)
+        if not req.idempotency_key:
+            req.idempotency_key = _core.new_idempotency_key()
+        return cast(context_pb2.AppendEntriesResponse, await self._unary("AppendEntries", req, timeout))
+
+    async def list_entries(
+        self, request: Optional[context_pb2.ListEntriesRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.ListEntriesResponse:
+        """Lists a session's entries in sequence order, one page at a time (``ListEntries``).
+
+        Fields: ``session_key``, ``after_seq``, ``before_seq``, ``kinds`` (e.g. ``["message"]``),
+        ``page_size``, ``page_token``.
+        """
+        req = _core.build_request(context_pb2.ListEntriesRequest, request, fields)
+        return cast(context_pb2.ListEntriesResponse, await self._unary("ListEntries", req, timeout))
+
+    def stream_entries(
+        self, request: Optional[context_pb2.StreamEntriesRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> AsyncIterator[common_pb2.Entry]:
+        """Iterates over a session's entries after ``after_seq``; with ``follow=True``, also over
+        the entries appended later (``StreamEntries``).
+
+        When the stream breaks (UNAVAILABLE: a server restart, a lost connection) the client
+        reconnects and continues after the last entry it delivered, so every entry comes exactly
+        once and in order. ``max_entries`` counts over the reconnections. A following stream has
+        no deadline unless ``timeout=`` is given. Leaving the loop early cancels the stream.
+        """
+        req = _core.build_request(context_pb2.StreamEntriesRequest, request, fields)
+        default = None if req.follow else self.timeout
+        return cast(
+            AsyncIterator[common_pb2.Entry], self._stream("StreamEntries", req, timeout, default, resume_entries)
+        )
+
+    async def get_context_window(
+        self, request: Optional[context_pb2.GetContextWindowRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.GetContextWindowResponse:
+        """Returns the newest entries that fit a token budget, after the latest summary
+        (``GetContextWindow``). Fields: ``session_key``, ``max_tokens``, ``max_entries``."""
+        req = _core.build_request(context_pb2.GetContextWindowRequest, request, fields)
+        return cast(context_pb2.GetContextWindowResponse, await self._unary("GetContextWindow", req, timeout))
+
+    async def search_entries(
+        self, request: Optional[context_pb2.SearchEntriesRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.SearchEntriesResponse:
+        """Full-text search over entries' text, best matches first (``SearchEntries``).
+
+        Fields: ``query``, ``session_key`` (empty: the whole tenant), ``page_size``, ``page_token``.
+        """
+        req = _core.build_request(context_pb2.SearchEntriesRequest, request, fields)
+        return cast(context_pb2.SearchEntriesResponse, await self._unary("SearchEntries", req, timeout))
+
+    # --- HandoffService -------------------------------------------------------------------
+
+    async def request_handoff(
+        self, request: Optional[handoff_pb2.RequestHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """Asks another agent to take over or join the work on a session (``RequestHandoff``).
+
+        Fields: ``session_key``, ``from_agent``, ``to_agent``, ``type`` (``"context_transfer"``,
+        ``"full_handoff"``, ``"collaboration"``), ``instructions``, ``deadline`` (datetime),
+        ``max_tokens``. Not retried on UNAVAILABLE (a retry could create a second handoff).
+        """
+        req = _core.build_request(handoff_pb2.RequestHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("RequestHandoff", req, timeout))
+
+    async def get_handoff(
+        self, request: Optional[handoff_pb2.GetHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """Returns one handoff (``GetHandoff``). Fields: ``handoff_id``."""
+        req = _core.build_request(handoff_pb2.GetHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("GetHandoff", req, timeout))
+
+    async def list_handoffs(
+        self, request: Optional[handoff_pb2.ListHandoffsRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> handoff_pb2.ListHandoffsResponse:
+        """Lists handoffs, newest first (``ListHandoffs``).
+
+        Fields: ``to_agent``, ``from_agent``, ``session_key``, ``status`` (e.g. ``"pending"``),
+        ``page_size``, ``page_token``.
+        """
+        req = _core.build_request(handoff_pb2.ListHandoffsRequest, request, fields)
+        return cast(handoff_pb2.ListHandoffsResponse, await self._unary("ListHandoffs", req, timeout))
+
+    async def accept_handoff(
+        self, request: Optional[handoff_pb2.AcceptHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """The target agent takes a pending handoff (``AcceptHandoff``). Fields: ``handoff_id``, ``agent``."""
+        req = _core.build_request(handoff_pb2.AcceptHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("AcceptHandoff", req, timeout))
+
+    async def reject_handoff(
+        self, request: Optional[handoff_pb2.RejectHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """The target agent declines a pending handoff (``RejectHandoff``).
+
+        Fields: ``handoff_id``, ``agent``, ``reason``.
+        """
+        req = _core.build_request(handoff_pb2.RejectHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("RejectHandoff", req, timeout))
+
+    async def complete_handoff(
+        self, request: Optional[handoff_pb2.CompleteHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """The target agent marks an accepted handoff done (``CompleteHandoff``).
+
+        Fields: ``handoff_id``, ``agent``.
+        """
+        req = _core.build_request(handoff_pb2.CompleteHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("CompleteHandoff", req, timeout))
+
+    async def cancel_handoff(
+        self, request: Optional[handoff_pb2.CancelHandoffRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Handoff:
+        """The requesting agent withdraws a pending or accepted handoff (``CancelHandoff``).
+
+        Fields: ``handoff_id``, ``agent``, ``reason``.
+        """
+        req = _core.build_request(handoff_pb2.CancelHandoffRequest, request, fields)
+        return cast(common_pb2.Handoff, await self._unary("CancelHandoff", req, timeout))
+
+    def watch_handoffs(
+        self, request: Optional[handoff_pb2.WatchHandoffsRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> AsyncIterator[common_pb2.HandoffEvent]:
+        """Iterates over an agent's handoff inbox, live (``WatchHandoffs``).
+
+        Fields: ``agent``, ``after_cursor`` (resume after this event's cursor). When the stream
+        breaks the client reconnects after the cursor of the last event it delivered, so every
+        event comes exactly once. No deadline unless ``timeout=`` is given.
+        """
+        req = _core.build_request(handoff_pb2.WatchHandoffsRequest, request, fields)
+        return cast(
+            AsyncIterator[common_pb2.HandoffEvent], self._stream("WatchHandoffs", req, timeout, None, resume_handoffs)
+        )
+
+    def stream_handoff_context(
+        self,
+        request: Optional[handoff_pb2.StreamHandoffContextRequest] = None,
+        *,
+        timeout: Timeout = UNSET,
+        **fields: Any,
+    ) -> AsyncIterator[common_pb2.Entry]:
+        """Iterates over a handoff's context package: the summary first, then the entries up to
+        the handoff's ``up_to_seq`` (``StreamHandoffContext``). Fields: ``handoff_id``.
+
+        Retried from the start only while nothing was delivered.
+        """
+        req = _core.build_request(handoff_pb2.StreamHandoffContextRequest, request, fields)
+        return cast(
+            AsyncIterator[common_pb2.Entry], self._stream("StreamHandoffContext", req, timeout, self.timeout, None)
+        )
