@@ -88,7 +88,9 @@ import java.util.concurrent.TimeUnit;
  *       Builder#timeout(Duration)}, 10 seconds by default) that also bounds its retries; streams
  *       that follow live changes run until closed unless {@link #withTimeout(Duration)} gives
  *       them one.
- *   <li><b>Headers:</b> {@code x-baton-tenant} and {@code authorization: Bearer <api key>}.
+ *   <li><b>Headers:</b> {@code x-baton-tenant} and {@code authorization: Bearer <api key>}, and
+ *       the application's W3C trace context when it uses OpenTelemetry (the optional {@code
+ *       opentelemetry-api} dependency on the classpath and a global propagator).
  * </ul>
  *
  * <p>A client holds one HTTP/2 connection and is safe to share between threads; close it when

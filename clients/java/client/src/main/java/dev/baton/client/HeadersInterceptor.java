@@ -8,12 +8,18 @@ import io.grpc.ForwardingClientCall;
 import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 
-/** Adds the tenant and API key headers to every call. */
+/**
+ * Adds the tenant and API key headers to every call, and the application's W3C trace context when
+ * it uses OpenTelemetry.
+ */
 final class HeadersInterceptor implements ClientInterceptor {
   static final Metadata.Key<String> TENANT =
       Metadata.Key.of("x-baton-tenant", Metadata.ASCII_STRING_MARSHALLER);
   static final Metadata.Key<String> AUTHORIZATION =
       Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+
+  /** Whether the OpenTelemetry API is on the classpath; {@link TraceContext} needs it. */
+  private static final boolean OPENTELEMETRY = present("io.opentelemetry.api.GlobalOpenTelemetry");
 
   private final String tenant;
   private final String bearer;
@@ -35,8 +41,20 @@ final class HeadersInterceptor implements ClientInterceptor {
         if (bearer != null) {
           headers.put(AUTHORIZATION, bearer);
         }
+        if (OPENTELEMETRY) {
+          TraceContext.inject(headers);
+        }
         super.start(responseListener, headers);
       }
     };
+  }
+
+  private static boolean present(String className) {
+    try {
+      Class.forName(className, false, HeadersInterceptor.class.getClassLoader());
+      return true;
+    } catch (ClassNotFoundException | LinkageError e) {
+      return false;
+    }
   }
 }

@@ -43,6 +43,15 @@ import dev.baton.v1.StreamEntriesRequest;
 import dev.baton.v1.StreamHandoffContextRequest;
 import dev.baton.v1.UpdateSessionRequest;
 import dev.baton.v1.WatchHandoffsRequest;
+import io.opentelemetry.api.GlobalOpenTelemetry;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanContext;
+import io.opentelemetry.api.trace.TraceFlags;
+import io.opentelemetry.api.trace.TraceState;
+import io.opentelemetry.api.trace.propagation.W3CTraceContextPropagator;
+import io.opentelemetry.context.Scope;
+import io.opentelemetry.context.propagation.ContextPropagators;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -346,6 +355,26 @@ class ClientTest {
     ListEntriesResponse stored = client.listEntries(ListEntriesRequest.newBuilder().setSessionKey(s.getSessionKey()).build());
     assertEquals(List.of(1L, 2L), stored.getEntriesList().stream().map(Entry::getSeq).toList(), "stored once");
     assertEquals(stored.getEntries(0).getIdempotencyKey(), stored.getEntries(1).getIdempotencyKey());
+  }
+
+  @Test
+  void callsCarryTheApplicationsTraceContext() {
+    Session s = newSession(client, "planner");
+    String traceId = "0af7651916cd43dd8448eb211c80319c";
+    GlobalOpenTelemetry.resetForTest();
+    GlobalOpenTelemetry.set(OpenTelemetry.propagating(ContextPropagators.create(W3CTraceContextPropagator.getInstance())));
+    try {
+      SpanContext parent = SpanContext.create(traceId, "b7ad6b7169203331", TraceFlags.getSampled(), TraceState.getDefault());
+      AppendEntriesResponse traced;
+      try (Scope ignored = Span.wrap(parent).makeCurrent()) {
+        traced = client.appendEntries(append(s.getSessionKey(), "planner", "traced"));
+      }
+      assertEquals(traceId, traced.getEntries(0).getTraceId(), "batond stored the caller's trace id");
+      AppendEntriesResponse untraced = client.appendEntries(append(s.getSessionKey(), "planner", "untraced"));
+      assertEquals("", untraced.getEntries(0).getTraceId());
+    } finally {
+      GlobalOpenTelemetry.resetForTest();
+    }
   }
 
   // --- deadlines ---------------------------------------------------------------------------

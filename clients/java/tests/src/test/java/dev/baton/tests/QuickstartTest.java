@@ -38,4 +38,32 @@ class QuickstartTest {
       assertTrue(output.contains("context #3 ENTRY_KIND_TOOL_CALL"), output);
     }
   }
+
+  /**
+   * The quickstart's main, as a program of its own in a JVM whose classpath is the client's
+   * runtime dependencies (no OpenTelemetry, which the client uses only when present).
+   */
+  @Test
+  void quickstartMainRunsWithoutOptionalDependencies() throws Exception {
+    String classpath =
+        java.util.Arrays.stream(System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")).split(java.io.File.pathSeparator))
+            .filter(p -> !p.contains("opentelemetry") && !p.contains("junit") && !p.contains("test-classes"))
+            .collect(java.util.stream.Collectors.joining(java.io.File.pathSeparator));
+    assertTrue(classpath.contains("baton-client-examples"), "the examples jar is on the classpath: " + classpath);
+    try (Batond batond = Batond.start()) {
+      Process p =
+          new ProcessBuilder(
+                  java.nio.file.Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                  "-cp",
+                  classpath,
+                  "dev.baton.examples.Quickstart",
+                  batond.target())
+              .redirectErrorStream(true)
+              .start();
+      String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), output);
+      assertEquals(0, p.exitValue(), output);
+      assertTrue(output.contains("handoff HANDOFF_STATUS_COMPLETED"), output);
+    }
+  }
 }
