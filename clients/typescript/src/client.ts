@@ -99,7 +99,7 @@ export interface CallOptions {
 }
 
 /** A request argument: the generated message, or a plain object with some of its fields. */
-export type RequestInit<Desc extends DescMessage> = MessageInitShape<Desc>;
+export type RequestShape<Desc extends DescMessage> = MessageInitShape<Desc>;
 
 /**
  * An entry to append: a `NewEntry` message or init object, where the `content` oneof may also be
@@ -194,6 +194,8 @@ const propagateTrace: Interceptor = (next) => async (req) => {
   }
   return next(req);
 };
+
+async function* nothing<T>(): AsyncGenerator<T, void, undefined> {}
 
 function lostConnection(reason: unknown): BatonError {
   const detail = reason instanceof Error ? reason.message : String(reason);
@@ -309,20 +311,20 @@ export class BatonClient {
   // --- ContextService ---------------------------------------------------------------------
 
   /** Opens a new session owned by the calling agent (`sessionKey` is generated when empty). */
-  createSession(request: RequestInit<typeof CreateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  createSession(request: RequestShape<typeof CreateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(CreateSessionRequestSchema, request);
     return this.unary("CreateSession", false, options, (co) => this.context.createSession(req, co));
   }
 
   /** Returns one session; NOT_FOUND when there is none with that key. */
-  getSession(request: RequestInit<typeof GetSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  getSession(request: RequestShape<typeof GetSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(GetSessionRequestSchema, request);
     return this.unary("GetSession", true, options, (co) => this.context.getSession(req, co));
   }
 
   /** Lists sessions, newest first, optionally by agent and status, one page at a time. */
   listSessions(
-    request: RequestInit<typeof ListSessionsRequestSchema> = {},
+    request: RequestShape<typeof ListSessionsRequestSchema> = {},
     options?: CallOptions,
   ): Promise<ListSessionsResponse> {
     const req = create(ListSessionsRequestSchema, request);
@@ -330,13 +332,13 @@ export class BatonClient {
   }
 
   /** Changes a session's metadata, status or time to live (unset fields are kept). */
-  updateSession(request: RequestInit<typeof UpdateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  updateSession(request: RequestShape<typeof UpdateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(UpdateSessionRequestSchema, request);
     return this.unary("UpdateSession", false, options, (co) => this.context.updateSession(req, co));
   }
 
   /** Closes a session: it stays readable and accepts no more entries. */
-  closeSession(request: RequestInit<typeof CloseSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  closeSession(request: RequestShape<typeof CloseSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(CloseSessionRequestSchema, request);
     return this.unary("CloseSession", false, options, (co) => this.context.closeSession(req, co));
   }
@@ -363,7 +365,7 @@ export class BatonClient {
   }
 
   /** Lists a session's entries in sequence order, one page at a time. */
-  listEntries(request: RequestInit<typeof ListEntriesRequestSchema>, options?: CallOptions): Promise<ListEntriesResponse> {
+  listEntries(request: RequestShape<typeof ListEntriesRequestSchema>, options?: CallOptions): Promise<ListEntriesResponse> {
     const req = create(ListEntriesRequestSchema, request);
     return this.unary("ListEntries", true, options, (co) => this.context.listEntries(req, co));
   }
@@ -375,26 +377,32 @@ export class BatonClient {
    * after the last entry it delivered: the caller sees every entry exactly once, in order.
    * Breaking out of the loop (or aborting `options.signal`) cancels the call.
    */
-  streamEntries(request: RequestInit<typeof StreamEntriesRequestSchema>, options?: CallOptions): AsyncIterable<Entry> {
+  streamEntries(request: RequestShape<typeof StreamEntriesRequestSchema>, options?: CallOptions): AsyncIterable<Entry> {
     const base = create(StreamEntriesRequestSchema, request);
-    let afterSeq = base.afterSeq;
-    let remaining = base.maxEntries; // 0: no limit
-    return this.stream<Entry>(options, {
-      method: "StreamEntries",
-      open: (co) =>
-        this.context.streamEntries({ ...base, afterSeq, maxEntries: remaining }, co),
-      accept: (entry) => {
-        if (entry.seq <= afterSeq) return false;
-        afterSeq = entry.seq;
-        if (remaining > 0) remaining -= 1;
-        return true;
-      },
+    return this.stream<Entry>(options, () => {
+      let afterSeq = base.afterSeq;
+      let remaining = base.maxEntries; // 0: no limit
+      return {
+        method: "StreamEntries",
+        // With a limit, a stream that broke right after its last entry has nothing left to ask for
+        // (maxEntries 0 would mean "no limit").
+        open: (co) =>
+          base.maxEntries > 0 && remaining === 0
+            ? nothing<Entry>()
+            : this.context.streamEntries({ ...base, afterSeq, maxEntries: remaining }, co),
+        accept: (entry) => {
+          if (entry.seq <= afterSeq) return false;
+          afterSeq = entry.seq;
+          if (remaining > 0) remaining -= 1;
+          return true;
+        },
+      };
     });
   }
 
   /** Returns the newest entries that fit a token budget, after the latest summary entry. */
   getContextWindow(
-    request: RequestInit<typeof GetContextWindowRequestSchema>,
+    request: RequestShape<typeof GetContextWindowRequestSchema>,
     options?: CallOptions,
   ): Promise<GetContextWindowResponse> {
     const req = create(GetContextWindowRequestSchema, request);
@@ -403,7 +411,7 @@ export class BatonClient {
 
   /** Full-text search over entries' text, best matches first. */
   searchEntries(
-    request: RequestInit<typeof SearchEntriesRequestSchema>,
+    request: RequestShape<typeof SearchEntriesRequestSchema>,
     options?: CallOptions,
   ): Promise<SearchEntriesResponse> {
     const req = create(SearchEntriesRequestSchema, request);
@@ -413,20 +421,20 @@ export class BatonClient {
   // --- HandoffService ---------------------------------------------------------------------
 
   /** Asks another agent to take over or join the work on a session. */
-  requestHandoff(request: RequestInit<typeof RequestHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  requestHandoff(request: RequestShape<typeof RequestHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(RequestHandoffRequestSchema, request);
     return this.unary("RequestHandoff", false, options, (co) => this.handoffs.requestHandoff(req, co));
   }
 
   /** Returns one handoff; NOT_FOUND when there is none with that id. */
-  getHandoff(request: RequestInit<typeof GetHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  getHandoff(request: RequestShape<typeof GetHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(GetHandoffRequestSchema, request);
     return this.unary("GetHandoff", true, options, (co) => this.handoffs.getHandoff(req, co));
   }
 
   /** Lists handoffs, newest first, by target, requester, session and status. */
   listHandoffs(
-    request: RequestInit<typeof ListHandoffsRequestSchema> = {},
+    request: RequestShape<typeof ListHandoffsRequestSchema> = {},
     options?: CallOptions,
   ): Promise<ListHandoffsResponse> {
     const req = create(ListHandoffsRequestSchema, request);
@@ -434,25 +442,25 @@ export class BatonClient {
   }
 
   /** The target agent takes a pending handoff. */
-  acceptHandoff(request: RequestInit<typeof AcceptHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  acceptHandoff(request: RequestShape<typeof AcceptHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(AcceptHandoffRequestSchema, request);
     return this.unary("AcceptHandoff", false, options, (co) => this.handoffs.acceptHandoff(req, co));
   }
 
   /** The target agent declines a pending handoff. */
-  rejectHandoff(request: RequestInit<typeof RejectHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  rejectHandoff(request: RequestShape<typeof RejectHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(RejectHandoffRequestSchema, request);
     return this.unary("RejectHandoff", false, options, (co) => this.handoffs.rejectHandoff(req, co));
   }
 
   /** The target agent marks an accepted handoff done. */
-  completeHandoff(request: RequestInit<typeof CompleteHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  completeHandoff(request: RequestShape<typeof CompleteHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CompleteHandoffRequestSchema, request);
     return this.unary("CompleteHandoff", false, options, (co) => this.handoffs.completeHandoff(req, co));
   }
 
   /** The requesting agent withdraws a pending or accepted handoff. */
-  cancelHandoff(request: RequestInit<typeof CancelHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  cancelHandoff(request: RequestShape<typeof CancelHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CancelHandoffRequestSchema, request);
     return this.unary("CancelHandoff", false, options, (co) => this.handoffs.cancelHandoff(req, co));
   }
@@ -462,17 +470,19 @@ export class BatonClient {
    * sent or received. After a lost connection or a server restart the stream resumes after the
    * cursor of the last event it delivered: every event exactly once, in order.
    */
-  watchHandoffs(request: RequestInit<typeof WatchHandoffsRequestSchema>, options?: CallOptions): AsyncIterable<HandoffEvent> {
+  watchHandoffs(request: RequestShape<typeof WatchHandoffsRequestSchema>, options?: CallOptions): AsyncIterable<HandoffEvent> {
     const base = create(WatchHandoffsRequestSchema, request);
-    let afterCursor = base.afterCursor;
-    return this.stream<HandoffEvent>(options, {
-      method: "WatchHandoffs",
-      open: (co) => this.handoffs.watchHandoffs({ ...base, afterCursor }, co),
-      accept: (event) => {
-        if (afterCursor !== undefined && event.cursor <= afterCursor) return false;
-        afterCursor = event.cursor;
-        return true;
-      },
+    return this.stream<HandoffEvent>(options, () => {
+      let afterCursor = base.afterCursor;
+      return {
+        method: "WatchHandoffs",
+        open: (co) => this.handoffs.watchHandoffs({ ...base, afterCursor }, co),
+        accept: (event) => {
+          if (afterCursor !== undefined && event.cursor <= afterCursor) return false;
+          afterCursor = event.cursor;
+          return true;
+        },
+      };
     });
   }
 
@@ -483,19 +493,21 @@ export class BatonClient {
    * entries already delivered are skipped.
    */
   streamHandoffContext(
-    request: RequestInit<typeof StreamHandoffContextRequestSchema>,
+    request: RequestShape<typeof StreamHandoffContextRequestSchema>,
     options?: CallOptions,
   ): AsyncIterable<Entry> {
     const req = create(StreamHandoffContextRequestSchema, request);
-    let last: bigint | undefined;
-    return this.stream<Entry>(options, {
-      method: "StreamHandoffContext",
-      open: (co) => this.handoffs.streamHandoffContext(req, co),
-      accept: (entry) => {
-        if (last !== undefined && entry.seq <= last) return false;
-        last = entry.seq;
-        return true;
-      },
+    return this.stream<Entry>(options, () => {
+      let last: bigint | undefined;
+      return {
+        method: "StreamHandoffContext",
+        open: (co) => this.handoffs.streamHandoffContext(req, co),
+        accept: (entry) => {
+          if (last !== undefined && entry.seq <= last) return false;
+          last = entry.seq;
+          return true;
+        },
+      };
     });
   }
 
@@ -526,8 +538,9 @@ export class BatonClient {
     }
   }
 
-  private stream<T>(options: CallOptions | undefined, plan: StreamPlan<T>): AsyncIterable<T> {
-    return { [Symbol.asyncIterator]: () => this.runStream(options, plan) };
+  // Each iteration of the returned iterable is its own call, with its own resume state.
+  private stream<T>(options: CallOptions | undefined, plan: () => StreamPlan<T>): AsyncIterable<T> {
+    return { [Symbol.asyncIterator]: () => this.runStream(options, plan()) };
   }
 
   private async *runStream<T>(options: CallOptions | undefined, plan: StreamPlan<T>): AsyncGenerator<T, void, undefined> {

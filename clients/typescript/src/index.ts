@@ -16,7 +16,7 @@ export type {
   BatonTlsOptions,
   CallOptions,
   NewEntryInit,
-  RequestInit,
+  RequestShape,
 } from "./client.js";
 export { BatonError, codeName, toBatonError } from "./errors.js";
 export type { FieldViolation, StatusCodeName } from "./errors.js";

@@ -286,6 +286,28 @@ describe("tenants and idempotency", () => {
   });
 });
 
+describe("streams", () => {
+  test("afterSeq and maxEntries bound a stream, and each iteration is a call of its own", async () => {
+    const client = new BatonClient(server.target);
+    try {
+      await client.createSession({ sessionKey: "bounded", agent: "a" });
+      await client.appendEntries({ sessionKey: "bounded", entries: [1, 2, 3, 4, 5].map((i) => msg("a", `e${i}`)) });
+      const stream = client.streamEntries({ sessionKey: "bounded", afterSeq: 1n, maxEntries: 2 });
+      const first: Entry[] = [];
+      for await (const e of stream) first.push(e);
+      const second: Entry[] = [];
+      for await (const e of stream) second.push(e);
+      assert.deepEqual(first.map((e) => e.seq), [2n, 3n]);
+      assert.deepEqual(second.map((e) => e.seq), [2n, 3n]);
+      // Breaking out of a following stream ends it.
+      const followed = await take(client.streamEntries({ sessionKey: "bounded", follow: true }), 5);
+      assert.deepEqual(followed.map((e) => textOf(e)), ["e1", "e2", "e3", "e4", "e5"]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe("close", () => {
   test("close() ends open streams and later calls with CANCELLED", async () => {
     const client = new BatonClient(server.target);
