@@ -38,7 +38,7 @@ baton_java_maven() {
   if ! command -v mvn >/dev/null 2>&1; then
     baton_java_apt maven || return 1
   fi
-  system_version=$(mvn -v 2>/dev/null | sed -n 's/^Apache Maven \([0-9.]*\).*/\1/p' | head -n 1)
+  system_version=$(mvn -B -v 2>/dev/null | sed -n 's/^.*Apache Maven \([0-9][0-9.]*\).*/\1/p' | head -n 1)
   if [[ -n $system_version ]] && baton_version_ge "$system_version" "$BATON_MAVEN_MIN"; then
     command -v mvn
     return 0
