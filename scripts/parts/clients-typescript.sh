@@ -45,6 +45,10 @@ _ts_run() {
       _ts_fail "could not install Node.js" || return 1
     _ts_node_ok || _ts_fail "Node.js >= 18 with npm is required" || return 1
   fi
+  if ! command -v openssl >/dev/null 2>&1; then # the TLS tests make a self-signed certificate
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; } ||
+      _ts_fail "could not install openssl" || return 1
+  fi
   echo "node $(node --version), npm $(npm --version)"
   baton_build_bins || _ts_fail "building batond failed" || return 1
   [[ -x ${BATOND_BIN:-} ]] || _ts_fail "BATOND_BIN ($BATOND_BIN) is not executable" || return 1

@@ -197,9 +197,9 @@ const propagateTrace: Interceptor = (next) => async (req) => {
 
 async function* nothing<T>(): AsyncGenerator<T, void, undefined> {}
 
-function lostConnection(reason: unknown): BatonError {
+function transportError(what: string, reason: unknown): BatonError {
   const detail = reason instanceof Error ? reason.message : String(reason);
-  return new BatonError("UNAVAILABLE", `the connection was lost before the answer: ${detail}`, { cause: reason });
+  return new BatonError("UNAVAILABLE", `${what}: ${detail}`, { cause: reason });
 }
 
 function cancelled(): BatonError {
@@ -612,7 +612,12 @@ export class BatonClient {
     const kind = classify(reason, signal.aborted);
     if (signal.aborted) throw cancelled();
     // A connection lost before the answer is UNAVAILABLE, whatever the transport called it.
-    const err = kind === "lost" ? lostConnection(reason) : toBatonError(reason);
+    const err =
+      kind === "lost"
+        ? transportError("the connection was lost before the answer", reason)
+        : kind === "tls"
+          ? transportError("the TLS handshake failed", reason)
+          : toBatonError(reason);
     const retryable = kind === "rejected" || (kind === "lost" && safe);
     if (!retryable || attempt >= policy.maxAttempts) throw err;
     const wait = backoffMs(policy, attempt, err.retryDelayMs);

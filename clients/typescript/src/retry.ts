@@ -32,9 +32,11 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
  *   RESOURCE_EXHAUSTED), or the request never left (connection refused): safe to retry any call;
  * - `lost`: the connection broke after the request may have been sent and before an answer:
  *   safe to retry only calls that cannot write twice (reads, appends with an idempotency key);
+ * - `tls`: the TLS handshake failed (an untrusted or expired certificate, a wrong name):
+ *   retrying cannot help;
  * - `final`: anything else (a status from the server, a deadline, a cancellation).
  */
-export type FailureKind = "rejected" | "lost" | "final";
+export type FailureKind = "rejected" | "lost" | "tls" | "final";
 
 // Node error codes of a connection that could not be opened: the request was never sent.
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
@@ -77,6 +79,9 @@ export function classify(reason: unknown, cancelledHere: boolean): FailureKind {
   const codes = nodeErrorCodes(reason);
   if (codes.some((c) => NOT_SENT.has(c))) {
     return "rejected";
+  }
+  if (codes.some((c) => c.includes("CERT") || c.startsWith("ERR_TLS") || c.startsWith("ERR_SSL"))) {
+    return "tls";
   }
   // Everything else that failed on this side without a status is the transport giving way:
   // a reset or closed connection, a GOAWAY, a stream that ended without trailers.

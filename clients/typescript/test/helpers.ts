@@ -1,8 +1,8 @@
 // Test helpers: a real batond on the embedded store on free loopback ports, and two small TCP
 // tools (a proxy that drops the first answer, a listener that never answers).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -279,10 +279,15 @@ export type Answer = { status: number; message?: string; details?: Uint8Array } 
 export class ScriptedServer {
   readonly seen: Seen[] = [];
   answers: Answer[] = [];
-  private readonly server = http2.createServer();
+  private readonly server: http2.Http2Server | http2.Http2SecureServer;
+
+  /** A plain HTTP/2 listener, or a TLS one with the given key and certificate (PEM). */
+  constructor(tls?: { key: string; cert: string }) {
+    this.server = tls ? http2.createSecureServer({ key: tls.key, cert: tls.cert }) : http2.createServer();
+  }
 
   async start(): Promise<void> {
-    this.server.on("stream", (stream, headers) => {
+    this.server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));
       stream.on("end", () => {
@@ -316,5 +321,24 @@ export class ScriptedServer {
 
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** A self-signed certificate for 127.0.0.1 and localhost, made with openssl. */
+export function selfSignedCert(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), "baton-ts-tls-"));
+  try {
+    execFileSync(
+      "openssl",
+      [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    return { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

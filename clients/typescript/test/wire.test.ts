@@ -8,7 +8,7 @@ import { anyPack, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { BatonClient, BatonError } from "@baton/client";
 import { AppendEntriesRequestSchema, AppendEntriesResponseSchema, EntryKind } from "@baton/client/v1";
 import { RetryInfoSchema, StatusSchema } from "@baton/client/google/rpc";
-import { rejection, ScriptedServer } from "./helpers.js";
+import { rejection, ScriptedServer, selfSignedCert } from "./helpers.js";
 
 function grpcPayload(body: Buffer): Buffer {
   assert.equal(body[0], 0, "uncompressed gRPC message");
@@ -122,6 +122,43 @@ describe("on the wire", () => {
       assert.equal(err.message, "down 3");
       assert.equal(srv.seen.length - before, 3);
       srv.answers = [];
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("TLS", () => {
+  const pem = selfSignedCert();
+  const srv = new ScriptedServer(pem);
+  before(() => srv.start());
+  after(() => srv.close());
+
+  test("an https:// target with the server's CA talks gRPC over TLS", async () => {
+    const client = new BatonClient(`https://${srv.target}`, { tls: { ca: pem.cert } });
+    try {
+      srv.answers = [{ status: 5, message: "over tls" }];
+      const err = await rejection(client.getSession({ sessionKey: "s" }));
+      assert.ok(err instanceof BatonError, String(err));
+      assert.equal(err.code, "NOT_FOUND");
+      assert.equal(err.message, "over tls");
+      assert.equal(srv.seen.at(-1)!.headers[":scheme"], "https");
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("an untrusted certificate fails at once with UNAVAILABLE, without retries", async () => {
+    const client = new BatonClient(srv.target, { tls: true });
+    try {
+      const before = srv.seen.length;
+      const started = Date.now();
+      const err = await rejection(client.getSession({ sessionKey: "s" }));
+      assert.ok(err instanceof BatonError, String(err));
+      assert.equal(err.code, "UNAVAILABLE");
+      assert.match(err.message, /TLS/);
+      assert.equal(srv.seen.length, before);
+      assert.ok(Date.now() - started < 2000, "not retried with backoff");
     } finally {
       await client.close();
     }
