@@ -506,9 +506,14 @@ public final class BatonClient implements AutoCloseable {
       }
       StreamEntriesRequest.Builder next = first.toBuilder().setAfterSeq(lastSeq);
       if (first.getMaxEntries() > 0) {
-        next.setMaxEntries(Math.max(1, first.getMaxEntries() - delivered));
+        next.setMaxEntries(first.getMaxEntries() - delivered);
       }
       return next.build();
+    }
+
+    @Override
+    public boolean complete() {
+      return first.getMaxEntries() > 0 && delivered >= first.getMaxEntries();
     }
 
     @Override

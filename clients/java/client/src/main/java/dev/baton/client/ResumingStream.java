@@ -25,6 +25,11 @@ final class ResumingStream<Req, T> implements BatonStream<T> {
 
     /** Records an item about to be delivered; false when it was delivered before a reconnect. */
     boolean accept(T item);
+
+    /** True when everything the first request asked for was delivered: nothing to reopen. */
+    default boolean complete() {
+      return false;
+    }
   }
 
   private final Channel channel;
@@ -69,6 +74,10 @@ final class ResumingStream<Req, T> implements BatonStream<T> {
       }
       try {
         if (current == null) {
+          if (position.complete()) {
+            finish();
+            break;
+          }
           open();
         }
         if (!current.hasNext()) {

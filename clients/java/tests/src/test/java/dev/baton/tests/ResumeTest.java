@@ -53,12 +53,14 @@ class ResumeTest {
 
     List<Long> seen = Collections.synchronizedList(new ArrayList<>());
     CountDownLatch firstFive = new CountDownLatch(5);
+    // max_entries counts across the reconnection: the stream ends by itself after the tenth.
     BatonStream<Entry> stream =
-        client.streamEntries(StreamEntriesRequest.newBuilder().setSessionKey(key).setFollow(true).build());
+        client.streamEntries(
+            StreamEntriesRequest.newBuilder().setSessionKey(key).setFollow(true).setMaxEntries(10).build());
     Future<?> follower =
         Batond.THREADS.submit(
             () -> {
-              while (seen.size() < 10 && stream.hasNext()) {
+              while (stream.hasNext()) {
                 seen.add(stream.next().getSeq());
                 firstFive.countDown();
               }
