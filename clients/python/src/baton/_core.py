@@ -301,7 +301,7 @@ def set_fields(msg: Message, fields: Mapping[str, Any]) -> None:
             setattr(msg, name, _scalar(fd, value))
 
 
-def _is_repeated(fd: descriptor.FieldDescriptor) -> bool:
+def _is_repeated(fd: Any) -> bool:
     # protobuf >= 6.31 has the is_repeated attribute and deprecates label; older ones only label.
     rep = getattr(fd, "is_repeated", None)
     if isinstance(rep, bool):
@@ -332,13 +332,13 @@ def _assign_message(target: Message, value: Any) -> None:
         raise TypeError(f"cannot make a {full} from {type(value).__name__}")
 
 
-def _scalar(fd: descriptor.FieldDescriptor, value: Any) -> Any:
+def _scalar(fd: Any, value: Any) -> Any:
     if fd.type == descriptor.FieldDescriptor.TYPE_ENUM:
         return enum_value(fd.enum_type, value)
     return value
 
 
-def enum_value(enum: descriptor.EnumDescriptor, value: Any) -> int:
+def enum_value(enum: Any, value: Any) -> int:
     """The number of an enum value given by short name (``"message"``), full name or number."""
     if isinstance(value, bool):
         raise TypeError(f"{enum.full_name} takes a name or a number, not a bool")
@@ -357,13 +357,13 @@ def enum_value(enum: descriptor.EnumDescriptor, value: Any) -> int:
     raise ValueError(f"{value!r} is not a {enum.name} (one of: {names})")
 
 
-def enum_prefix(enum: descriptor.EnumDescriptor) -> str:
+def enum_prefix(enum: Any) -> str:
     """The prefix of an enum's value names, e.g. ``"ENTRY_KIND_"``."""
     zero = str(enum.values_by_number[0].name)
     return zero[: -len("UNSPECIFIED")] if zero.endswith("UNSPECIFIED") else ""
 
 
-def short_name(enum: descriptor.EnumDescriptor, number: int) -> str:
+def short_name(enum: Any, number: int) -> str:
     """The short lower-case name of an enum value, e.g. ``"message"`` for ENTRY_KIND_MESSAGE."""
     name = str(enum.values_by_number[number].name)
     return name[len(enum_prefix(enum)) :].lower()

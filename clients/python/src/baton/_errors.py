@@ -121,7 +121,8 @@ _DETAIL_TYPES = (
 
 def _unpack(any_msg: any_pb2.Any) -> Optional[Any]:
     for typ in _DETAIL_TYPES:
-        if any_msg.Is(typ.DESCRIPTOR):
+        desc: Any = typ.DESCRIPTOR
+        if any_msg.Is(desc):
             msg = typ()
             if any_msg.Unpack(msg):
                 return msg
