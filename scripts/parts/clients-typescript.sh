@@ -6,7 +6,8 @@
 #   3. the tarball installed into a temporary consumer project under ~/.cache/baton/typescript
 #      (reused while the tarball's sha256 is unchanged);
 #   4. the tests and examples compiled there against the installed package, and run with
-#      node's test runner against the locally built batond (embedded store, loopback ports).
+#      node's test runner against the locally built batond (embedded store, loopback ports), on
+#      the machine's Node.js and on Node.js 18 and 22 (npm's node-linux-<arch> packages).
 #
 # Test counts come from node's TAP summary (# pass / # fail / # cancelled / # skipped).
 
@@ -38,7 +39,7 @@ _ts_folder_install_check() {
 }
 
 _ts_run() {
-  local src=clients/typescript cache build packs tarball sum consumer log rc=0 p f c s
+  local src=clients/typescript cache build packs tarball sum consumer rc=0
   if ! _ts_node_ok; then
     echo "[typescript] Node.js >= 18 with npm not found: installing Debian's nodejs and npm"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; } ||
@@ -107,14 +108,50 @@ _ts_run() {
   echo "[typescript] compiling the tests and examples against the installed package"
   (cd "$consumer" && ./node_modules/.bin/tsc -p test/tsconfig.json) || _ts_fail "compiling the tests failed" || return 1
 
+  _ts_suite "$consumer" node || rc=$?
+  # The same compiled suite on the oldest and newest supported Node lines, from the npm
+  # registry's node-linux-<arch> packages (the binary is inside the package).
+  local ver nodebin
+  for ver in "${TS_EXTRA_NODE_VERSIONS[@]}"; do
+    nodebin=$(_ts_node_bin "$ver") || { _ts_fail "could not install Node.js $ver"; rc=1; continue; }
+    _ts_suite "$consumer" "$nodebin" || rc=$?
+  done
+  return "$rc"
+}
+
+# Node.js versions the suite runs on besides the machine's own (supported: 18, 20, 22).
+TS_EXTRA_NODE_VERSIONS=(18.20.8 22.23.5)
+
+# Installs (once) the node-linux-<arch> npm package of a Node.js version; prints the binary.
+_ts_node_bin() {
+  local ver=$1 arch dir
+  case $(uname -m) in
+    x86_64) arch=x64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "no node-linux package for $(uname -m)" >&2; return 1 ;;
+  esac
+  dir="${BATON_CACHE_DIR:-$HOME/.cache/baton}/typescript/node-$ver-$arch"
+  if [[ ! -x $dir/node_modules/node-linux-$arch/bin/node ]]; then
+    echo "[typescript] installing Node.js $ver (npm package node-linux-$arch@$ver)" >&2
+    rm -rf "$dir" && mkdir -p "$dir" && printf '{ "private": true }\n' >"$dir/package.json" || return 1
+    (cd "$dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error "node-linux-$arch@$ver" >&2) || return 1
+  fi
+  printf '%s\n' "$dir/node_modules/node-linux-$arch/bin/node"
+}
+
+# Runs the compiled suite with one node binary and adds node's TAP counts to the totals.
+_ts_suite() {
+  local consumer=$1 nodebin=$2 log rc=0 p f c s
+  echo "[typescript] node --test on Node.js $("$nodebin" --version)"
   log=$(mktemp)
-  (cd "$consumer" && BATOND_BIN="$BATOND_BIN" node --test --test-reporter=tap build/test/*.test.js) 2>&1 | tee "$log" || rc=$?
+  (cd "$consumer" && BATOND_BIN="$BATOND_BIN" "$nodebin" --test --test-reporter=tap build/test/*.test.js) 2>&1 | tee "$log" || rc=$?
   p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   s=$(sed -n 's/^# skipped \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   rm -f "$log"
   PASSED=$((PASSED + ${p:-0})) FAILED_TESTS=$((FAILED_TESTS + ${f:-0} + ${c:-0})) SKIPPED=$((SKIPPED + ${s:-0}))
+  echo "[typescript] Node.js $("$nodebin" --version): ${p:-0} passed, $((${f:-0} + ${c:-0})) failed, ${s:-0} skipped"
   if [[ -z $p ]]; then
     echo "clients-typescript: node's test runner printed no summary" >&2
     ((rc != 0)) || rc=1
