@@ -102,10 +102,15 @@ impl Gateway {
         }
     }
 
-    /// Calls the RPC `method` (full name) with JSON arguments: what resources read.
-    pub async fn call_method(&self, method: &str, args: Json, ctx: &CallContext) -> Result<Json, CallError> {
+    /// Calls the RPC `method` (full name) with JSON arguments: what resources read. The
+    /// arguments are an object by type, as a tool call's are.
+    pub async fn call_method(
+        &self,
+        method: &str,
+        args: Map<String, Json>,
+        ctx: &CallContext,
+    ) -> Result<Json, CallError> {
         let method = self.method(method)?;
-        let Json::Object(args) = args else { unreachable!("resource arguments are objects") };
         let request = self.request(&method, args, ctx).await?;
         Ok(to_json(&self.backend.unary(&method, request, ctx).await?))
     }
@@ -222,6 +227,67 @@ fn set_path(args: &mut Map<String, Json>, default: &OwnerDefault, owner: &str) {
     }
 }
 
+/// The requests MCP defines from client to server. rmcp types the params of each; a request for
+/// one of them whose params do not fit that type reaches the handler as a custom request.
+const MCP_REQUESTS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "tools/call",
+    "tools/list",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
+];
+
+/// What is wrong with the params of an MCP request that rmcp could not type (so it arrived as a
+/// custom request): for `tools/call`, the field at fault (`arguments` that is not an object, a
+/// `name` that is not a string); `None` when `method` is not an MCP request at all (the caller
+/// answers "method not found").
+pub fn misshapen_params(method: &str, params: Option<&Json>) -> Option<ArgumentError> {
+    if !MCP_REQUESTS.contains(&method) {
+        return None;
+    }
+    let fallback = || ArgumentError::one("params", format!("do not have the shape `{method}` takes"));
+    if method != "tools/call" {
+        return Some(fallback());
+    }
+    let Some(Json::Object(params)) = params else {
+        let got = params.map_or("nothing", json_type);
+        return Some(ArgumentError::one("params", format!("expected a JSON object, got {got}")));
+    };
+    if let Err(error) = tool_arguments(params.get("arguments").cloned()) {
+        return Some(error);
+    }
+    match params.get("name") {
+        Some(Json::String(_)) => Some(fallback()),
+        Some(other) => Some(ArgumentError::one("name", format!("expected a string, got {}", json_type(other)))),
+        None => Some(ArgumentError::one("name", "required")),
+    }
+}
+
+/// A tool call's `arguments`, which MCP defines as an object: absent or null is no arguments,
+/// anything else is refused with the field named.
+pub fn tool_arguments(value: Option<Json>) -> Result<Map<String, Json>, ArgumentError> {
+    match value {
+        None | Some(Json::Null) => Ok(Map::new()),
+        Some(Json::Object(args)) => Ok(args),
+        Some(other) => {
+            Err(ArgumentError::one("arguments", format!("expected a JSON object, got {}", json_type(&other))))
+        }
+    }
+}
+
 fn max_items(value: Option<Json>, arg: &str) -> Result<u32, ArgumentError> {
     match value {
         None | Some(Json::Null) => Ok(DEFAULT_MAX_ITEMS),
@@ -259,6 +325,31 @@ mod tests {
             Json::Object(args),
             json!({"entries": [{"text": "x", "author": "planner"}], "from_agent": "planner"})
         );
+    }
+
+    #[test]
+    fn tool_arguments_are_an_object_or_nothing() {
+        assert_eq!(tool_arguments(None).unwrap(), Map::new());
+        assert_eq!(tool_arguments(Some(Json::Null)).unwrap(), Map::new());
+        assert_eq!(Json::Object(tool_arguments(Some(json!({"a": 1}))).unwrap()), json!({"a": 1}));
+        for (value, kind) in [(json!("x"), "a string"), (json!([1]), "an array"), (json!(5), "a number")] {
+            let error = tool_arguments(Some(value)).unwrap_err();
+            assert_eq!(error.violations[0].field, "arguments");
+            assert!(error.violations[0].description.ends_with(kind), "{error}");
+        }
+    }
+
+    #[test]
+    fn misshapen_params_name_the_field() {
+        let field =
+            |method: &str, params: Json| misshapen_params(method, Some(&params)).unwrap().violations[0].field.clone();
+        assert_eq!(field("tools/call", json!({"name": "get_session", "arguments": "x"})), "arguments");
+        assert_eq!(field("tools/call", json!({"name": 7, "arguments": {}})), "name");
+        assert_eq!(field("tools/call", json!({"arguments": {}})), "name");
+        assert_eq!(field("tools/call", json!(["get_session"])), "params");
+        assert_eq!(field("resources/read", json!({"uri": 5})), "params");
+        assert_eq!(misshapen_params("tools/call", None).unwrap().violations[0].field, "params");
+        assert!(misshapen_params("vendor/custom", Some(&json!({}))).is_none());
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ResourceContents, ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest, CustomResult,
+    ErrorCode, Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ResourceContents, ResourceUpdatedNotificationParam, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -20,8 +20,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Code;
 use tracing::Instrument as _;
 
-use crate::calls::{CallError, Gateway, NoProgress, Progress};
+use crate::calls::{self, CallError, Gateway, NoProgress, Progress};
 use crate::catalog::ToolSpec;
+use crate::errors;
 use crate::follow::{follow_session, last_seq};
 use crate::grpc::{CallContext, TENANT_HEADER};
 use crate::render;
@@ -262,6 +263,26 @@ impl ServerHandler for BatonMcp {
             }
         };
         Ok(CallToolResponse::Complete(result))
+    }
+
+    /// rmcp passes on a request whose params do not fit its method's type (a `tools/call`
+    /// whose `arguments` is not an object) as a custom request: invalid params, naming the
+    /// field, rather than "method not found".
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        match calls::misshapen_params(&request.method, request.params.as_ref()) {
+            Some(error) => {
+                let failure = errors::from_arguments(&error);
+                Err(ErrorData::invalid_params(
+                    format!("{}: {}", request.method, failure.text),
+                    Some(failure.structured),
+                ))
+            }
+            None => Err(ErrorData::new(ErrorCode::METHOD_NOT_FOUND, request.method, None)),
+        }
     }
 
     async fn list_resources(

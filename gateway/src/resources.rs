@@ -2,7 +2,7 @@
 //! `baton://` and, for the earlier Node server's users, `handoff://`.
 
 use rmcp::model::{Resource, ResourceTemplate};
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
 
 /// How many sessions `baton://sessions` lists.
 pub const SESSION_LIST_PAGE: u32 = 100;
@@ -44,14 +44,15 @@ impl ResourceRef {
         None
     }
 
-    /// The RPC that reads the resource, and its arguments.
-    pub fn call(&self) -> (&'static str, Json) {
-        match self {
-            Self::Sessions => ("baton.v1.ContextService.ListSessions", json!({"page_size": SESSION_LIST_PAGE})),
-            Self::Session(key) => ("baton.v1.ContextService.GetSession", json!({"session_key": key})),
-            Self::Context(key) => ("baton.v1.ContextService.GetContextWindow", json!({"session_key": key})),
-            Self::Handoff(id) => ("baton.v1.HandoffService.GetHandoff", json!({"handoff_id": id})),
-        }
+    /// The RPC that reads the resource, and its arguments (one field each).
+    pub fn call(&self) -> (&'static str, Map<String, Json>) {
+        let (method, field, value) = match self {
+            Self::Sessions => ("baton.v1.ContextService.ListSessions", "page_size", json!(SESSION_LIST_PAGE)),
+            Self::Session(key) => ("baton.v1.ContextService.GetSession", "session_key", json!(key)),
+            Self::Context(key) => ("baton.v1.ContextService.GetContextWindow", "session_key", json!(key)),
+            Self::Handoff(id) => ("baton.v1.HandoffService.GetHandoff", "handoff_id", json!(id)),
+        };
+        (method, Map::from_iter([(field.to_owned(), value)]))
     }
 
     /// The session whose appends change this resource, if any: what a subscription follows.
@@ -154,5 +155,14 @@ mod tests {
         assert_eq!(ResourceRef::parse("baton://nope"), None);
         assert_eq!(ResourceRef::parse("file:///etc/passwd"), None);
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn calls_carry_one_argument_each() {
+        let (method, args) = ResourceRef::Context("k1".into()).call();
+        assert_eq!(method, "baton.v1.ContextService.GetContextWindow");
+        assert_eq!(Json::Object(args), json!({"session_key": "k1"}));
+        let (_, args) = ResourceRef::Sessions.call();
+        assert_eq!(Json::Object(args), json!({"page_size": SESSION_LIST_PAGE}));
     }
 }

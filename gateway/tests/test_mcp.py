@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -564,6 +565,101 @@ def test_clients_negotiating_older_revisions_over_http(servers: Servers, version
         header_version,
     )
     assert "error" in missing and "not found" in missing["error"]["message"]
+
+
+class StdioPeer:
+    """baton-mcp on stdio spoken to line by line, for messages an SDK client will not send."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.proc = subprocess.Popen(
+            [binary("BATON_MCP_BIN"), "--endpoint", servers.grpc_endpoint],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "RUST_LOG": "warn"},
+        )
+        self.pending = b""
+
+    def request(self, body: dict, timeout: float = 30.0) -> dict | None:
+        """Sends `body`; returns the response with its id (None for a notification)."""
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(body).encode() + b"\n")
+        self.proc.stdin.flush()
+        if "id" not in body:
+            return None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("id") == body["id"]:
+                    return message
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                pytest.fail(f"no response to {body['method']} within {timeout}s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                pytest.fail(f"baton-mcp closed stdout (exit status {self.proc.poll()})")
+            self.pending += chunk
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def raw_session(servers: Servers, transport: str) -> tuple:
+    """Initializes a bare JSON-RPC session; returns (send, close): send(body) -> response."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    }
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    if transport == "stdio":
+        peer = StdioPeer(servers)
+        assert peer.request(init)["result"]["serverInfo"]["name"] == "baton-mcp"
+        peer.request(initialized)
+        return peer.request, peer.close
+    reply, headers = post(servers.mcp_url, init)
+    assert reply["result"]["serverInfo"]["name"] == "baton-mcp"
+    session_id = headers.get("mcp-session-id")
+    post(servers.mcp_url, initialized, session_id, "2025-06-18")
+    return (lambda body: post(servers.mcp_url, body, session_id, "2025-06-18")[0]), (lambda: None)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("arguments", ["a string", ["a", "list"], 42, True], ids=["string", "array", "number", "bool"])
+def test_non_object_arguments_are_invalid_params(servers: Servers, transport: str, arguments) -> None:
+    """MCP tool arguments are an object: anything else is a JSON-RPC invalid-params error that
+    names the field (not "method not found", not a dropped connection), and the session goes on."""
+    send, close = raw_session(servers, transport)
+    try:
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "get_session", "arguments": arguments}}
+        reply = send(call)
+        assert reply["id"] == 2 and "result" not in reply, reply
+        error = reply["error"]
+        assert error["code"] == -32602, error
+        assert "arguments" in error["message"] and "expected a JSON object" in error["message"], error
+        assert error["data"]["field_violations"][0]["field"] == "arguments"
+
+        # A well-formed call on the same session still works.
+        session_key = key("raw")
+        reply = send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "register_session", "arguments": {"session_key": session_key, "agent": "a"}}})
+        assert not reply["result"].get("isError"), reply
+        assert reply["result"]["structuredContent"]["session_key"] == session_key
+        # A method MCP does not define stays "method not found".
+        reply = send({"jsonrpc": "2.0", "id": 4, "method": "vendor/unknown", "params": {}})
+        assert reply["error"]["code"] == -32601, reply
+    finally:
+        close()
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
