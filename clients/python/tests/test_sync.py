@@ -18,7 +18,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 import baton
-from baton.v1 import common_pb2, context_pb2, context_pb2_grpc
+from baton.v1 import common_pb2, context_pb2, context_pb2_grpc, handoff_pb2
 from conftest import Batond, DropProxy, free_port, run_in_thread, wait_for
 
 
@@ -35,6 +35,21 @@ def test_the_installed_wheel_is_tested() -> None:
     # tree: the package must come from site-packages, not from clients/python/src.
     assert "site-packages" in str(Path(baton.__file__).resolve()), baton.__file__
     assert baton.v1.common_pb2.Entry.DESCRIPTOR.full_name == "baton.v1.Entry"
+
+
+def test_a_method_per_rpc_of_the_protos() -> None:
+    # A new RPC in proto/ must get a method on both clients (this fails until it does).
+    import re
+
+    for service in (
+        context_pb2.DESCRIPTOR.services_by_name["ContextService"],
+        handoff_pb2.DESCRIPTOR.services_by_name["HandoffService"],
+    ):
+        for method in service.methods:
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", method.name).lower()
+            assert callable(getattr(baton.Client, name, None)), f"Client.{name} for {method.full_name}"
+            assert callable(getattr(baton.AsyncClient, name, None)), f"AsyncClient.{name} for {method.full_name}"
+            assert getattr(baton.Client, name).__doc__, f"Client.{name} has a docstring"
 
 
 def test_every_rpc(server: Batond) -> None:
