@@ -31,7 +31,7 @@ part_buf() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-  # shellcheck source=../lib/tools.sh
+  # shellcheck source=scripts/lib/tools.sh
   source scripts/lib/tools.sh
   case ${1:-} in
     refresh-baseline)

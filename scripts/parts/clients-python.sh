@@ -74,8 +74,11 @@ part_clients_python() {
     rm -rf "$dist"
     return 0
   fi
-  _baton_py_install_wheel "$venv" "$whl" && _baton_py_install_wheel "$old" "$whl" ||
-    { check_failed "clients-python (wheel install)" 1; rm -rf "$dist"; return 0; }
+  if ! { _baton_py_install_wheel "$venv" "$whl" && _baton_py_install_wheel "$old" "$whl"; }; then
+    check_failed "clients-python (wheel install)" 1
+    rm -rf "$dist"
+    return 0
+  fi
   rm -rf "$dist"
 
   echo "[clients-python] ruff check" >&2
