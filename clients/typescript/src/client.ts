@@ -311,19 +311,19 @@ export class BatonClient {
   // --- ContextService ---------------------------------------------------------------------
 
   /** Opens a new session owned by the calling agent (`sessionKey` is generated when empty). */
-  createSession(request: RequestShape<typeof CreateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  async createSession(request: RequestShape<typeof CreateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(CreateSessionRequestSchema, request);
     return this.unary("CreateSession", false, options, (co) => this.context.createSession(req, co));
   }
 
   /** Returns one session; NOT_FOUND when there is none with that key. */
-  getSession(request: RequestShape<typeof GetSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  async getSession(request: RequestShape<typeof GetSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(GetSessionRequestSchema, request);
     return this.unary("GetSession", true, options, (co) => this.context.getSession(req, co));
   }
 
   /** Lists sessions, newest first, optionally by agent and status, one page at a time. */
-  listSessions(
+  async listSessions(
     request: RequestShape<typeof ListSessionsRequestSchema> = {},
     options?: CallOptions,
   ): Promise<ListSessionsResponse> {
@@ -332,13 +332,13 @@ export class BatonClient {
   }
 
   /** Changes a session's metadata, status or time to live (unset fields are kept). */
-  updateSession(request: RequestShape<typeof UpdateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  async updateSession(request: RequestShape<typeof UpdateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(UpdateSessionRequestSchema, request);
     return this.unary("UpdateSession", false, options, (co) => this.context.updateSession(req, co));
   }
 
   /** Closes a session: it stays readable and accepts no more entries. */
-  closeSession(request: RequestShape<typeof CloseSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+  async closeSession(request: RequestShape<typeof CloseSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(CloseSessionRequestSchema, request);
     return this.unary("CloseSession", false, options, (co) => this.context.closeSession(req, co));
   }
@@ -351,7 +351,7 @@ export class BatonClient {
    * call sends the same key, so a retried append never writes twice. The request object passed
    * in is not modified.
    */
-  appendEntries(request: AppendEntriesInit, options?: CallOptions): Promise<AppendEntriesResponse> {
+  async appendEntries(request: AppendEntriesInit, options?: CallOptions): Promise<AppendEntriesResponse> {
     let req: AppendEntriesRequest;
     if (isMessage(request, AppendEntriesRequestSchema)) {
       req = clone(AppendEntriesRequestSchema, request);
@@ -365,7 +365,7 @@ export class BatonClient {
   }
 
   /** Lists a session's entries in sequence order, one page at a time. */
-  listEntries(request: RequestShape<typeof ListEntriesRequestSchema>, options?: CallOptions): Promise<ListEntriesResponse> {
+  async listEntries(request: RequestShape<typeof ListEntriesRequestSchema>, options?: CallOptions): Promise<ListEntriesResponse> {
     const req = create(ListEntriesRequestSchema, request);
     return this.unary("ListEntries", true, options, (co) => this.context.listEntries(req, co));
   }
@@ -401,7 +401,7 @@ export class BatonClient {
   }
 
   /** Returns the newest entries that fit a token budget, after the latest summary entry. */
-  getContextWindow(
+  async getContextWindow(
     request: RequestShape<typeof GetContextWindowRequestSchema>,
     options?: CallOptions,
   ): Promise<GetContextWindowResponse> {
@@ -410,7 +410,7 @@ export class BatonClient {
   }
 
   /** Full-text search over entries' text, best matches first. */
-  searchEntries(
+  async searchEntries(
     request: RequestShape<typeof SearchEntriesRequestSchema>,
     options?: CallOptions,
   ): Promise<SearchEntriesResponse> {
@@ -421,19 +421,19 @@ export class BatonClient {
   // --- HandoffService ---------------------------------------------------------------------
 
   /** Asks another agent to take over or join the work on a session. */
-  requestHandoff(request: RequestShape<typeof RequestHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async requestHandoff(request: RequestShape<typeof RequestHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(RequestHandoffRequestSchema, request);
     return this.unary("RequestHandoff", false, options, (co) => this.handoffs.requestHandoff(req, co));
   }
 
   /** Returns one handoff; NOT_FOUND when there is none with that id. */
-  getHandoff(request: RequestShape<typeof GetHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async getHandoff(request: RequestShape<typeof GetHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(GetHandoffRequestSchema, request);
     return this.unary("GetHandoff", true, options, (co) => this.handoffs.getHandoff(req, co));
   }
 
   /** Lists handoffs, newest first, by target, requester, session and status. */
-  listHandoffs(
+  async listHandoffs(
     request: RequestShape<typeof ListHandoffsRequestSchema> = {},
     options?: CallOptions,
   ): Promise<ListHandoffsResponse> {
@@ -442,25 +442,25 @@ export class BatonClient {
   }
 
   /** The target agent takes a pending handoff. */
-  acceptHandoff(request: RequestShape<typeof AcceptHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async acceptHandoff(request: RequestShape<typeof AcceptHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(AcceptHandoffRequestSchema, request);
     return this.unary("AcceptHandoff", false, options, (co) => this.handoffs.acceptHandoff(req, co));
   }
 
   /** The target agent declines a pending handoff. */
-  rejectHandoff(request: RequestShape<typeof RejectHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async rejectHandoff(request: RequestShape<typeof RejectHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(RejectHandoffRequestSchema, request);
     return this.unary("RejectHandoff", false, options, (co) => this.handoffs.rejectHandoff(req, co));
   }
 
   /** The target agent marks an accepted handoff done. */
-  completeHandoff(request: RequestShape<typeof CompleteHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async completeHandoff(request: RequestShape<typeof CompleteHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CompleteHandoffRequestSchema, request);
     return this.unary("CompleteHandoff", false, options, (co) => this.handoffs.completeHandoff(req, co));
   }
 
   /** The requesting agent withdraws a pending or accepted handoff. */
-  cancelHandoff(request: RequestShape<typeof CancelHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
+  async cancelHandoff(request: RequestShape<typeof CancelHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CancelHandoffRequestSchema, request);
     return this.unary("CancelHandoff", false, options, (co) => this.handoffs.cancelHandoff(req, co));
   }
