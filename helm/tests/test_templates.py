@@ -257,9 +257,16 @@ def test_network_policy_allows_only_the_listed_traffic():
     assert srv["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agents"}}}]
     egress_ports = sorted((p["protocol"], p["port"]) for r in srv["egress"] for p in r["ports"])
     assert egress_ports == [("TCP", 53), ("TCP", 4317), ("TCP", 4318), ("TCP", 5432), ("TCP", 6379), ("UDP", 53)]
-    mig = nps[f"{FULL}-migrations"]["spec"]
-    assert sorted(p["port"] for r in mig["egress"] for p in r["ports"]) == [53, 53, 5432]
-    assert "ingress" not in mig
+    mig = nps[f"{FULL}-migrations"]
+    assert sorted(p["port"] for r in mig["spec"]["egress"] for p in r["ports"]) == [53, 53, 5432]
+    assert "ingress" not in mig["spec"]
+    # The hook Job's policy exists before it runs: a hook with a lower weight.
+    assert mig["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(mig["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        one(objs, "Job")["metadata"]["annotations"]["helm.sh/hook-weight"])
+    plain_job = render([HA], sets=["migrations.hook=false"])
+    assert "annotations" not in one(plain_job, "NetworkPolicy", f"{FULL}-migrations")["metadata"]
+    assert not by_kind(render([HA], sets=["migrations.enabled=false"]), "NetworkPolicy", f"{FULL}-migrations")
     # Without Redis and a collector, no egress to their ports either.
     plain = render([DEFAULT], sets=["networkPolicy.enabled=true"])
     srv = one(plain, "NetworkPolicy", FULL)["spec"]
