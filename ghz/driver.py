@@ -6,7 +6,7 @@ services and the load; it calls this for every figure.
 Python 3.11 standard library only. Subcommands:
 
     driver.py free-port                       a free loopback TCP port
-    driver.py snapshot OUT --batond PID --shell PID [--db-pids PID...]
+    driver.py snapshot OUT --batond PID --shell PID [--db-pids PID...] [--db-pids-file FILE]
                                               the CPU counters of this moment, as JSON in OUT
     driver.py meta RUN_DIR NAME --seq N --before SNAP --after SNAP [fields...]
                                               RUN_DIR/NAME.meta.json: what a scenario cost
@@ -333,8 +333,22 @@ def cmd_free_port(_: argparse.Namespace) -> int:
     return 0
 
 
+def wait_for_pids(path: Path, timeout: float) -> list[int]:
+    """The pids in `path` (whitespace-separated), once it exists. The writer renames it into
+    place, so it is whole when it appears."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"driver.py snapshot: {path} did not appear within {timeout:.0f} s")
+        time.sleep(0.01)
+    return [int(p) for p in path.read_text().split()]
+
+
 def cmd_snapshot(a: argparse.Namespace) -> int:
-    snap = take_snapshot(a.batond, a.shell, a.db_pids)
+    db_pids = list(a.db_pids)
+    if a.db_pids_file is not None:
+        db_pids += wait_for_pids(a.db_pids_file, a.timeout)
+    snap = take_snapshot(a.batond, a.shell, db_pids)
     snap.self_cpu_s = round(own_cpu_s(), 3)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, asdict(snap))
@@ -404,6 +418,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batond", type=int, required=True, help="batond's pid")
     s.add_argument("--shell", type=int, required=True, help="the pid of the shell that waits for the load generators")
     s.add_argument("--db-pids", type=int, nargs="*", default=[], metavar="PID", help="database backends to count")
+    s.add_argument("--db-pids-file", type=Path, metavar="FILE",
+                   help="wait for FILE, then count the backends it lists: start the process early and let it "
+                        "read the counters the moment their pids are known (pgbench's backends end with it)")
+    s.add_argument("--timeout", type=float, default=120.0, help="how long to wait for --db-pids-file")
     s.set_defaults(run=cmd_snapshot)
 
     s = sub.add_parser("meta", help="write RUN_DIR/NAME.meta.json from two snapshots")

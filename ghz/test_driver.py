@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from pathlib import Path
 
@@ -168,6 +170,29 @@ class SnapshotTest(unittest.TestCase):
         self.assertTrue(d.alive(4242, proc))
         self.assertFalse(d.alive(555, proc))
         self.assertFalse(d.alive(31337, proc))
+
+    def test_snapshot_waits_for_the_pids_file(self):
+        pids = self.dir / "snap" / "p.pids"
+        out = self.dir / "snap" / "p.sample.json"
+        pids.parent.mkdir(parents=True)
+
+        def write_later():
+            time.sleep(0.3)
+            tmp = pids.with_name("p.pids.tmp")
+            tmp.write_text(f"{os.getpid()}\n999999999\n")
+            tmp.rename(pids)
+
+        writer = threading.Thread(target=write_later)
+        writer.start()
+        rc, _ = run_main(["snapshot", str(out), "--batond", str(os.getpid()), "--shell", str(os.getpid()),
+                          "--db-pids-file", str(pids), "--timeout", "30"])
+        writer.join()
+        self.assertEqual(rc, 0)
+        # This process is counted; the pid that does not exist is left out.
+        self.assertEqual(list(d.Snapshot.load(out).db_ticks), [str(os.getpid())])
+        with self.assertRaises(SystemExit):
+            run_main(["snapshot", str(out), "--batond", "1", "--shell", "1", "--db-pids-file",
+                      str(self.dir / "never"), "--timeout", "0.05"])
 
     def test_snapshot_command_reads_this_process(self):
         # The real /proc: this test process as "batond", its parent as the shell.
