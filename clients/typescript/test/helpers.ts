@@ -55,7 +55,12 @@ export class Batond {
   /** Starts a batond on free ports with a fresh data directory and waits until it is ready. */
   static async start(): Promise<Batond> {
     const b = new Batond(await freePort(), await freePort());
-    await b.restart();
+    try {
+      await b.restart();
+    } catch (err) {
+      await b.dispose();
+      throw err;
+    }
     return b;
   }
 
