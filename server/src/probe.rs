@@ -3,6 +3,9 @@
 //! reads it back by seq, compares it with what was sent and closes the session. Each step has
 //! the call deadline; the first failure ends the probe with a message naming the step.
 //!
+//! Requests fill only the fields the probe needs (`..Default::default()`), so new optional
+//! API fields do not touch it.
+//!
 //! Probe sessions have keys `probe-<unix ms>-<random>`, a short time to live and are closed
 //! at the end, so they leave no live state behind. `--tenant` keeps them apart from real
 //! tenants.
@@ -110,8 +113,8 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
             CreateSessionRequest {
                 session_key: key.clone(),
                 agent: AGENT.to_owned(),
-                metadata: None,
                 ttl: Some(prost_types::Duration { seconds: args.session_ttl_secs, nanos: 0 }),
+                ..Default::default()
             },
         ))
         .await
@@ -132,10 +135,10 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
                     author: AGENT.to_owned(),
                     content: Some(new_entry::Content::Text(text.clone())),
                     media_type: "text/plain".to_owned(),
-                    metadata: None,
+                    ..Default::default()
                 }],
-                idempotency_key: String::new(),
                 expected_last_seq: Some(0),
+                ..Default::default()
             },
         ))
         .await
@@ -151,14 +154,7 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
     let listed = context
         .list_entries(with_tenant(
             tenant.as_ref(),
-            ListEntriesRequest {
-                session_key: key.clone(),
-                after_seq: Some(0),
-                before_seq: None,
-                kinds: Vec::new(),
-                page_size: 10,
-                page_token: String::new(),
-            },
+            ListEntriesRequest { session_key: key.clone(), after_seq: Some(0), page_size: 10, ..Default::default() },
         ))
         .await
         .map_err(|s| status("read back", &s))?
