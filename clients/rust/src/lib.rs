@@ -80,7 +80,7 @@
 //! ## Features
 //!
 //! - `tls` (off): TLS for `https://` targets with rustls (ring), trusting the system's roots or
-//!   [`Builder::ca_certificate`]. Without it, an `https://` target is an [`Error::Config`].
+//!   `Builder::ca_certificate`. Without it, an `https://` target is an [`Error::Config`].
 
 use std::future::Future;
 use std::sync::Arc;

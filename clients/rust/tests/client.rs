@@ -437,7 +437,7 @@ async fn calls_fail_with_deadline_exceeded_when_no_answer_comes() {
     let proxy = Proxy::start(server.addr).await;
     let c = Client::builder(proxy.target())
         .tenant("acme")
-        .timeout(Duration::from_millis(400))
+        .timeout(Duration::from_secs(1))
         .retry(patient())
         .connect()
         .await
@@ -449,13 +449,13 @@ async fn calls_fail_with_deadline_exceeded_when_no_answer_comes() {
     let e = c.get_session(GetSessionRequest { session_key: "s1".into() }).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(e.code_name(), "DEADLINE_EXCEEDED", "{e:?}");
-    assert!(took >= Duration::from_millis(390) && took < Duration::from_secs(3), "took {took:?}");
+    assert!(took >= Duration::from_millis(990) && took < Duration::from_secs(4), "took {took:?}");
 
     // A per-client deadline overrides the default.
     let started = Instant::now();
     let e = c.with_timeout(Duration::from_millis(150)).list_sessions(ListSessionsRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::DeadlineExceeded);
-    assert!(started.elapsed() < Duration::from_millis(390), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(900), "took {:?}", started.elapsed());
 
     // Once answers flow again, the same client works.
     proxy.swallow_answers(false);
