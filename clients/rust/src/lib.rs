@@ -1,5 +1,5 @@
-//! The Rust client of [Baton](https://example.invalid/baton): sessions, strictly ordered
-//! context entries and handoffs between AI agents, over gRPC.
+//! The Rust client of Baton: sessions, strictly ordered context entries and handoffs between
+//! AI agents, over gRPC.
 //!
 //! [`Client`] wraps the tonic stubs that `baton-proto` generates, one method per RPC of
 //! `baton.v1.ContextService` and `baton.v1.HandoffService`. Each takes the request message
@@ -81,6 +81,8 @@
 //!
 //! - `tls` (off): TLS for `https://` targets with rustls (ring), trusting the system's roots or
 //!   `Builder::ca_certificate`. Without it, an `https://` target is an [`Error::Config`].
+
+#![warn(missing_docs)]
 
 use std::future::Future;
 use std::sync::Arc;
