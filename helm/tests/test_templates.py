@@ -293,6 +293,8 @@ def test_helm_test_pod_runs_batond_probe():
     objs = render([DEFAULT])
     pod = one(objs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # `helm test --logs` reads the pod's logs after the test: it must not be deleted on success.
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
     c = container(pod)
     assert c["command"] == ["/usr/local/bin/batond"]
     assert c["args"][:3] == ["probe", "--endpoint", f"http://{FULL}.{NAMESPACE}.svc:50051"]
