@@ -225,6 +225,16 @@ lifecycle:
 {{- end -}}
 {{- end -}}
 
+{{/* The migration Job's name: fixed for the hook; for a plain Job it follows the image, since
+     a Job's pod template is immutable and a new image needs a new Job. */}}
+{{- define "baton.migrationJobName" -}}
+{{- if .Values.migrations.hook -}}
+{{- include "baton.componentName" (list . "migrate") -}}
+{{- else -}}
+{{- include "baton.componentName" (list . (printf "migrate-%s" (include "baton.image" . | sha256sum | trunc 10))) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "baton.minReplicas" -}}
 {{- if .Values.autoscaling.enabled -}}{{ .Values.autoscaling.minReplicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
 {{- end -}}
