@@ -606,7 +606,7 @@ async fn handoff_deadline_expires_without_a_request(b: Backend) {
     let mut ctx = srv.context().await;
     let mut h = srv.handoffs().await;
     create_session(&mut ctx, "d", "alice").await;
-    let now = baton_server::api::convert::timestamp(baton_server::clock::Clock::now(srv.clock.as_ref()));
+    let now = baton_server::wire::timestamp(baton_server::clock::Clock::now(srv.clock.as_ref()));
     let deadline = prost_types::Timestamp { seconds: now.seconds + 60, nanos: now.nanos };
     let ho = h
         .request_handoff(pb::RequestHandoffRequest {

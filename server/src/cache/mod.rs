@@ -26,13 +26,15 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use prometheus::HistogramVec;
 use prost::Message as _;
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use crate::api::convert;
+use crate::domain::cache::CachedSession;
 use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Result as DomainResult, Session};
 use crate::hub::{Hub, SessionMessage};
 use crate::store::WindowSlice;
+use crate::wire;
 
 /// Largest bus payload that carries the entries themselves; larger appends publish only
 /// their seq range and followers read the entries from the store.
@@ -61,7 +63,7 @@ pub struct CacheConfig {
     pub command_timeout: Duration,
 }
 
-/// Counters of cache behaviour, exported at `/metrics` by [`Cache::collectors`].
+/// Counters of cache behaviour, exported at `/metrics` by [`RedisCache::collectors`].
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
     pub l1_hits: AtomicU64,
@@ -87,56 +89,14 @@ impl CacheMetrics {
     }
 }
 
-/// What the cache knows of a session: valid for `last_seq` and `updated_at`.
-#[derive(Debug, Clone)]
-pub struct CachedSession {
-    pub session: Session,
-    pub summary: Option<Entry>,
-    /// The newest entries, oldest first, ending at `session.last_seq`.
-    pub tail: Arc<[Entry]>,
+fn version(c: &CachedSession) -> (String, String) {
+    (c.session.last_seq.to_string(), c.session.updated_at.0.to_string())
 }
 
-impl CachedSession {
-    fn version(&self) -> (String, String) {
-        (self.session.last_seq.to_string(), self.session.updated_at.0.to_string())
-    }
-
-    fn weight(&self) -> u32 {
-        let bytes: usize = self.tail.iter().map(|e| e.content.len() + 128).sum();
-        u32::try_from(bytes + 512).unwrap_or(u32::MAX)
-    }
-
-    /// The window material: entries after the summary, newest first, at most `max`, and no
-    /// more than `max_tokens` can take (those that fit plus the first that does not). The
-    /// slice is complete when it holds every such entry, `max` of them, or more than the
-    /// budget.
-    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
-        let after = self.session.last_summary_seq;
-        let mut total = 0u64;
-        let mut newest_first = Vec::new();
-        for e in self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize) {
-            if total >= u64::from(max_tokens) {
-                break;
-            }
-            total += u64::from(e.token_count);
-            newest_first.push(e.clone());
-        }
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        let complete =
-            newest_first.len() == max as usize || total >= u64::from(max_tokens) || first_cached <= after + 1;
-        let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
-        (slice, complete)
-    }
-
-    /// Entries with seq > `after` when the cached tail holds all of them.
-    pub fn entries_after(&self, after: u64) -> Option<&[Entry]> {
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        if after + 1 < first_cached {
-            return None;
-        }
-        let skip = self.tail.partition_point(|e| e.seq <= after);
-        Some(&self.tail[skip..])
-    }
+/// The L1 weigher's estimate of a cached session's size in bytes.
+fn weight(c: &CachedSession) -> u32 {
+    let bytes: usize = c.tail.iter().map(|e| e.content.len() + 128).sum();
+    u32::try_from(bytes + 512).unwrap_or(u32::MAX)
 }
 
 /// The encoded session stored in `meta.session`.
@@ -177,7 +137,7 @@ struct BusMessage {
 }
 
 /// Redis plus L1.
-pub struct Cache {
+pub struct RedisCache {
     pool: Pool,
     subscriber: fred::clients::SubscriberClient,
     l1: moka::sync::Cache<(String, String), Arc<CachedSession>>,
@@ -258,10 +218,10 @@ fn handoff_rank(s: HandoffStatus) -> u8 {
     }
 }
 
-impl Cache {
+impl RedisCache {
     /// Connects to Redis. Fails if the URL is malformed; an unreachable Redis is not an
     /// error (the cache starts degraded and connects in the background).
-    pub async fn connect(config: CacheConfig) -> Result<Arc<Cache>, Error> {
+    pub async fn connect(config: CacheConfig) -> Result<Arc<RedisCache>, Error> {
         let redis_config = Config::from_url(&config.redis_url)?;
         let mut builder = Builder::from_config(redis_config);
         builder
@@ -284,10 +244,10 @@ impl Cache {
         let replica = rand::random::<u64>();
         let l1 = moka::sync::Cache::builder()
             .max_capacity(config.l1_max_bytes)
-            .weigher(|_, v: &Arc<CachedSession>| v.weight())
+            .weigher(|_, v: &Arc<CachedSession>| weight(v))
             .time_to_live(config.ttl)
             .build();
-        Ok(Arc::new(Cache {
+        Ok(Arc::new(RedisCache {
             pool,
             subscriber,
             l1,
@@ -555,7 +515,7 @@ impl Cache {
         }
         let l1_key = (tenant.to_owned(), key.to_owned());
         let l1 = self.l1.get(&l1_key);
-        let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| c.version());
+        let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| version(c));
         let args: Vec<Value> = vec![last.into(), upd.into(), (self.config.tail_len as i64).into()];
         let reply: Vec<Value> =
             match self.eval(&self.scripts.read, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await {
@@ -688,7 +648,7 @@ impl Cache {
             }
         };
         let decoded =
-            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| convert::handoff_from_pb(p, tenant).ok());
+            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| wire::handoff_from_pb(p, tenant).ok());
         CacheMetrics::inc(if decoded.is_some() { &self.metrics.redis_hits } else { &self.metrics.redis_misses });
         decoded
     }
@@ -696,7 +656,8 @@ impl Cache {
     /// Subscribes to the bus and forwards other replicas' changes to `hub`; while the bus is
     /// down, followers poll the store, and when it is back they backfill. Also invalidates
     /// sessions marked dirty once Redis answers.
-    pub fn start(self: &Arc<Self>, hub: Arc<Hub>, stop: tokio_util::sync::CancellationToken) {
+    /// `serve` owns the task and joins it on shutdown, after which both clients have quit.
+    pub fn spawn_bus(self: &Arc<Self>, hub: Arc<Hub>, stop: tokio_util::sync::CancellationToken) -> JoinHandle<()> {
         let this = Arc::clone(self);
         let mut messages = self.subscriber.message_rx();
         let mut reconnects = self.subscriber.reconnect_rx();
@@ -751,7 +712,7 @@ impl Cache {
                     }
                 }
             }
-        });
+        })
     }
 
     /// Invalidates what failed updates may have left stale, once Redis answers: sessions
@@ -816,7 +777,7 @@ impl Cache {
         }
         let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed } = msg;
         if let Some(event) = event {
-            match convert::event_from_pb(event, &tenant, &agent) {
+            match wire::event_from_pb(event, &tenant, &agent) {
                 Ok(e) => hub.publish_agent(&tenant, e),
                 Err(_) => hub.resync_all(),
             }
@@ -837,6 +798,32 @@ impl Cache {
     }
 }
 
+/// The domain sees the cache through this contract only.
+#[async_trait::async_trait]
+impl crate::domain::cache::Cache for RedisCache {
+    fn tail_len(&self) -> Option<u32> {
+        Some(RedisCache::tail_len(self))
+    }
+    async fn session(&self, tenant: &str, session_key: &str) -> Option<Arc<CachedSession>> {
+        RedisCache::session(self, tenant, session_key).await
+    }
+    async fn handoff(&self, tenant: &str, handoff_id: &str) -> Option<Handoff> {
+        RedisCache::handoff(self, tenant, handoff_id).await
+    }
+    async fn install(&self, tenant: &str, slice: &WindowSlice) {
+        RedisCache::install(self, tenant, slice).await;
+    }
+    async fn after_append(&self, tenant: &str, session: &Session, entries: &[Entry]) {
+        RedisCache::after_append(self, tenant, session, entries).await;
+    }
+    async fn invalidate(&self, tenant: &str, session: &Session) {
+        RedisCache::invalidate(self, tenant, session).await;
+    }
+    async fn after_handoff_change(&self, tenant: &str, handoff: &Handoff, events: &[HandoffEvent]) {
+        RedisCache::after_handoff_change(self, tenant, handoff, events).await;
+    }
+}
+
 fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
     let mut it = reply.into_iter().skip(1);
     let mut next = || it.next().ok_or_else(|| "short reply".to_owned());
@@ -847,7 +834,7 @@ fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
     let summary = next()?;
     let tail = next()?;
     let blob = SessionBlob::decode(session.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
-    let session = convert::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
+    let session = wire::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
         .map_err(|e| e.to_string())?;
     let summary = match summary.as_bytes() {
         Some(b) if !b.is_empty() => {

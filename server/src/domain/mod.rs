@@ -2,7 +2,9 @@
 //! (`validate`), the state machines (`rules`), token estimates (`tokens`), handoff summaries
 //! (`summary`), and the service that ties store, hub and clock together (`service`).
 
+pub mod cache;
 pub mod commands;
+pub mod counters;
 mod error;
 mod model;
 pub mod page;
