@@ -1,18 +1,24 @@
 //! Baton's server library; `batond` is a thin binary over [`run`].
 //!
-//! A request flows: tonic (`api`: tenant from metadata, proto → validated domain command)
-//! → [`domain::service::Baton`] (rules, summaries, streams) → [`store`] (PostgreSQL or the
-//! embedded SQLite; seqs, idempotency and state transitions happen atomically there) → back
-//! out as protos. After a commit, `Baton` publishes to the [`hub`], which fans appends and
-//! handoff events out to the streams following them. [`admin`] serves /health, /ready and
-//! /metrics; [`config`] holds every setting. [`telemetry`] wraps every call in a tower layer
-//! (server span, duration, open streams) and gives the stores one span per SQL statement.
+//! A request flows down, never back up: tonic → [`telemetry::grpc`] (server span, duration,
+//! open streams) → [`api::ContextLayer`] (tenant and trace id, once per call) → [`api`] (thin
+//! handlers: proto → validated domain command) → [`domain::service::Baton`] (rules,
+//! summaries, streams, sweeps) → [`store`] (PostgreSQL or the embedded SQLite; seqs,
+//! idempotency and state transitions happen atomically there). Replies go back out as protos
+//! through [`wire`], the one place records meet their proto form.
+//!
+//! After a commit `Baton` tells the cache (the [`domain::cache::Cache`] contract; [`cache`] is
+//! the Redis one) and the [`hub`], which fans appends and handoff events out to the streams
+//! following them; the Redis bus feeds other replicas' changes into the same hub. [`serve`]
+//! owns every background task (health, sweeper, admin, bus) and joins them on shutdown.
+//! [`admin`] serves /health, /ready and /metrics; [`config`] holds every setting.
 //!
 //! ```text
-//! gRPC ─► telemetry::grpc ─► api ─► domain::service ─► store (PostgreSQL | SQLite)
-//!                                       │    ▲
-//!                                       ▼    │ backfill
-//!                                      hub ──┴─► StreamEntries / WatchHandoffs
+//! gRPC ─► telemetry::grpc ─► api::ContextLayer ─► api ─► domain::service ─► store
+//!                                                          │  │   ▲         (PostgreSQL | SQLite)
+//!                                   cache (Redis, L1) ◄────┘  ▼   │ backfill
+//!                                        │ bus ──────────────► hub ─► StreamEntries / WatchHandoffs
+//! wire: domain records ⇄ baton.v1 protos (api replies, cache payloads)
 //! ```
 
 use std::future::Future;

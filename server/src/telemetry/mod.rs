@@ -3,12 +3,10 @@
 //!
 //! - [`grpc`]: the tower layer around every gRPC call (server span with the caller's W3C
 //!   context as parent, duration histogram, active streams);
-//! - [`sql`]: one span and one histogram sample per SQL statement;
 //! - [`Metrics`]: the service's Prometheus registry, served at `/metrics` on the admin port,
 //!   with the business counters the domain increments.
 
 pub mod grpc;
-pub mod sql;
 
 use std::sync::Arc;
 
