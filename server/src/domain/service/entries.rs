@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Baton, split_page};
 use crate::domain::commands::{AppendEntries, ContextWindow, GetContextWindow, ListEntries, SearchEntries};
 use crate::domain::page::{self, PageKind};
-use crate::domain::{Entry, Result, SearchHit};
+use crate::domain::{Entry, Result, SearchHit, tokens};
 use crate::hub::SessionMessage;
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, SearchQuery, WindowSlice};
 
@@ -94,20 +94,16 @@ impl Baton {
     }
 }
 
-/// Fits a window into `max_tokens`: the summary, then entries newest first while they fit.
+/// Fits a window into `max_tokens` by the budget rule (`tokens::window_len`): the summary,
+/// then entries newest first while they fit.
 /// Also says whether it ran out of entries before it ran out of budget.
 fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
     let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
-    let mut budget = max_tokens.saturating_sub(summary_tokens);
     let available = slice.newest_first.len();
-    let mut entries = Vec::with_capacity(available);
-    for e in slice.newest_first {
-        if e.token_count > budget {
-            break;
-        }
-        budget -= e.token_count;
-        entries.push(e);
-    }
+    let costs = slice.newest_first.iter().map(|e| e.token_count);
+    let taken = tokens::window_len(summary_tokens, costs, u32::MAX, max_tokens);
+    let mut entries = slice.newest_first;
+    entries.truncate(taken);
     let exhausted = entries.len() == available;
     // Left out: entries that did not fit, or older ones beyond max_entries.
     let oldest_kept = entries.last().map_or(slice.session.last_seq + 1, |e| e.seq);
