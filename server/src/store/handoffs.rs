@@ -8,10 +8,19 @@
 //! queue instead of deadlocking.
 
 use async_trait::async_trait;
+use sqlx::Transaction;
 
 use super::rows::{StoredHandoff, inbox_owners};
+use super::sql::Sql;
 use super::{Change, Changed, Decide, NewHandoff, Sweep};
 use crate::domain::{Error, Handoff, HandoffEvent, HandoffEventType, Micros, Result, Session, rules};
+
+/// A write transaction of a store with its statement meter; each store implements
+/// [`HandoffTx`] for its own.
+pub(super) struct Tx<'a, DB: sqlx::Database> {
+    pub tx: Transaction<'static, DB>,
+    pub sql: &'a Sql,
+}
 
 /// The statements of one write transaction that the handoff flows need. Dropping it without
 /// `commit` rolls everything back.

@@ -1,9 +1,8 @@
 //! Entries in PostgreSQL: appends (written by the coalescer in `append`), listing, context
 //! windows and handoff tails.
 
-use super::{PgStore, sessions};
+use super::{PgStore, bound, sessions};
 use crate::domain::{Entry, Error, Result};
-use crate::store::queries::TAIL_START;
 use crate::store::rows::{SESSION_COLS, entry_at, session_at, signed, unsigned};
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
 
@@ -105,13 +104,8 @@ pub(super) async fn tail_start(
     up_to_seq: u64,
     budget: u32,
 ) -> Result<u64> {
-    let tail = sqlx::query_scalar(TAIL_START)
-        .bind(tenant)
-        .bind(session_key)
-        .bind(signed(up_to_seq))
-        .bind(i64::from(budget))
-        .fetch_one(&store.pool);
-    let start: Option<i64> = store.sql.run("SELECT", "entries", tail).await?;
+    let tail = bound::tail_start(tenant, session_key, up_to_seq, budget).fetch_one(&store.pool);
+    let start = store.sql.run("SELECT", "entries", tail).await?;
     match start {
         Some(s) => Ok(unsigned(s)),
         None => {

@@ -2,16 +2,15 @@
 //! and handoff reads.
 
 use async_trait::async_trait;
-use sqlx::{Postgres, Transaction};
+use sqlx::Postgres;
 
-use super::{PgStore, sessions, ts};
+use super::{PgStore, bound, sessions, ts};
 use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
 use crate::store::error::unique_or;
-use crate::store::handoffs::HandoffTx;
-use crate::store::queries::{self, GET_HANDOFF, INSERT_HANDOFF};
-use crate::store::rows::{StoredHandoff, count_to_db, handoff_at, inbox_owners, signed, unsigned};
+use crate::store::handoffs::{HandoffTx, Tx};
+use crate::store::queries::{self, GET_HANDOFF};
+use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
 use crate::store::{HandoffPage, HandoffQuery};
-use crate::store::sql::Sql;
 
 const LOCK_HANDOFF: &str =
     concat!("SELECT ", handoff_cols!(), " FROM handoffs h WHERE h.tenant = $1 AND h.handoff_id = $2 FOR UPDATE");
@@ -57,20 +56,15 @@ pub(super) async fn list(store: &PgStore, q: &HandoffQuery) -> Result<HandoffPag
     rows.iter().map(|r| handoff_at(r, 0).map(|h| (h.pk, h.handoff))).collect()
 }
 
-/// One transaction of the handoff flows.
-pub(super) struct PgTx<'a> {
-    tx: Transaction<'static, Postgres>,
-    sql: &'a Sql,
-}
-
 impl PgStore {
-    pub(super) async fn handoff_tx(&self) -> Result<PgTx<'_>> {
-        Ok(PgTx { tx: self.sql.run("BEGIN", "", self.pool.begin()).await?, sql: &self.sql })
+    /// A transaction of the handoff flows.
+    pub(super) async fn handoff_tx(&self) -> Result<Tx<'_, Postgres>> {
+        Ok(Tx { tx: self.sql.run("BEGIN", "", self.pool.begin()).await?, sql: &self.sql })
     }
 }
 
 #[async_trait]
-impl HandoffTx for PgTx<'_> {
+impl HandoffTx for Tx<'_, Postgres> {
     async fn lock_session(&mut self, tenant: &str, session_key: &str) -> Result<Session> {
         sessions::lock(self.sql, &mut self.tx, tenant, session_key).await
     }
@@ -92,24 +86,7 @@ impl HandoffTx for PgTx<'_> {
     }
 
     async fn insert_handoff(&mut self, session_id: i64, h: &Handoff) -> Result<i64> {
-        let insert = sqlx::query_scalar(INSERT_HANDOFF)
-            .bind(&h.tenant)
-            .bind(&h.handoff_id)
-            .bind(session_id)
-            .bind(&h.session_key)
-            .bind(&h.from_agent)
-            .bind(&h.to_agent)
-            .bind(h.kind.as_str())
-            .bind(h.status.as_str())
-            .bind(&h.instructions)
-            .bind(&h.summary)
-            .bind(signed(h.up_to_seq))
-            .bind(count_to_db("max_tokens", h.max_tokens)?)
-            .bind(&h.reason)
-            .bind(ts(h.created_at)?)
-            .bind(ts(h.updated_at)?)
-            .bind(h.deadline.map(ts).transpose()?)
-            .fetch_one(&mut *self.tx);
+        let insert = bound::insert_handoff(session_id, h)?.fetch_one(&mut *self.tx);
         self.sql.run("INSERT", "handoffs", insert).await.map_err(|e| unique_or(e, "handoff", &h.handoff_id))
     }
 

@@ -1,9 +1,8 @@
 //! Agent inboxes in PostgreSQL. Events are written by the handoff flows (`handoffs`).
 
-use super::PgStore;
+use super::{PgStore, bound};
 use crate::domain::{HandoffEvent, Result};
-use crate::store::queries::INBOX_AFTER;
-use crate::store::rows::{Cells, event_at, signed};
+use crate::store::rows::{Cells, event_at};
 
 /// The head and the pending handoffs' `created` events in one snapshot; with no pending
 /// handoff, one row with NULL event columns.
@@ -41,12 +40,7 @@ pub(super) async fn after(
     after_cursor: u64,
     limit: u32,
 ) -> Result<Vec<HandoffEvent>> {
-    let after = sqlx::query(INBOX_AFTER)
-        .bind(tenant)
-        .bind(agent)
-        .bind(signed(after_cursor))
-        .bind(i64::from(limit))
-        .fetch_all(&store.pool);
+    let after = bound::inbox_after(tenant, agent, after_cursor, limit).fetch_all(&store.pool);
     let rows = store.sql.run("SELECT", "inbox_events", after).await?;
     rows.iter().map(|r| event_at(r, 0)).collect()
 }

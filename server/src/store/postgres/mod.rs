@@ -26,6 +26,8 @@ use crate::domain::{Error, Micros, Result};
 use crate::store::sql::{PoolSample, Sql, pool_collector};
 
 mod append;
+binders!(sqlx::Postgres);
+
 mod entries;
 mod handoffs;
 mod inbox;

@@ -3,8 +3,8 @@
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-use super::{PgStore, ts};
-use crate::domain::{Error, Micros, Result, Session, SessionStatus};
+use super::{PgStore, bound, ts};
+use crate::domain::{Error, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
@@ -19,15 +19,6 @@ const LOCK_SESSION: &str = concat!(
 const LOCK_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = $1 FOR UPDATE");
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE tenant = $1 AND session_key = $2";
 
-const INSERT_SESSION: &str = concat!(
-    "INSERT INTO sessions AS s \
-       (tenant, session_key, created_by, owner, status, metadata, created_at, updated_at, last_activity_at, \
-        expires_at) \
-     VALUES ($1, $2, $3, $3, $4, $5, $6, $6, $6, $7) RETURNING ",
-    session_cols!("s.")
-);
-
-
 const EXPIRE_SESSIONS: &str = concat!(
     "UPDATE sessions s SET status = 'expired', updated_at = $1 \
      WHERE s.id IN (SELECT id FROM sessions \
@@ -38,15 +29,7 @@ const EXPIRE_SESSIONS: &str = concat!(
 );
 
 pub(super) async fn create(store: &PgStore, new: NewSession) -> Result<Session> {
-    let insert = sqlx::query(INSERT_SESSION)
-        .bind(&new.tenant)
-        .bind(&new.session_key)
-        .bind(&new.agent)
-        .bind(SessionStatus::Active.as_str())
-        .bind(Json(&new.metadata))
-        .bind(ts(new.now)?)
-        .bind(new.expires_at.map(ts).transpose()?)
-        .fetch_one(&store.pool);
+    let insert = bound::insert_session(&new)?.fetch_one(&store.pool);
     let row = store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
     session_at(&row, 0)
 }

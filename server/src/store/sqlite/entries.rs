@@ -3,9 +3,8 @@
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{SqliteStore, sessions};
+use super::{SqliteStore, bound, sessions};
 use crate::domain::{Entry, Result, rules};
-use crate::store::queries::TAIL_START;
 use crate::store::rows::{content_columns, entry_at, signed, stored_entry, token_counts, unsigned};
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
 
@@ -152,13 +151,8 @@ pub(super) async fn tail_start(
     up_to_seq: u64,
     budget: u32,
 ) -> Result<u64> {
-    let tail = sqlx::query_scalar(TAIL_START)
-        .bind(tenant)
-        .bind(session_key)
-        .bind(signed(up_to_seq))
-        .bind(i64::from(budget))
-        .fetch_one(&store.read);
-    let start: Option<i64> = store.sql.run("SELECT", "entries", tail).await?;
+    let tail = bound::tail_start(tenant, session_key, up_to_seq, budget).fetch_one(&store.read);
+    let start = store.sql.run("SELECT", "entries", tail).await?;
     match start {
         Some(s) => Ok(unsigned(s)),
         None => {

@@ -3,14 +3,14 @@
 //! reading it.
 
 use async_trait::async_trait;
-use sqlx::{Executor, Sqlite, Transaction};
+use sqlx::{Executor, Sqlite};
 
-use super::{SqliteStore, sessions};
+use super::{SqliteStore, bound, sessions};
 use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
 use crate::store::error::unique_or;
-use crate::store::handoffs::HandoffTx;
-use crate::store::queries::{self, GET_HANDOFF, INSERT_HANDOFF};
-use crate::store::rows::{StoredHandoff, count_to_db, handoff_at, inbox_owners, signed, unsigned};
+use crate::store::handoffs::{HandoffTx, Tx};
+use crate::store::queries::{self, GET_HANDOFF};
+use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
 use crate::store::{HandoffPage, HandoffQuery};
 use crate::store::sql::Sql;
 
@@ -45,20 +45,15 @@ pub(super) async fn list(store: &SqliteStore, q: &HandoffQuery) -> Result<Handof
     rows.iter().map(|r| handoff_at(r, 0).map(|h| (h.pk, h.handoff))).collect()
 }
 
-/// One write transaction of the handoff flows.
-pub(super) struct SqliteTx<'a> {
-    tx: Transaction<'static, Sqlite>,
-    sql: &'a Sql,
-}
-
 impl SqliteStore {
-    pub(super) async fn handoff_tx(&self) -> Result<SqliteTx<'_>> {
-        Ok(SqliteTx { tx: self.begin_write().await?, sql: &self.sql })
+    /// A write transaction of the handoff flows.
+    pub(super) async fn handoff_tx(&self) -> Result<Tx<'_, Sqlite>> {
+        Ok(Tx { tx: self.begin_write().await?, sql: &self.sql })
     }
 }
 
 #[async_trait]
-impl HandoffTx for SqliteTx<'_> {
+impl HandoffTx for Tx<'_, Sqlite> {
     async fn lock_session(&mut self, tenant: &str, session_key: &str) -> Result<Session> {
         sessions::fetch(self.sql, &mut *self.tx, tenant, session_key).await
     }
@@ -78,24 +73,7 @@ impl HandoffTx for SqliteTx<'_> {
     }
 
     async fn insert_handoff(&mut self, session_id: i64, h: &Handoff) -> Result<i64> {
-        let insert = sqlx::query_scalar(INSERT_HANDOFF)
-            .bind(&h.tenant)
-            .bind(&h.handoff_id)
-            .bind(session_id)
-            .bind(&h.session_key)
-            .bind(&h.from_agent)
-            .bind(&h.to_agent)
-            .bind(h.kind.as_str())
-            .bind(h.status.as_str())
-            .bind(&h.instructions)
-            .bind(&h.summary)
-            .bind(signed(h.up_to_seq))
-            .bind(count_to_db("max_tokens", h.max_tokens)?)
-            .bind(&h.reason)
-            .bind(h.created_at.0)
-            .bind(h.updated_at.0)
-            .bind(h.deadline.map(|t| t.0))
-            .fetch_one(&mut *self.tx);
+        let insert = bound::insert_handoff(session_id, h)?.fetch_one(&mut *self.tx);
         self.sql.run("INSERT", "handoffs", insert).await.map_err(|e| unique_or(e, "handoff", &h.handoff_id))
     }
 

@@ -1,9 +1,8 @@
 //! Agent inboxes in SQLite. Events are written by the handoff flows (`handoffs`).
 
-use super::SqliteStore;
+use super::{SqliteStore, bound};
 use crate::domain::{HandoffEvent, Result};
-use crate::store::queries::INBOX_AFTER;
-use crate::store::rows::{event_at, signed, unsigned};
+use crate::store::rows::{event_at, unsigned};
 
 /// The pending handoffs' `created` events. CROSS JOIN fixes the join order: from the agent's
 /// pending handoffs (a partial index) to their events, rather than through the agent's whole
@@ -36,12 +35,7 @@ pub(super) async fn after(
     after_cursor: u64,
     limit: u32,
 ) -> Result<Vec<HandoffEvent>> {
-    let after = sqlx::query(INBOX_AFTER)
-        .bind(tenant)
-        .bind(agent)
-        .bind(signed(after_cursor))
-        .bind(i64::from(limit))
-        .fetch_all(&store.read);
+    let after = bound::inbox_after(tenant, agent, after_cursor, limit).fetch_all(&store.read);
     let rows = store.sql.run("SELECT", "inbox_events", after).await?;
     rows.iter().map(|r| event_at(r, 0)).collect()
 }

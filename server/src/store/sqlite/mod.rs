@@ -19,6 +19,8 @@ use super::rows::Moments;
 use crate::domain::{Error, Micros, Result};
 use crate::store::sql::{PoolSample, Sql, pool_collector};
 
+binders!(sqlx::Sqlite);
+
 mod entries;
 mod handoffs;
 mod inbox;

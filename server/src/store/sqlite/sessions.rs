@@ -3,8 +3,8 @@
 use sqlx::types::Json;
 use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection};
 
-use super::SqliteStore;
-use crate::domain::{Error, Micros, Result, Session, SessionStatus};
+use super::{SqliteStore, bound};
+use crate::domain::{Error, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
@@ -14,13 +14,6 @@ use crate::store::sql::Sql;
 const GET_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = ?");
 const GET_SESSION_ID: &str = "SELECT id FROM sessions WHERE tenant = ? AND session_key = ?";
 
-const INSERT_SESSION: &str = concat!(
-    "INSERT INTO sessions (tenant, session_key, created_by, owner, status, metadata, created_at, updated_at, \
-     last_activity_at, expires_at) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?6, ?6, ?7) RETURNING ",
-    session_cols!("")
-);
-
-
 const EXPIRE_SESSIONS: &str = concat!(
     "UPDATE sessions SET status = 'expired', updated_at = ?1 WHERE id IN (SELECT id FROM sessions \
      WHERE status IN ('active', 'dormant', 'handed_off') AND expires_at IS NOT NULL AND expires_at <= ?1 \
@@ -29,15 +22,7 @@ const EXPIRE_SESSIONS: &str = concat!(
 );
 
 pub(super) async fn create(store: &SqliteStore, new: NewSession) -> Result<Session> {
-    let insert = sqlx::query(INSERT_SESSION)
-        .bind(&new.tenant)
-        .bind(&new.session_key)
-        .bind(&new.agent)
-        .bind(SessionStatus::Active.as_str())
-        .bind(Json(&new.metadata))
-        .bind(new.now.0)
-        .bind(new.expires_at.map(|t| t.0))
-        .fetch_one(&store.write);
+    let insert = bound::insert_session(&new)?.fetch_one(&store.write);
     let row =
         store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
     session_at(&row, 0)
