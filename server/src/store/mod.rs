@@ -7,10 +7,13 @@
 //! `tokens`), so the stores hold storage only.
 //!
 //! Each store is split by aggregate, the same way, so the two read side by side:
-//! `{postgres,sqlite}/{mod,sessions,entries,search,handoffs,inbox}.rs`. What they share is
-//! here: the column lists (`columns`), the row readers and value conversions (`rows`), the
-//! handoff write flows over each store's statements (`handoffs`), and the mapping of database
-//! errors to domain errors (`error`).
+//! `{postgres,sqlite}/{mod,sessions,entries,search,handoffs,inbox}.rs` (PostgreSQL adds
+//! `append`, its write coalescer). What they share is here: the column lists (`columns`), the
+//! statements that are the same on both and their bindings (`queries`), the row readers and
+//! value conversions (`rows`), the handoff write flows over each store's statements
+//! (`handoffs`), the `Store` implementation over each store's aggregate modules (`backend`),
+//! the mapping of database errors to domain errors (`error`), and statement metrics and spans
+//! (`sql`). No sqlx type leaves this module.
 
 use async_trait::async_trait;
 
