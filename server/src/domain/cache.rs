@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Entry, Handoff, HandoffEvent, Session};
+use super::{Entry, Handoff, HandoffEvent, Session, tokens};
 use crate::store::WindowSlice;
 
 /// A read-through cache. Reads answer `None` when the cache cannot vouch for a current copy;
@@ -56,15 +56,10 @@ impl CachedSession {
     /// budget.
     pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
         let after = self.session.last_summary_seq;
-        let mut total = 0u64;
-        let mut newest_first = Vec::new();
-        for e in self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize) {
-            if total >= u64::from(max_tokens) {
-                break;
-            }
-            total += u64::from(e.token_count);
-            newest_first.push(e.clone());
-        }
+        let offered = || self.tail.iter().rev().take_while(move |e| e.seq > after).take(max as usize);
+        let read = tokens::read_bound(offered().map(|e| e.token_count), max_tokens);
+        let newest_first: Vec<Entry> = offered().take(read).cloned().collect();
+        let total: u64 = newest_first.iter().map(|e| u64::from(e.token_count)).sum();
         let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
         let complete =
             newest_first.len() == max as usize || total >= u64::from(max_tokens) || first_cached <= after + 1;
@@ -83,3 +78,90 @@ impl CachedSession {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Content, EntryKind, Metadata, Micros, SessionStatus};
+
+    fn entry(seq: u64, kind: EntryKind, tokens: u32) -> Entry {
+        Entry {
+            session_key: "s".into(),
+            seq,
+            kind,
+            role: String::new(),
+            author: "a".into(),
+            content: Content::Text(String::new()),
+            media_type: String::new(),
+            metadata: Metadata::new(),
+            token_count: tokens,
+            idempotency_key: String::new(),
+            trace_id: String::new(),
+            created_at: Micros(0),
+        }
+    }
+
+    fn session(last_seq: u64, last_summary_seq: u64) -> Session {
+        Session {
+            id: 1,
+            tenant: "t".into(),
+            session_key: "s".into(),
+            created_by: "a".into(),
+            owner: "a".into(),
+            status: SessionStatus::Active,
+            metadata: Metadata::new(),
+            last_seq,
+            last_summary_seq,
+            created_at: Micros(0),
+            updated_at: Micros(0),
+            last_activity_at: Micros(0),
+            expires_at: None,
+        }
+    }
+
+    /// Whenever a cached tail says it can answer a window, the budget rule applied to it gives
+    /// the window the whole session gives (`tokens::window_of`, the stores' reference).
+    #[test]
+    fn a_complete_slice_selects_what_the_whole_session_selects() {
+        let mut state = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let mut answered = 0;
+        for _ in 0..300 {
+            let len = 1 + next(60);
+            let entries: Vec<Entry> = (1..=len)
+                .map(|seq| {
+                    let kind = if next(10) == 0 { EntryKind::Summary } else { EntryKind::Message };
+                    entry(seq, kind, 4 + next(40) as u32)
+                })
+                .collect();
+            let summary = entries.iter().rev().find(|e| e.kind == EntryKind::Summary).cloned();
+            let cached_len = 1 + next(len) as usize;
+            let cached = CachedSession {
+                session: session(len, summary.as_ref().map_or(0, |s| s.seq)),
+                summary: summary.clone(),
+                tail: entries[entries.len() - cached_len..].to_vec().into(),
+            };
+            let (max_entries, max_tokens) = (1 + next(30) as u32, next(400) as u32);
+            let (slice, complete) = cached.slice(max_entries, max_tokens);
+            if !complete {
+                continue;
+            }
+            answered += 1;
+            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
+            let n = tokens::window_len(
+                summary_tokens,
+                slice.newest_first.iter().map(|e| e.token_count),
+                max_entries,
+                max_tokens,
+            );
+            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.seq).collect();
+            let (want_summary, want) = tokens::window_of(&entries, max_entries, max_tokens);
+            assert_eq!(slice.summary.as_ref().map(|s| s.seq), want_summary.map(|s| s.seq));
+            assert_eq!(from_cache, want.iter().map(|e| e.seq).collect::<Vec<_>>(), "{max_entries} {max_tokens}");
+        }
+        assert!(answered > 100, "only {answered} windows were answerable from the cache");
+    }
+}
