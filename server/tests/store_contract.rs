@@ -7,11 +7,9 @@
 //! sweepers are global; any other deadline is far in the future.
 //!
 //! SQLite always runs. PostgreSQL runs on `BATON_TEST_DATABASE_URL`; without it its cases
-//! fail when `BATON_REQUIRE_SERVICES=1` (as the test command sets it) and otherwise say loudly
-//! that they were skipped.
+//! fail (`BATON_REQUIRE_SERVICES=0` makes them say loudly that they were skipped instead).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use baton_server::domain::rules::{self, Action};
@@ -45,26 +43,10 @@ async fn make_sqlite() -> Option<Harness> {
     Some(Harness { _dir: Some(dir), ..Harness::new(store) })
 }
 
-/// The PostgreSQL store on `BATON_TEST_DATABASE_URL`, migrated; `None` (after saying so) when
-/// it is not set, and a failure then if `BATON_REQUIRE_SERVICES=1`.
+/// The PostgreSQL store on `BATON_TEST_DATABASE_URL`, migrated (the test kit's one setup):
+/// missing, the case fails, or skips loudly with `BATON_REQUIRE_SERVICES=0`.
 async fn make_postgres() -> Option<Harness> {
-    let Some(url) = std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        assert!(
-            std::env::var("BATON_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "BATON_TEST_DATABASE_URL is not set and BATON_REQUIRE_SERVICES=1: start the services \
-             (eval \"$(scripts/dev-services)\") or unset BATON_REQUIRE_SERVICES"
-        );
-        // Straight to stderr, past the test harness's capture, so the skip shows in every run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: a PostgreSQL store contract case did not run: BATON_TEST_DATABASE_URL is not set \
-             (set BATON_REQUIRE_SERVICES=1 to make this a failure)"
-        );
-        return None;
-    };
-    let store = baton_server::store::postgres::PgStore::connect(&url, 8).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(Harness::new(store))
+    Some(Harness::new(baton_testkit::postgres_store(8).await?))
 }
 
 /// `contract_tests!(name, make)` runs every case against the backend `make` opens: `make`
