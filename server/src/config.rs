@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::domain::validate::Limits;
 
@@ -123,8 +123,12 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    /// The defaults, as if no flag or variable were given (for tests and embedding).
+    /// The documented defaults, as if no flag were given, whatever the environment holds: tests
+    /// and embedders get the same configuration on every machine (an exported `REDIS_URL` must
+    /// not turn a cache on behind a test's back).
     pub fn defaults() -> Self {
-        Cli::parse_from(["batond"]).config
+        let command = Cli::command().mut_args(|a| a.env(None));
+        let matches = command.get_matches_from(["batond"]);
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("the defaults parse: {e}")).config
     }
 }

@@ -1,18 +1,24 @@
 //! Baton's server library; `batond` is a thin binary over [`run`].
 //!
-//! A request flows: tonic (`api`: tenant from metadata, proto → validated domain command)
-//! → [`domain::service::Baton`] (rules, summaries, streams) → [`store`] (PostgreSQL or the
-//! embedded SQLite; seqs, idempotency and state transitions happen atomically there) → back
-//! out as protos. After a commit, `Baton` publishes to the [`hub`], which fans appends and
-//! handoff events out to the streams following them. [`admin`] serves /health, /ready and
-//! /metrics; [`config`] holds every setting. [`telemetry`] wraps every call in a tower layer
-//! (server span, duration, open streams) and gives the stores one span per SQL statement.
+//! A request flows down, never back up: tonic → [`telemetry::grpc`] (server span, duration,
+//! open streams) → [`api::ContextLayer`] (tenant and trace id, once per call) → [`api`] (thin
+//! handlers: proto → validated domain command) → [`domain::service::Baton`] (rules,
+//! summaries, streams, sweeps) → [`store`] (PostgreSQL or the embedded SQLite; seqs,
+//! idempotency and state transitions happen atomically there). Replies go back out as protos
+//! through [`wire`], the one place records meet their proto form.
+//!
+//! After a commit `Baton` tells the cache (the [`domain::cache::Cache`] contract; [`cache`] is
+//! the Redis one) and the [`hub`], which fans appends and handoff events out to the streams
+//! following them; the Redis bus feeds other replicas' changes into the same hub. [`serve`]
+//! owns every background task (health, sweeper, admin, bus) and joins them on shutdown.
+//! [`admin`] serves /health, /ready and /metrics; [`config`] holds every setting.
 //!
 //! ```text
-//! gRPC ─► telemetry::grpc ─► api ─► domain::service ─► store (PostgreSQL | SQLite)
-//!                                       │    ▲
-//!                                       ▼    │ backfill
-//!                                      hub ──┴─► StreamEntries / WatchHandoffs
+//! gRPC ─► telemetry::grpc ─► api::ContextLayer ─► api ─► domain::service ─► store
+//!                                                          │  │   ▲         (PostgreSQL | SQLite)
+//!                                   cache (Redis, L1) ◄────┘  ▼   │ backfill
+//!                                        │ bus ──────────────► hub ─► StreamEntries / WatchHandoffs
+//! wire: domain records ⇄ baton.v1 protos (api replies, cache payloads)
 //! ```
 
 use std::future::Future;
@@ -36,10 +42,12 @@ pub mod hub;
 pub mod probe;
 pub mod store;
 pub mod telemetry;
+pub mod wire;
 
 use clock::{Clock, SystemClock};
 use config::Config;
-use domain::service::Baton;
+use domain::service::{Baton, Parts};
+use hub::Hub;
 use store::Store;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,6 +68,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
         }
         None => Ok(Arc::new(store::sqlite::SqliteStore::open(&config.data_dir).await?)),
     }
+}
+
+/// A server that is up, as [`serve`] hands it to its caller.
+pub struct Running {
+    pub baton: Arc<Baton>,
+    /// The Redis cache, when configured (its counters and connection state).
+    pub redis: Option<Arc<cache::RedisCache>>,
 }
 
 /// The listeners `batond` serves on.
@@ -83,26 +98,43 @@ pub async fn run(
 /// and clock until `shutdown` resolves, then shuts down gracefully: readiness and health go
 /// NOT_SERVING, streams end with UNAVAILABLE (clients resume from their last seq or cursor),
 /// new connections are refused, and in-flight unary calls get `shutdown_grace` to finish.
-/// `started` receives the service once it is up (tests use it to sweep on demand).
+/// `started` receives the service once it is up (tests use it to sweep on demand and to read
+/// the cache's counters).
 pub async fn serve(
     config: Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
-    started: impl FnOnce(Arc<Baton>),
+    started: impl FnOnce(Running),
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
     let metrics = telemetry::Metrics::new();
-    store.collectors().into_iter().for_each(|c| metrics.register(c));
-    let cache = match config.cache() {
-        Some(c) => Some(cache::Cache::connect(c).await?),
+    let counters = domain::counters::Counters::new();
+    store.collectors().into_iter().chain(counters.collectors()).for_each(|c| metrics.register(c));
+    let hub = Arc::new(Hub::default());
+    let mut tasks = Vec::new();
+    let redis = match config.cache() {
+        Some(c) => Some(cache::RedisCache::connect(c).await?),
         None => None,
     };
-    if let Some(cache) = &cache {
-        cache.collectors().into_iter().for_each(|c| metrics.register(c));
-    }
-    let baton = Baton::new(Arc::clone(&store), cache, clock, config.limits(), stop.clone(), Arc::clone(&metrics));
+    let cache: Arc<dyn domain::cache::Cache> = match &redis {
+        Some(redis) => {
+            redis.collectors().into_iter().for_each(|c| metrics.register(c));
+            tasks.push(redis.spawn_bus(Arc::clone(&hub), stop.clone()));
+            Arc::clone(redis) as Arc<dyn domain::cache::Cache>
+        }
+        None => Arc::new(domain::cache::NoCache),
+    };
+    let parts = Parts {
+        cache,
+        hub,
+        clock,
+        limits: config.limits(),
+        shutdown: stop.clone(),
+        counters,
+    };
+    let baton = Baton::new(Arc::clone(&store), parts);
     let grpc_layer = telemetry::grpc::GrpcLayer::new(
         Arc::clone(&metrics),
         &[
@@ -128,12 +160,16 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd);
 
-    let health_task = tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone()));
-    let sweeper = tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval()));
+    tasks.push(tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone())));
+    tasks.push(tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval())));
 
     let admin = axum::serve(listeners.admin, admin::router(Arc::clone(&store), metrics, stop.clone()))
         .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let admin = tokio::spawn(async move { admin.await });
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = admin.await {
+            tracing::warn!(error = %e, "admin server failed");
+        }
+    }));
 
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc).map(|conn| {
         if let Ok(c) = &conn {
@@ -145,13 +181,14 @@ pub async fn serve(
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(grpc_layer)
+        .layer(api::ContextLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(context)
         .add_service(handoff)
         .serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     let mut grpc = tokio::spawn(grpc);
-    started(baton);
+    started(Running { baton, redis });
 
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
@@ -168,7 +205,8 @@ pub async fn serve(
             grpc.abort();
         }
     }
-    let _ = tokio::join!(health_task, sweeper, admin);
+    // Background tasks (health, sweeper, admin, the Redis bus) all end on `stop`.
+    futures::future::join_all(tasks).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -33,6 +33,7 @@ backend_tests!(
     shutdown_ends_streams_with_unavailable,
     concurrent_retries_of_one_key_write_once,
     concurrent_conditional_appends_one_wins,
+    token_budgets_past_the_limit_are_refused_alike,
 );
 
 async fn session_lifecycle(b: Backend) {
@@ -606,7 +607,7 @@ async fn handoff_deadline_expires_without_a_request(b: Backend) {
     let mut ctx = srv.context().await;
     let mut h = srv.handoffs().await;
     create_session(&mut ctx, "d", "alice").await;
-    let now = baton_server::api::convert::timestamp(baton_server::clock::Clock::now(srv.clock.as_ref()));
+    let now = baton_server::wire::timestamp(baton_server::clock::Clock::now(srv.clock.as_ref()));
     let deadline = prost_types::Timestamp { seconds: now.seconds + 60, nanos: now.nanos };
     let ho = h
         .request_handoff(pb::RequestHandoffRequest {
@@ -1126,5 +1127,38 @@ async fn concurrent_conditional_appends_one_wins(b: Backend) {
     assert_eq!(won, 1);
     let s = ctx.get_session(pb::GetSessionRequest { session_key: "cas".into() }).await.unwrap().into_inner();
     assert_eq!(s.last_seq, 1);
+    srv.shutdown().await;
+}
+
+/// A `max_tokens` past the domain's limit is INVALID_ARGUMENT on every store and RPC, before
+/// anything is read or written; the limit itself is accepted.
+async fn token_budgets_past_the_limit_are_refused_alike(b: Backend) {
+    use baton_server::domain::validate::MAX_TOKENS;
+    let srv = start_server(b).await;
+    let mut ctx = srv.context().await;
+    let mut h = srv.handoffs().await;
+    create_session(&mut ctx, "budget", "a").await;
+    append(&mut ctx, "budget", vec![message("a", "hello")]).await;
+    let window = |max_tokens| pb::GetContextWindowRequest { session_key: "budget".into(), max_tokens, max_entries: 0 };
+    let handoff = |max_tokens| pb::RequestHandoffRequest {
+        session_key: "budget".into(),
+        from_agent: "a".into(),
+        to_agent: "b".into(),
+        r#type: pb::HandoffType::ContextTransfer as i32,
+        max_tokens,
+        ..Default::default()
+    };
+    for over in [MAX_TOKENS + 1, u32::MAX] {
+        let err = ctx.get_context_window(window(over)).await.unwrap_err();
+        assert_eq!((err.code(), violations(&err)), (Code::InvalidArgument, vec!["max_tokens".to_owned()]));
+        let err = h.request_handoff(handoff(over)).await.unwrap_err();
+        assert_eq!((err.code(), violations(&err)), (Code::InvalidArgument, vec!["max_tokens".to_owned()]));
+    }
+    let listed = h.list_handoffs(pb::ListHandoffsRequest::default()).await.unwrap().into_inner();
+    assert!(listed.handoffs.is_empty(), "a refused handoff wrote nothing");
+    let w = ctx.get_context_window(window(MAX_TOKENS)).await.unwrap().into_inner();
+    assert_eq!(w.entries.len(), 1);
+    let made = h.request_handoff(handoff(MAX_TOKENS)).await.unwrap().into_inner();
+    assert_eq!(made.max_tokens, MAX_TOKENS);
     srv.shutdown().await;
 }

@@ -5,14 +5,18 @@
 //! can run cases in parallel and run after run. Time is the `now` the cases pass in, never
 //! the clock. Only the expiry cases use deadlines and expiries near `T0`, because the
 //! sweepers are global; any other deadline is far in the future.
+//!
+//! SQLite always runs. PostgreSQL runs on `BATON_TEST_DATABASE_URL`; without it its cases
+//! fail (`BATON_REQUIRE_SERVICES=0` makes them say loudly that they were skipped instead).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use baton_server::domain::rules::{self, Action};
+use baton_server::domain::validate::MAX_TOKENS;
 use baton_server::domain::{
-    Content, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, HandoffType, Metadata, Micros,
-    NewEntry, SessionStatus, tokens,
+    Content, Entry, EntryKind, Error, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, HandoffType, Metadata,
+    Micros, NewEntry, SessionStatus, tokens,
 };
 use baton_server::store::sqlite::SqliteStore;
 use baton_server::store::{
@@ -39,9 +43,15 @@ async fn make_sqlite() -> Option<Harness> {
     Some(Harness { _dir: Some(dir), ..Harness::new(store) })
 }
 
+/// The PostgreSQL store on `BATON_TEST_DATABASE_URL`, migrated (the test kit's one setup):
+/// missing, the case fails, or skips loudly with `BATON_REQUIRE_SERVICES=0`.
+async fn make_postgres() -> Option<Harness> {
+    Some(Harness::new(baton_testkit::postgres_store(8).await?))
+}
+
 /// `contract_tests!(name, make)` runs every case against the backend `make` opens: `make`
-/// is an async function (or a closure returning a future) giving `Option<Harness>`, `None`
-/// when the backend is not configured here, which skips its cases.
+/// is an async function giving `Option<Harness>`, `None` when the backend is not configured
+/// here (`make` says so, or fails when services are required).
 macro_rules! contract_tests {
     ($backend:ident, $make:expr) => {
         contract_tests!(@cases $backend, $make;
@@ -66,6 +76,14 @@ macro_rules! contract_tests {
             inbox_cursors_are_gap_free_per_agent,
             pending_inbox_and_head,
             inbox_after_resumes,
+            concurrent_handoffs_get_gap_free_cursors,
+            crossing_handoffs_neither_deadlock_nor_leave_gaps,
+            max_tokens_are_kept_up_to_the_domain_limit_and_refused_above_it,
+            a_sweep_skips_a_refused_handoff_and_expires_the_rest,
+            a_resolved_handoff_never_reopens_an_ended_session,
+            waking_a_dormant_session_is_an_update,
+            every_window_agrees_with_the_budget_rule,
+            every_handoff_tail_agrees_with_the_budget_rule,
         );
     };
     (@cases $backend:ident, $make:expr; $($case:ident),+ $(,)?) => {
@@ -74,10 +92,7 @@ macro_rules! contract_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     #[allow(clippy::redundant_closure_call)]
-                    let Some(harness) = ($make)().await else {
-                        eprintln!("{} backend not configured; skipped", stringify!($backend));
-                        return;
-                    };
+                    let Some(harness) = ($make)().await else { return };
                     super::$case(harness.store.clone()).await;
                 }
             )+
@@ -86,14 +101,14 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(sqlite, super::make_sqlite);
-contract_tests!(postgres, || async {
-    let url = std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
-    let store = baton_server::store::postgres::PgStore::connect(&url, 8).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(super::Harness::new(store))
-});
+contract_tests!(postgres, super::make_postgres);
 
 type Db = Arc<dyn Store>;
+
+/// Held by the cases that sweep: sweeps are global (every due row of every tenant, locked
+/// while swept), so on a shared database two sweeping cases at once would take each other's
+/// rows.
+static SWEEPING: std::sync::LazyLock<tokio::sync::Mutex<()>> = std::sync::LazyLock::new(Default::default);
 
 /// The cases' epoch: 2025-06-15T16:26:40Z.
 const T0: Micros = Micros(1_750_004_800_000_000);
@@ -227,6 +242,11 @@ async fn act(
         rules::decide(current, action, agent, reason, now)
     })
     .await
+}
+
+/// The expiry sweep as the domain runs it (`rules::sweep`).
+async fn sweep(db: &Db, now: Micros) -> Vec<Changed> {
+    db.expire_handoffs(now, 1000).await.expect("sweep")
 }
 
 async fn inbox(db: &Db, tenant: &str, agent: &str) -> Vec<HandoffEvent> {
@@ -545,6 +565,7 @@ async fn closed_or_expired_session_rejects_appends(db: Db) {
 }
 
 async fn expire_sessions_sweeps_due_open_sessions(db: Db) {
+    let _sweeping = SWEEPING.lock().await;
     let t = tenant();
     let with_expiry = |key: &str, expires_at| NewSession {
         tenant: t.clone(),
@@ -659,14 +680,14 @@ async fn window_starts_at_the_latest_summary(db: Db) {
         "only entries after the summary"
     );
 
-    // A token budget reads only what can fit, plus the first entry that cannot. Each of
-    // m8..m10 costs estimate("m8") = 5 tokens.
+    // A token budget reads only what can fit, plus the first entry that cannot
+    // (`tokens::read_bound`). Each of m8..m10 costs estimate("m8") = 5 tokens.
     let cost = tokens::estimate(&Content::Text("m8".into()));
-    let budgeted = db.window(&t, "s", 100, 2 * cost).await.unwrap();
-    assert_eq!(budgeted.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 9]);
-    let over = db.window(&t, "s", 100, 2 * cost + 1).await.unwrap();
-    assert_eq!(over.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 9, 8]);
-    assert_eq!(db.window(&t, "s", 100, 0).await.unwrap().newest_first.len(), 0);
+    let seqs = |w: baton_server::store::WindowSlice| w.newest_first.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(db.window(&t, "s", 100, 2 * cost - 1).await.unwrap()), [10, 9]);
+    assert_eq!(seqs(db.window(&t, "s", 100, 2 * cost).await.unwrap()), [10, 9, 8]);
+    assert_eq!(seqs(db.window(&t, "s", 100, cost - 1).await.unwrap()), [10]);
+    assert_eq!(seqs(db.window(&t, "s", 100, 0).await.unwrap()), [10], "nothing fits; the stopper is read");
 
     assert_not_found(db.window(&t, "missing", 10, u32::MAX).await, "session");
 }
@@ -999,6 +1020,7 @@ async fn full_handoff_transfers_ownership(db: Db) {
 }
 
 async fn expire_handoffs_sweeps_due_pending(db: Db) {
+    let _sweeping = SWEEPING.lock().await;
     let t = tenant();
     session(&db, &t, "s", "alice", at(1)).await;
     let with_deadline = |deadline| {
@@ -1012,8 +1034,8 @@ async fn expire_handoffs_sweeps_due_pending(db: Db) {
     let open_ended = db.create_handoff(with_deadline(None)).await.unwrap().handoff;
 
     let mine = |changed: Vec<Changed>| changed.into_iter().filter(|c| c.handoff.tenant == t).collect::<Vec<_>>();
-    assert!(mine(db.expire_handoffs(at(59), 1000).await.unwrap()).is_empty(), "not due yet");
-    let expired = mine(db.expire_handoffs(at(60), 1000).await.unwrap());
+    assert!(mine(sweep(&db, at(59)).await).is_empty(), "not due yet");
+    let expired = mine(sweep(&db, at(60)).await);
     assert_eq!(expired.len(), 1);
     let c = &expired[0];
     assert_eq!(c.handoff.handoff_id, due.handoff_id);
@@ -1027,7 +1049,7 @@ async fn expire_handoffs_sweeps_due_pending(db: Db) {
         ]
     );
     assert_eq!(db.get_handoff(&t, &due.handoff_id).await.unwrap(), c.handoff);
-    assert!(mine(db.expire_handoffs(at(120), 1000).await.unwrap()).is_empty(), "swept once; accepted ones never");
+    assert!(mine(sweep(&db, at(120)).await).is_empty(), "swept once; accepted ones never");
 
     assert_eq!(db.get_handoff(&t, &accepted.handoff_id).await.unwrap().status, HandoffStatus::Accepted);
     assert_eq!(db.get_handoff(&t, &open_ended.handoff_id).await.unwrap().status, HandoffStatus::Pending);
@@ -1151,4 +1173,275 @@ async fn inbox_after_resumes(db: Db) {
     assert_eq!(db.inbox_after(&t, "bob", 3, 100).await.unwrap(), all[3..]);
     assert_eq!(db.inbox_after(&t, "bob", 6, 100).await.unwrap(), []);
     assert_eq!(db.inbox_after(&t, "bob", 0, 0).await.unwrap(), []);
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrency (formerly PostgreSQL-only tests; every store must pass them)
+
+async fn concurrent_handoffs_get_gap_free_cursors(db: Db) {
+    const N: u64 = 16;
+    let t = tenant();
+    session(&db, &t, "s", "alice", at(1)).await;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (db, t) = (db.clone(), t.clone());
+            let from = if i % 2 == 0 { "alice" } else { "carol" };
+            tokio::spawn(async move {
+                db.create_handoff(new_handoff(&t, "s", from, "bob", HandoffType::Collaboration, at(2))).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("create handoff");
+    }
+    let cursors = |v: &[HandoffEvent]| v.iter().map(|e| e.cursor).collect::<Vec<_>>();
+    let bob = inbox(&db, &t, "bob").await;
+    assert_eq!(cursors(&bob), (1..=N).collect::<Vec<_>>());
+    assert!(bob.iter().all(|e| e.agent == "bob" && e.kind == HandoffEventType::Created));
+    assert_eq!(cursors(&inbox(&db, &t, "alice").await), (1..=N / 2).collect::<Vec<_>>());
+    assert_eq!(cursors(&inbox(&db, &t, "carol").await), (1..=N / 2).collect::<Vec<_>>());
+
+    // A later change takes the next cursor; the created event still shows the handoff pending.
+    let rejected = act(&db, &bob[0].handoff, Action::Reject, "bob", Some("busy"), at(3)).await.unwrap();
+    let bobs = rejected.events.iter().find(|e| e.agent == "bob").unwrap();
+    assert_eq!(bobs.cursor, N + 1);
+    assert_eq!(db.inbox_after(&t, "bob", N, 10).await.unwrap(), std::slice::from_ref(bobs));
+    assert_eq!(db.inbox_after(&t, "bob", 0, 1).await.unwrap()[0].handoff.status, HandoffStatus::Pending);
+    let (pending, head) = db.pending_inbox(&t, "bob").await.unwrap();
+    assert_eq!((cursors(&pending), head), ((2..=N).collect::<Vec<_>>(), N + 1));
+}
+
+async fn crossing_handoffs_neither_deadlock_nor_leave_gaps(db: Db) {
+    let t = tenant();
+    session(&db, &t, "s", "a", at(1)).await;
+    let agents = ["a", "b", "c", "d"];
+    let pairs: Vec<(usize, &str, &str)> = (0..24)
+        .map(|i| (i, agents[i % 4], agents[(i / 4 + 1 + i) % 4]))
+        .filter(|(_, from, to)| from != to)
+        .collect();
+    let creates: Vec<_> = pairs
+        .iter()
+        .map(|&(_, from, to)| {
+            let (db, t) = (db.clone(), t.clone());
+            tokio::spawn(async move {
+                db.create_handoff(new_handoff(&t, "s", from, to, HandoffType::Collaboration, at(2))).await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for task in creates {
+        created.push(task.await.expect("task").expect("create").handoff);
+    }
+    // Half are accepted by their targets, half cancelled by their requesters, all at once.
+    let changes: Vec<_> = created
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let (action, agent) =
+                    if i % 2 == 0 { (Action::Accept, h.to_agent.clone()) } else { (Action::Cancel, h.from_agent.clone()) };
+                act(&db, &h, action, &agent, None, at(3)).await
+            })
+        })
+        .collect();
+    for task in changes {
+        task.await.expect("task").expect("change");
+    }
+    for agent in agents {
+        let events = inbox(&db, &t, agent).await;
+        let involved = pairs.iter().filter(|(_, f, to)| *f == agent || *to == agent).count();
+        assert_eq!(events.len(), 2 * involved, "agent {agent}");
+        assert_eq!(events.iter().map(|e| e.cursor).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+        assert_eq!(db.pending_inbox(&t, agent).await.unwrap(), (Vec::new(), events.len() as u64));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules the stores once disagreed on (each now written once, in the domain)
+
+/// Token budgets are validated in the domain (`validate::MAX_TOKENS`); up to it every store
+/// keeps one as given, and above it every store refuses it alike, before writing anything
+/// (PostgreSQL used to refuse, SQLite to store it).
+async fn max_tokens_are_kept_up_to_the_domain_limit_and_refused_above_it(db: Db) {
+    let t = tenant();
+    session(&db, &t, "s", "alice", at(1)).await;
+    let mut largest = new_handoff(&t, "s", "alice", "bob", HandoffType::ContextTransfer, at(2));
+    largest.handoff.max_tokens = MAX_TOKENS;
+    let kept = db.create_handoff(largest).await.unwrap().handoff;
+    assert_eq!(db.get_handoff(&t, &kept.handoff_id).await.unwrap().max_tokens, MAX_TOKENS);
+
+    let mut above = new_handoff(&t, "s", "alice", "bob", HandoffType::ContextTransfer, at(3));
+    above.handoff.max_tokens = MAX_TOKENS + 1;
+    match db.create_handoff(above.clone()).await {
+        Err(Error::InvalidArgument(v)) => assert_eq!(v[0].field, "max_tokens"),
+        other => panic!("expected InvalidArgument max_tokens, got {other:?}"),
+    }
+    assert_not_found(db.get_handoff(&t, &above.handoff.handoff_id).await, "handoff");
+    assert_eq!(inbox(&db, &t, "bob").await.len(), 1, "the refused handoff wrote no event");
+
+    // The same limit holds for an entry's cost.
+    let mut huge = msg("huge");
+    huge.token_count = MAX_TOKENS + 1;
+    match db.append(append_cmd(&t, "s", vec![msg("fine"), huge], at(4))).await {
+        Err(Error::InvalidArgument(v)) => assert_eq!(v[0].field, "entries[1].token_count"),
+        other => panic!("expected InvalidArgument entries[1].token_count, got {other:?}"),
+    }
+    assert_eq!(all_seqs(&db, &t, "s").await, Vec::<u64>::new(), "the refused append wrote nothing");
+    let mut largest = msg("largest");
+    largest.token_count = MAX_TOKENS;
+    let kept = append(&db, &t, "s", vec![largest], at(5)).await;
+    assert_eq!(db.list_entries(&entries_query(&t, "s")).await.unwrap(), kept.entries);
+}
+
+/// The sweep applies the domain's decision to each due handoff: one it refuses is skipped
+/// (and logged by `rules::sweep`) and the others still expire (one store used to abort the
+/// whole sweep, the other to skip).
+async fn a_sweep_skips_a_refused_handoff_and_expires_the_rest(db: Db) {
+    let _sweeping = SWEEPING.lock().await;
+    let t = tenant();
+    session(&db, &t, "s", "alice", at(1)).await;
+    let mut due = Vec::new();
+    for i in 0..3 {
+        let mut new = new_handoff(&t, "s", "alice", "bob", HandoffType::ContextTransfer, at(2));
+        new.handoff.deadline = Some(at(70 + i));
+        due.push(db.create_handoff(new).await.unwrap().handoff);
+    }
+    let refused = due[1].handoff_id.clone();
+    let now = at(80);
+    let decide = |h: &Handoff| if h.tenant != t || h.handoff_id == refused { None } else { rules::sweep(h, now) };
+    let swept = db.expire_handoffs_by(now, 1000, &decide).await.unwrap();
+    let mut mine: Vec<_> =
+        swept.iter().filter(|c| c.handoff.tenant == t).map(|c| c.handoff.handoff_id.clone()).collect();
+    mine.sort();
+    assert_eq!(mine, [due[0].handoff_id.clone(), due[2].handoff_id.clone()]);
+    assert_eq!(db.get_handoff(&t, &refused).await.unwrap(), due[1], "the refused handoff is as it was");
+    let bob = inbox(&db, &t, "bob").await;
+    assert_eq!(bob.iter().filter(|e| e.kind == HandoffEventType::Expired).count(), 2);
+    assert!(!bob.iter().any(|e| e.handoff.handoff_id == refused && e.kind == HandoffEventType::Expired));
+
+    // The rule itself expires it on the next sweep.
+    let next: Vec<_> = sweep(&db, now).await.into_iter().filter(|c| c.handoff.tenant == t).collect();
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].handoff.handoff_id.as_str(), next[0].handoff.status), (refused.as_str(), HandoffStatus::Expired));
+}
+
+/// `rules::session_after`: a handoff resolved after its session was closed or expired moves
+/// ownership as it says but never reopens the session (SQL in one store, Rust in the other).
+async fn a_resolved_handoff_never_reopens_an_ended_session(db: Db) {
+    let _sweeping = SWEEPING.lock().await;
+    let t = tenant();
+    let full = HandoffType::FullHandoff;
+    session(&db, &t, "closed", "alice", at(1)).await;
+
+    // Completed after the session was closed: stays closed, with its new owner.
+    let h = handoff(&db, &t, "closed", "alice", "bob", full, at(2)).await.handoff;
+    act(&db, &h, Action::Accept, "bob", None, at(3)).await.unwrap();
+    db.update_session(&t, "closed", SessionPatch { status: Some(SessionStatus::Closed), ..Default::default() }, at(4))
+        .await
+        .unwrap();
+    let done = act(&db, &h, Action::Complete, "bob", None, at(5)).await.unwrap();
+    let s = done.session.expect("completing a full handoff touches its session");
+    assert_eq!((s.status, s.owner.as_str(), s.updated_at), (SessionStatus::Closed, "bob", at(5)));
+    assert_eq!(db.get_session(&t, "closed").await.unwrap(), s);
+
+    // Cancelled after acceptance, the session expired meanwhile: ownership goes back, the
+    // session stays expired.
+    db.create_session(NewSession {
+        tenant: t.clone(),
+        session_key: "ttl".into(),
+        agent: "alice".into(),
+        metadata: Metadata::new(),
+        now: at(1),
+        expires_at: Some(at(40)),
+    })
+    .await
+    .unwrap();
+    let h = handoff(&db, &t, "ttl", "alice", "bob", full, at(2)).await.handoff;
+    act(&db, &h, Action::Accept, "bob", None, at(3)).await.unwrap();
+    let expired = db.expire_sessions(at(40), 1000).await.unwrap();
+    assert!(expired.iter().any(|s| s.tenant == t && s.session_key == "ttl"));
+    let cancelled = act(&db, &h, Action::Cancel, "alice", None, at(41)).await.unwrap();
+    let s = cancelled.session.expect("cancelling an accepted full handoff touches its session");
+    assert_eq!((s.status, s.owner.as_str(), s.updated_at), (SessionStatus::Expired, "alice", at(41)));
+    assert_eq!(db.get_session(&t, "ttl").await.unwrap(), s);
+}
+
+/// `rules::append_to`: an append wakes a DORMANT session, and that status change is an update
+/// (SQLite moved `updated_at`, PostgreSQL did not).
+async fn waking_a_dormant_session_is_an_update(db: Db) {
+    let t = tenant();
+    session(&db, &t, "s", "alice", at(1)).await;
+    db.update_session(&t, "s", SessionPatch { status: Some(SessionStatus::Dormant), ..Default::default() }, at(2))
+        .await
+        .unwrap();
+    let woken = append(&db, &t, "s", vec![msg("hello")], at(3)).await.session;
+    assert_eq!((woken.status, woken.updated_at, woken.last_activity_at), (SessionStatus::Active, at(3), at(3)));
+    assert_eq!(db.get_session(&t, "s").await.unwrap(), woken);
+    // An append to an active session is activity, not an update.
+    let active = append(&db, &t, "s", vec![msg("again")], at(4)).await.session;
+    assert_eq!((active.updated_at, active.last_activity_at), (at(3), at(4)));
+    assert_eq!(db.get_session(&t, "s").await.unwrap(), active);
+}
+
+/// Entries of varied costs (free ones too) around a summary, for the budget cases.
+async fn budget_session(db: &Db, t: &str) -> Vec<Entry> {
+    session(db, t, "s", "alice", at(1)).await;
+    let costed = |kind, cost| NewEntry { token_count: cost, ..entry(kind, "alice", &format!("costs {cost}")) };
+    use EntryKind::{Message as M, Summary as S, ToolCall as C};
+    let batches = [
+        vec![costed(M, 7), costed(C, 3), costed(M, 12)],
+        vec![costed(S, 9)],
+        vec![costed(M, 4), costed(M, 0), costed(C, 6), costed(M, 6), costed(M, 0), costed(M, 11), costed(M, 2)],
+    ];
+    for (i, batch) in batches.into_iter().enumerate() {
+        append(db, t, "s", batch, at(2 + i as i64)).await;
+    }
+    db.list_entries(&entries_query(t, "s")).await.unwrap()
+}
+
+/// Every store's window, cut by the domain's rule, is the window the rule gives on the whole
+/// session (`tokens::window_of`); and what the store reads is exactly `tokens::read_bound`.
+async fn every_window_agrees_with_the_budget_rule(db: Db) {
+    let t = tenant();
+    let all = budget_session(&db, &t).await;
+    assert_eq!(all.len(), 11);
+    let after_summary: Vec<u32> = all[4..].iter().rev().map(|e| e.token_count).collect();
+    for max_entries in [0, 1, 2, 3, 5, 7, 100] {
+        for max_tokens in [0, 1, 2, 6, 8, 9, 10, 13, 15, 16, 17, 19, 20, 29, 30, 31, 38, 39, 40, 41, 1000, MAX_TOKENS] {
+            let slice = db.window(&t, "s", max_entries, max_tokens).await.unwrap();
+            let case = format!("max_entries {max_entries}, max_tokens {max_tokens}");
+            let read = tokens::read_bound(after_summary.iter().copied().take(max_entries as usize), max_tokens);
+            assert_eq!(slice.newest_first.len(), read, "{case}: the store reads the bounded tail");
+            let summary = slice.summary.as_ref().expect("summary");
+            let n = tokens::window_len(
+                summary.token_count,
+                slice.newest_first.iter().map(|e| e.token_count),
+                max_entries,
+                max_tokens,
+            );
+            let mut window: Vec<Entry> = slice.newest_first[..n].to_vec();
+            window.reverse();
+            let (want_summary, want) = tokens::window_of(&all, max_entries, max_tokens);
+            assert_eq!(Some(summary), want_summary, "{case}");
+            assert_eq!(window, want, "{case}");
+        }
+    }
+}
+
+/// Every store's handoff tail starts where the rule on the whole session says
+/// (`tokens::tail_of`), and a missing session is `NotFound` (PostgreSQL used to answer as if
+/// nothing fitted).
+async fn every_handoff_tail_agrees_with_the_budget_rule(db: Db) {
+    let t = tenant();
+    let all = budget_session(&db, &t).await;
+    for up_to_seq in [0, 1, 4, 6, 10, 11] {
+        for budget in [0, 1, 2, 6, 11, 13, 19, 25, 36, 60, 1000, MAX_TOKENS] {
+            let start = db.tail_start(&t, "s", up_to_seq, budget).await.unwrap();
+            let tail = tokens::tail_of(&all, up_to_seq, budget);
+            let want = tail.first().map_or(up_to_seq + 1, |e| e.seq);
+            assert_eq!(start, want, "up_to_seq {up_to_seq}, budget {budget}");
+        }
+    }
+    assert_not_found(db.tail_start(&t, "missing", 3, 100).await, "session");
 }

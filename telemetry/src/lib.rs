@@ -1,6 +1,6 @@
 //! Telemetry shared by `batond` and `baton-mcp`: logs on stderr (text or JSON lines, filtered by
 //! `RUST_LOG`), OpenTelemetry traces exported over OTLP, and the helpers both binaries use for
-//! Prometheus metrics and gRPC statuses.
+//! Prometheus metrics and gRPC statuses, and the shutdown signal both serve until.
 //!
 //! Tracing is on only when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Otherwise no OpenTelemetry layer is installed: the
@@ -17,6 +17,7 @@
 pub mod grpc;
 mod logs;
 pub mod metrics;
+pub mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;
 

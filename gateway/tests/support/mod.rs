@@ -1,5 +1,5 @@
-//! The real thing for the telemetry tests: `batond` (the server library's `serve`, on port 0)
-//! on PostgreSQL and Redis when `scripts/test` provides them (else its embedded store), and the
+//! The real thing for the telemetry tests: `batond` (the test kit's server, on port 0) on
+//! PostgreSQL and Redis from `scripts/test`, and the
 //! `baton-mcp` binary as a child process on Streamable HTTP, called like an MCP client would.
 #![allow(dead_code)]
 
@@ -8,21 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_server::Listeners;
 use baton_server::clock::SystemClock;
-use baton_server::config::Config;
-use baton_server::store::Store;
+use baton_testkit::{Backend, Server};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-pub fn postgres_url() -> Option<String> {
-    std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
-}
-
-pub fn redis_url() -> Option<String> {
-    std::env::var("BATON_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
-}
 
 /// A running batond.
 pub struct Batond {
@@ -30,64 +18,29 @@ pub struct Batond {
     pub admin: SocketAddr,
     pub postgres: bool,
     pub redis: bool,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    server: Server,
 }
 
 impl Batond {
-    /// PostgreSQL (with Redis when set) from `scripts/test`'s variables, else the embedded store.
+    /// On PostgreSQL and Redis from `scripts/test`'s variables (missing ones fail the test;
+    /// with `BATON_REQUIRE_SERVICES=0` it runs on the embedded store instead).
     pub async fn start() -> Batond {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::defaults();
-        config.shutdown_grace_secs = 5;
-        let (store, postgres): (Arc<dyn Store>, bool) = match postgres_url() {
-            Some(url) => {
-                let pg = baton_server::store::postgres::PgStore::connect(&url, 8).await.expect("connect postgres");
-                pg.migrate().await.expect("migrate");
-                config.redis_url = redis_url();
-                (Arc::new(pg), true)
-            }
-            None => {
-                eprintln!("BATON_TEST_DATABASE_URL is unset: batond runs on its embedded store (scripts/test sets it)");
-                (Arc::new(baton_server::store::sqlite::SqliteStore::open(dir.path()).await.unwrap()), false)
-            }
-        };
-        let redis = config.redis_url.is_some();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (started_tx, started_rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            baton_server::serve(config, store, Arc::new(SystemClock), Listeners { grpc, admin }, shutdown, move |_| {
-                let _ = started_tx.send(());
-            })
-            .await
-            .expect("batond failed");
-        });
-        started_rx.await.expect("batond started");
+        let backend = if Backend::PostgresRedis.available() { Backend::PostgresRedis } else { Backend::Sqlite };
+        let server = Server::start(backend, Arc::new(SystemClock), |_| {}).await.expect("start batond");
+        let redis = backend == Backend::PostgresRedis;
         if redis {
             // The cache connects in the background; wait until reads go through Redis.
-            wait_until_ready(admin_addr).await;
+            wait_until_ready(server.admin_addr).await;
         }
-        Batond { grpc: grpc_addr, admin: admin_addr, postgres, redis, stop: Some(stop), task: Some(task), _dir: dir }
+        Batond { grpc: server.addr, admin: server.admin_addr, postgres: backend != Backend::Sqlite, redis, server }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        self.server.endpoint()
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 

@@ -30,29 +30,7 @@ async fn execute(command: Command, config: Config) -> Result<(), BoxError> {
             let grpc = TcpListener::bind(config.grpc_addr).await?;
             let admin = TcpListener::bind(config.admin_addr).await?;
             tracing::info!(grpc = %grpc.local_addr()?, admin = %admin.local_addr()?, store = if config.database_url.is_some() { "postgres" } else { "sqlite" }, "batond listening");
-            baton_server::run(config, Listeners { grpc, admin }, shutdown_signal()).await
+            baton_server::run(config, Listeners { grpc, admin }, baton_telemetry::signal::shutdown()).await
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -12,6 +12,8 @@
 //! (invalidated once Redis answers again), the bus being down makes followers poll the store,
 //! and its reconnection makes them backfill.
 
+mod bus;
+mod keys;
 mod scripts;
 
 use std::collections::HashMap;
@@ -29,16 +31,15 @@ use prost::Message as _;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use crate::api::convert;
-use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Result as DomainResult, Session};
-use crate::hub::{Hub, SessionMessage};
+use crate::domain::cache::CachedSession;
+use keys::*;
+use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Session};
 use crate::store::WindowSlice;
+use crate::wire;
 
 /// Largest bus payload that carries the entries themselves; larger appends publish only
 /// their seq range and followers read the entries from the store.
 const MAX_INLINE_PAYLOAD: usize = 256 * 1024;
-/// How often followers poll the store while the bus is down.
-const DEGRADED_POLL: Duration = Duration::from_millis(250);
 /// After a failed call, how long requests skip Redis before trying it again, so an outage
 /// costs each request nothing rather than a timeout.
 const CIRCUIT_OPEN: Duration = Duration::from_secs(1);
@@ -61,7 +62,7 @@ pub struct CacheConfig {
     pub command_timeout: Duration,
 }
 
-/// Counters of cache behaviour, exported at `/metrics` by [`Cache::collectors`].
+/// Counters of cache behaviour, exported at `/metrics` by [`RedisCache::collectors`].
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
     pub l1_hits: AtomicU64,
@@ -87,97 +88,18 @@ impl CacheMetrics {
     }
 }
 
-/// What the cache knows of a session: valid for `last_seq` and `updated_at`.
-#[derive(Debug, Clone)]
-pub struct CachedSession {
-    pub session: Session,
-    pub summary: Option<Entry>,
-    /// The newest entries, oldest first, ending at `session.last_seq`.
-    pub tail: Arc<[Entry]>,
+fn version(c: &CachedSession) -> (String, String) {
+    (c.session.last_seq.to_string(), c.session.updated_at.0.to_string())
 }
 
-impl CachedSession {
-    fn version(&self) -> (String, String) {
-        (self.session.last_seq.to_string(), self.session.updated_at.0.to_string())
-    }
-
-    fn weight(&self) -> u32 {
-        let bytes: usize = self.tail.iter().map(|e| e.content.len() + 128).sum();
-        u32::try_from(bytes + 512).unwrap_or(u32::MAX)
-    }
-
-    /// The window material: entries after the summary, newest first, at most `max`, and no
-    /// more than `max_tokens` can take (those that fit plus the first that does not). The
-    /// slice is complete when it holds every such entry, `max` of them, or more than the
-    /// budget.
-    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
-        let after = self.session.last_summary_seq;
-        let mut total = 0u64;
-        let mut newest_first = Vec::new();
-        for e in self.tail.iter().rev().take_while(|e| e.seq > after).take(max as usize) {
-            if total >= u64::from(max_tokens) {
-                break;
-            }
-            total += u64::from(e.token_count);
-            newest_first.push(e.clone());
-        }
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        let complete =
-            newest_first.len() == max as usize || total >= u64::from(max_tokens) || first_cached <= after + 1;
-        let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
-        (slice, complete)
-    }
-
-    /// Entries with seq > `after` when the cached tail holds all of them.
-    pub fn entries_after(&self, after: u64) -> Option<&[Entry]> {
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
-        if after + 1 < first_cached {
-            return None;
-        }
-        let skip = self.tail.partition_point(|e| e.seq <= after);
-        Some(&self.tail[skip..])
-    }
-}
-
-/// The encoded session stored in `meta.session`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct SessionBlob {
-    #[prost(int64, tag = "1")]
-    id: i64,
-    #[prost(uint64, tag = "2")]
-    last_summary_seq: u64,
-    #[prost(message, optional, tag = "3")]
-    session: Option<pb::Session>,
-}
-
-/// What replicas tell each other on the bus.
-#[derive(Clone, PartialEq, prost::Message)]
-struct BusMessage {
-    /// The sending replica; it ignores its own messages.
-    #[prost(uint64, tag = "1")]
-    replica: u64,
-    #[prost(string, tag = "2")]
-    tenant: String,
-    #[prost(string, tag = "3")]
-    session_key: String,
-    /// The session's last_seq after an append (0 for other messages).
-    #[prost(uint64, tag = "4")]
-    last_seq: u64,
-    /// The appended entries; empty when they were too large to inline.
-    #[prost(message, repeated, tag = "5")]
-    entries: Vec<pb::Entry>,
-    /// The inbox an event belongs to.
-    #[prost(string, tag = "6")]
-    agent: String,
-    #[prost(message, optional, tag = "7")]
-    event: Option<pb::HandoffEvent>,
-    /// The session was closed or expired.
-    #[prost(bool, tag = "8")]
-    closed: bool,
+/// The L1 weigher's estimate of a cached session's size in bytes.
+fn weight(c: &CachedSession) -> u32 {
+    let bytes: usize = c.tail.iter().map(|e| e.content.len() + 128).sum();
+    u32::try_from(bytes + 512).unwrap_or(u32::MAX)
 }
 
 /// Redis plus L1.
-pub struct Cache {
+pub struct RedisCache {
     pool: Pool,
     subscriber: fred::clients::SubscriberClient,
     l1: moka::sync::Cache<(String, String), Arc<CachedSession>>,
@@ -219,37 +141,6 @@ impl Lua {
     }
 }
 
-fn meta_key(tenant: &str, key: &str) -> String {
-    format!("baton:{{{tenant}/{key}}}:meta")
-}
-
-fn tail_key(tenant: &str, key: &str) -> String {
-    format!("baton:{{{tenant}/{key}}}:tail")
-}
-
-fn handoff_key(tenant: &str, id: &str) -> String {
-    format!("baton:handoff:{tenant}/{id}")
-}
-
-fn session_channel(tenant: &str, key: &str) -> String {
-    format!("baton:bus:{tenant}:s:{key}")
-}
-
-fn agent_channel(tenant: &str, agent: &str) -> String {
-    format!("baton:bus:{tenant}:a:{agent}")
-}
-
-const BUS_PATTERN: &str = "baton:bus:*";
-
-fn encode_session(s: &Session) -> Bytes {
-    let blob = SessionBlob { id: s.id, last_summary_seq: s.last_summary_seq, session: Some(s.clone().into()) };
-    blob.encode_to_vec().into()
-}
-
-fn encode_entry(e: &Entry) -> Bytes {
-    pb::Entry::from(e.clone()).encode_to_vec().into()
-}
-
 fn handoff_rank(s: HandoffStatus) -> u8 {
     match s {
         HandoffStatus::Pending => 0,
@@ -258,10 +149,10 @@ fn handoff_rank(s: HandoffStatus) -> u8 {
     }
 }
 
-impl Cache {
+impl RedisCache {
     /// Connects to Redis. Fails if the URL is malformed; an unreachable Redis is not an
     /// error (the cache starts degraded and connects in the background).
-    pub async fn connect(config: CacheConfig) -> Result<Arc<Cache>, Error> {
+    pub async fn connect(config: CacheConfig) -> Result<Arc<RedisCache>, Error> {
         let redis_config = Config::from_url(&config.redis_url)?;
         let mut builder = Builder::from_config(redis_config);
         builder
@@ -284,10 +175,10 @@ impl Cache {
         let replica = rand::random::<u64>();
         let l1 = moka::sync::Cache::builder()
             .max_capacity(config.l1_max_bytes)
-            .weigher(|_, v: &Arc<CachedSession>| v.weight())
+            .weigher(|_, v: &Arc<CachedSession>| weight(v))
             .time_to_live(config.ttl)
             .build();
-        Ok(Arc::new(Cache {
+        Ok(Arc::new(RedisCache {
             pool,
             subscriber,
             l1,
@@ -555,7 +446,7 @@ impl Cache {
         }
         let l1_key = (tenant.to_owned(), key.to_owned());
         let l1 = self.l1.get(&l1_key);
-        let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| c.version());
+        let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| version(c));
         let args: Vec<Value> = vec![last.into(), upd.into(), (self.config.tail_len as i64).into()];
         let reply: Vec<Value> =
             match self.eval(&self.scripts.read, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await {
@@ -688,187 +579,34 @@ impl Cache {
             }
         };
         let decoded =
-            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| convert::handoff_from_pb(p, tenant).ok());
+            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| wire::handoff_from_pb(p, tenant).ok());
         CacheMetrics::inc(if decoded.is_some() { &self.metrics.redis_hits } else { &self.metrics.redis_misses });
         decoded
     }
-
-    /// Subscribes to the bus and forwards other replicas' changes to `hub`; while the bus is
-    /// down, followers poll the store, and when it is back they backfill. Also invalidates
-    /// sessions marked dirty once Redis answers.
-    pub fn start(self: &Arc<Self>, hub: Arc<Hub>, stop: tokio_util::sync::CancellationToken) {
-        let this = Arc::clone(self);
-        let mut messages = self.subscriber.message_rx();
-        let mut reconnects = self.subscriber.reconnect_rx();
-        let mut errors = self.subscriber.error_rx();
-        // Resubscribes after reconnections; the task lives as long as the client.
-        drop(self.subscriber.manage_subscriptions());
-        tokio::spawn(async move {
-            let mut poll = tokio::time::interval(DEGRADED_POLL);
-            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut subscribed = false;
-            loop {
-                if !subscribed && this.subscriber.is_connected() {
-                    match this.subscriber.psubscribe(BUS_PATTERN).await {
-                        Ok(()) => {
-                            subscribed = true;
-                            this.bus_up.store(true, Ordering::SeqCst);
-                            hub.resync_all();
-                        }
-                        Err(e) => this.failed("subscribe", &e),
-                    }
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => {
-                        let _ = this.subscriber.quit().await;
-                        let _ = this.pool.quit().await;
-                        return;
-                    }
-                    msg = messages.recv() => match msg {
-                        Ok(m) => this.on_bus_message(&hub, m),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(lost = n, "bus messages dropped in process; followers backfill");
-                            hub.resync_all();
-                        }
-                        Err(_) => return,
-                    },
-                    r = reconnects.recv() => if r.is_ok() {
-                        tracing::info!("redis reconnected; followers backfill");
-                        this.bus_up.store(true, Ordering::SeqCst);
-                        this.clean_dirty().await;
-                        hub.resync_all();
-                    },
-                    e = errors.recv() => if let Ok((e, _)) = e && this.bus_up.swap(false, Ordering::SeqCst) {
-                        this.failed("bus", &e);
-                    },
-                    _ = poll.tick() => {
-                        if !this.bus_up.load(Ordering::SeqCst) || !this.subscriber.is_connected() {
-                            this.bus_up.store(false, Ordering::SeqCst);
-                            subscribed = subscribed && this.subscriber.is_connected();
-                            hub.resync_all();
-                        }
-                        this.clean_dirty().await;
-                    }
-                }
-            }
-        });
-    }
-
-    /// Invalidates what failed updates may have left stale, once Redis answers: sessions
-    /// through INVALIDATE with the version they reached (floors keep growing, so no repair
-    /// from an older snapshot can slip in), handoffs by deleting them.
-    async fn clean_dirty(&self) {
-        let dirty: Vec<((String, String), (u64, i64))> = {
-            let d = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if d.is_empty() {
-                return;
-            }
-            d.iter().map(|(k, v)| (k.clone(), *v)).collect()
-        };
-        if self.check_circuit().is_err() {
-            return;
-        }
-        // Recovery, not a hot path: one call per dirty key, all in flight at once.
-        let calls = dirty.iter().map(|((tenant, key), (last_seq, upd))| async move {
-            match key.strip_prefix("handoff/") {
-                Some(id) => {
-                    let del = self.pool.next_connected().del::<i64, _>(handoff_key(tenant, id));
-                    self.traced("DEL", "", del).await.map(drop)
-                }
-                None => {
-                    let args: Vec<Value> = vec![
-                        last_seq.to_string().into(),
-                        upd.to_string().into(),
-                        self.ttl_secs().into(),
-                        "".into(),
-                        "".into(),
-                    ];
-                    let keys = vec![meta_key(tenant, key), tail_key(tenant, key)];
-                    self.eval::<i64>(&self.scripts.invalidate, keys, args).await.map(drop)
-                }
-            }
-        });
-        let results = futures::future::join_all(calls).await;
-        let mut d = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((k, v), result) in dirty.iter().zip(&results) {
-            if result.is_ok() && d.get(k) == Some(v) {
-                d.remove(k);
-            }
-        }
-        drop(d);
-        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            self.failed("clean", &e);
-        }
-    }
-
-    fn on_bus_message(&self, hub: &Hub, m: fred::types::Message) {
-        let Some(bytes) = m.value.as_bytes() else { return };
-        let Some((sender, body)) = bytes.split_first_chunk::<8>() else { return };
-        if u64::from_le_bytes(*sender) == self.replica {
-            return;
-        }
-        let Ok(msg) = BusMessage::decode(body) else {
-            tracing::warn!(channel = %m.channel, "undecodable bus message");
-            return;
-        };
-        if msg.replica == self.replica {
-            return;
-        }
-        let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed } = msg;
-        if let Some(event) = event {
-            match convert::event_from_pb(event, &tenant, &agent) {
-                Ok(e) => hub.publish_agent(&tenant, e),
-                Err(_) => hub.resync_all(),
-            }
-            return;
-        }
-        self.l1.invalidate(&(tenant.clone(), session_key.clone()));
-        if closed {
-            hub.publish_session(&tenant, &session_key, SessionMessage::Closed);
-            return;
-        }
-        let decoded: DomainResult<Vec<Entry>> = entries.into_iter().map(Entry::try_from).collect();
-        match decoded {
-            Ok(entries) if !entries.is_empty() => {
-                hub.publish_session(&tenant, &session_key, SessionMessage::Appended(entries.into()))
-            }
-            _ => hub.publish_session(&tenant, &session_key, SessionMessage::Advanced(last_seq)),
-        }
-    }
 }
 
-fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
-    let mut it = reply.into_iter().skip(1);
-    let mut next = || it.next().ok_or_else(|| "short reply".to_owned());
-    let _last = next()?;
-    let _upd = next()?;
-    let session = next()?;
-    let _sseq = next()?;
-    let summary = next()?;
-    let tail = next()?;
-    let blob = SessionBlob::decode(session.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
-    let session = convert::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
-        .map_err(|e| e.to_string())?;
-    let summary = match summary.as_bytes() {
-        Some(b) if !b.is_empty() => {
-            Some(Entry::try_from(pb::Entry::decode(b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
-    let tail: Vec<Entry> = tail
-        .into_array()
-        .into_iter()
-        .map(|v| {
-            let p = pb::Entry::decode(v.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
-            Entry::try_from(p).map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
-    let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
-    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
-        || (tail.is_empty() && session.last_seq == session.last_summary_seq);
-    if !contiguous || !ends_right {
-        return Err("cached tail does not match its session".into());
+/// The domain sees the cache through this contract only.
+#[async_trait::async_trait]
+impl crate::domain::cache::Cache for RedisCache {
+    fn tail_len(&self) -> Option<u32> {
+        Some(RedisCache::tail_len(self))
     }
-    Ok(CachedSession { session, summary, tail: tail.into() })
+    async fn session(&self, tenant: &str, session_key: &str) -> Option<Arc<CachedSession>> {
+        RedisCache::session(self, tenant, session_key).await
+    }
+    async fn handoff(&self, tenant: &str, handoff_id: &str) -> Option<Handoff> {
+        RedisCache::handoff(self, tenant, handoff_id).await
+    }
+    async fn install(&self, tenant: &str, slice: &WindowSlice) {
+        RedisCache::install(self, tenant, slice).await;
+    }
+    async fn after_append(&self, tenant: &str, session: &Session, entries: &[Entry]) {
+        RedisCache::after_append(self, tenant, session, entries).await;
+    }
+    async fn invalidate(&self, tenant: &str, session: &Session) {
+        RedisCache::invalidate(self, tenant, session).await;
+    }
+    async fn after_handoff_change(&self, tenant: &str, handoff: &Handoff, events: &[HandoffEvent]) {
+        RedisCache::after_handoff_change(self, tenant, handoff, events).await;
+    }
 }

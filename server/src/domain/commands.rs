@@ -1,4 +1,4 @@
-//! What callers ask of the service, validated: built from protos by `api::convert`.
+//! What callers ask of the service, validated: built from protos by `api::requests`.
 
 use std::time::Duration;
 

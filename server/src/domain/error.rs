@@ -1,4 +1,5 @@
-//! The one error type of the domain. `api::status` maps it to a gRPC `Status`.
+//! The one error type of the domain. `api::status` maps it to a gRPC `Status`; the store
+//! maps its database errors into it (`store::error`).
 
 /// One bad field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,34 +65,6 @@ impl Error {
     pub fn handoff_not_found(id: &str) -> Self {
         Error::NotFound { what: "handoff", key: id.to_owned() }
     }
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Error::Unavailable("the store is unavailable; retry later".into())
-            }
-            sqlx::Error::RowNotFound => Error::Internal("a stored record disappeared".into()),
-            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_transient(&c)) => {
-                // Connection loss, server shutdown, serialization failure, deadlock: retryable.
-                tracing::warn!(code = ?db.code(), "transient database error");
-                Error::Unavailable("the store is temporarily unavailable; retry".into())
-            }
-            other => {
-                // The database's message may quote SQL or values: log it, do not return it.
-                tracing::error!(error = %other, "store error");
-                Error::Internal("internal storage error".into())
-            }
-        }
-    }
-}
-
-/// SQLSTATEs after which a retry can succeed: connection exceptions (08…), operator
-/// intervention (57P01–57P03), serialization failure (40001) and deadlock (40P01).
-fn is_transient(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

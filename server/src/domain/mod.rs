@@ -1,8 +1,13 @@
-//! The rules of Baton, free of gRPC and SQL: the records (`model`), validation and limits
-//! (`validate`), the state machines (`rules`), token estimates (`tokens`), handoff summaries
-//! (`summary`), and the service that ties store, hub and clock together (`service`).
+//! The rules of Baton, free of gRPC, SQL and Redis: the records (`model`), the commands callers
+//! send (`commands`), validation and limits (`validate`), the state machines (`rules`), token
+//! estimates and budgets (`tokens`), handoff summaries (`summary`), page tokens (`page`), the
+//! cache contract (`cache`), business counters (`counters`), and the service that ties store,
+//! cache, hub and clock together (`service`). Nothing here imports `api`, `cache` (Redis),
+//! `wire` or sqlx: those depend on the domain, not the other way round.
 
+pub mod cache;
 pub mod commands;
+pub mod counters;
 mod error;
 mod model;
 pub mod page;

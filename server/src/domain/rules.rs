@@ -1,7 +1,30 @@
-//! State rules that stores apply inside their transactions.
+//! State rules that stores apply inside their transactions: the stores lock and write, these
+//! functions decide.
 
-use super::{Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Session, SessionStatus};
-use crate::store::Change;
+use super::{
+    EntryKind, Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Session, SessionStatus,
+};
+
+/// The domain's decision on a handoff state change, taken with the handoff row locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub status: HandoffStatus,
+    pub event: HandoffEventType,
+    pub reason: Option<String>,
+    /// The session's new owner, if the change moves ownership (accepting a FULL_HANDOFF
+    /// gives it to the target; cancelling an accepted one gives it back).
+    pub new_owner: Option<String>,
+    /// New status of the session, if the change sets one.
+    pub session_status: Option<SessionStatus>,
+}
+
+impl Change {
+    /// Whether the change touches the handoff's session; if so the store locks the session
+    /// and writes what [`session_after`] makes of it.
+    pub fn touches_session(&self) -> bool {
+        self.new_owner.is_some() || self.session_status.is_some()
+    }
+}
 
 /// May `session` take an append now, given the caller's `expected_last_seq`?
 pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micros) -> Result<()> {
@@ -26,6 +49,26 @@ pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micr
         });
     }
     Ok(())
+}
+
+/// An append of entries of `kinds` (in order) to `session`, which `check_append` allowed, at
+/// `now`: returns the seq of its first entry and advances the session: its last seq and last
+/// summary seq, its activity time, and a DORMANT session wakes up ACTIVE (a status change, so
+/// it is updated at `now` too).
+pub fn append_to(session: &mut Session, kinds: impl IntoIterator<Item = EntryKind>, now: Micros) -> u64 {
+    let first = session.last_seq + 1;
+    for kind in kinds {
+        session.last_seq += 1;
+        if kind == EntryKind::Summary {
+            session.last_summary_seq = session.last_seq;
+        }
+    }
+    session.last_activity_at = now;
+    if session.status == SessionStatus::Dormant {
+        session.status = SessionStatus::Active;
+        session.updated_at = now;
+    }
+    first
 }
 
 /// May a session in `from` be set to `to` by UpdateSession?
@@ -149,6 +192,52 @@ pub fn expire(handoff: &Handoff, now: Micros) -> Result<Change> {
         new_owner: None,
         session_status: None,
     })
+}
+
+/// The sweeper's decision on a handoff its query found due (locked): the change that expires
+/// it, or `None` when [`expire`] refuses. A refusal means the store's idea of "due" and the
+/// rule's disagree about this handoff; the sweep logs it, leaves that handoff as it is and
+/// goes on with the others, so one odd row never stops every expiry.
+pub fn sweep(handoff: &Handoff, now: Micros) -> Option<Change> {
+    match expire(handoff, now) {
+        Ok(change) => Some(change),
+        Err(e) => {
+            tracing::warn!(
+                tenant = %handoff.tenant,
+                handoff_id = %handoff.handoff_id,
+                error = %e,
+                "the expiry sweep skipped a handoff the rule does not expire"
+            );
+            None
+        }
+    }
+}
+
+/// The handoff after a change at `now`: its new status, and the change's reason if it gives one.
+pub fn handoff_after(mut handoff: Handoff, change: &Change, now: Micros) -> Handoff {
+    handoff.status = change.status;
+    if let Some(reason) = &change.reason {
+        handoff.reason.clone_from(reason);
+    }
+    handoff.updated_at = now;
+    handoff
+}
+
+/// The session side of a handoff change, applied to the session as stored (locked): the
+/// change's new owner, if it moves ownership, and its session status, except that a session
+/// no longer open (closed or expired) stays as it is: a handoff resolved after its session
+/// ended never reopens it. The session is updated at `now` either way.
+pub fn session_after(mut session: Session, change: &Change, now: Micros) -> Session {
+    if let Some(owner) = &change.new_owner {
+        session.owner.clone_from(owner);
+    }
+    if let Some(status) = change.session_status
+        && session.status.is_open()
+    {
+        session.status = status;
+    }
+    session.updated_at = now;
+    session
 }
 
 /// A pending handoff whose deadline has passed is expired, whether or not the sweeper has

@@ -25,6 +25,9 @@ pub const DEFAULT_SEARCH_PAGE_SIZE: u32 = 20;
 pub const MAX_SEARCH_PAGE_SIZE: u32 = 100;
 /// Default token budget of context windows and handoff packages.
 pub const DEFAULT_MAX_TOKENS: u32 = 8192;
+/// Largest token budget a request may ask for: 2^31 - 1, far above any model's context, and
+/// what both stores keep (a 32-bit INTEGER column).
+pub const MAX_TOKENS: u32 = i32::MAX as u32;
 /// Default and largest entry count of a context window.
 pub const DEFAULT_WINDOW_ENTRIES: u32 = 500;
 pub const MAX_WINDOW_ENTRIES: u32 = 10_000;
@@ -102,6 +105,15 @@ impl Violations {
         }
     }
 
+    /// A token budget (`max_tokens` of a context window or a handoff): at most [`MAX_TOKENS`];
+    /// 0 stays 0 (the caller's default applies).
+    pub fn max_tokens(&mut self, field: &str, value: u32) -> u32 {
+        if value > MAX_TOKENS {
+            self.add(field, format!("must be at most {MAX_TOKENS}, got {value}"));
+        }
+        value
+    }
+
     /// Metadata must encode to at most 64 KiB of JSON. Returns its encoded size.
     pub fn metadata(&mut self, field: &str, value: &Metadata) -> usize {
         let len = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
@@ -148,6 +160,18 @@ mod tests {
         v.key("c", "no spaces");
         v.key("d", &"x".repeat(129));
         assert_eq!(v.0.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn token_budgets() {
+        let mut v = Violations::default();
+        assert_eq!(v.max_tokens("max_tokens", 0), 0);
+        assert_eq!(v.max_tokens("max_tokens", MAX_TOKENS), MAX_TOKENS);
+        assert!(v.0.is_empty());
+        v.max_tokens("max_tokens", MAX_TOKENS + 1);
+        v.max_tokens("max_tokens", u32::MAX);
+        assert_eq!(v.0.len(), 2);
+        assert_eq!(v.0[0].description, "must be at most 2147483647, got 2147483648");
     }
 
     #[test]

@@ -3,16 +3,36 @@
 //! (`tests/store_contract.rs`).
 //!
 //! Stores do the atomic parts (seq assignment, idempotency, state transitions under a row
-//! lock); the rules they apply inside those transactions come from `domain`.
+//! lock); the rules they apply inside those transactions come from `domain` (`rules`,
+//! `tokens`), so the stores hold storage only.
+//!
+//! Each store is split by aggregate, the same way, so the two read side by side:
+//! `{postgres,sqlite}/{mod,sessions,entries,search,handoffs,inbox}.rs` (PostgreSQL adds
+//! `append`, its write coalescer). What they share is here: the column lists (`columns`), the
+//! statements that are the same on both and their bindings (`queries`), the row readers and
+//! value conversions (`rows`), the handoff write flows over each store's statements
+//! (`handoffs`), the `Store` implementation over each store's aggregate modules (`backend`),
+//! the mapping of database errors to domain errors (`error`), and statement metrics and spans
+//! (`sql`). No sqlx type leaves this module.
 
 use async_trait::async_trait;
 
+use crate::domain::rules::{self, Change};
 use crate::domain::{
-    Entry, Handoff, HandoffEvent, HandoffEventType, HandoffStatus, Metadata, Micros, NewEntry, Result, SearchHit,
-    Session, SessionStatus,
+    Entry, Handoff, HandoffEvent, HandoffStatus, Metadata, Micros, NewEntry, Result, SearchHit, Session, SessionStatus,
 };
 
+#[macro_use]
+mod columns;
+#[macro_use]
+mod backend;
+mod error;
+mod handoffs;
+#[macro_use]
+mod queries;
 pub mod postgres;
+mod rows;
+pub mod sql;
 pub mod sqlite;
 
 /// A session to create.
@@ -33,6 +53,25 @@ pub struct SessionPatch {
     pub status: Option<SessionStatus>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Micros>>,
+}
+
+impl SessionPatch {
+    /// The session after the patch at `now`; a status change must pass
+    /// `rules::check_session_status_change`.
+    fn apply(self, mut session: Session, now: Micros) -> Result<Session> {
+        if let Some(status) = self.status {
+            rules::check_session_status_change(&session, status)?;
+            session.status = status;
+        }
+        if let Some(metadata) = self.metadata {
+            session.metadata = metadata;
+        }
+        if let Some(expires_at) = self.expires_at {
+            session.expires_at = expires_at;
+        }
+        session.updated_at = now;
+        Ok(session)
+    }
 }
 
 /// Filters and keyset position for listing sessions, newest first.
@@ -126,20 +165,12 @@ pub struct HandoffQuery {
     pub limit: u32,
 }
 
-/// The domain's decision on a state change, taken with the handoff row locked.
-pub struct Change {
-    pub status: HandoffStatus,
-    pub event: HandoffEventType,
-    pub reason: Option<String>,
-    /// The session's new owner, if the change moves ownership (accepting a FULL_HANDOFF
-    /// gives it to the target; cancelling an accepted one gives it back).
-    pub new_owner: Option<String>,
-    /// New status of the session, if the change sets one.
-    pub session_status: Option<SessionStatus>,
-}
-
 /// Decides a transition given the handoff as currently stored (locked).
 pub type Decide<'a> = &'a (dyn Fn(&Handoff) -> Result<Change> + Send + Sync);
+
+/// Decides the sweep of a handoff found due (locked): its change, or `None` to leave it as it
+/// is (`rules::sweep`, which logs why).
+pub type Sweep<'a> = &'a (dyn Fn(&Handoff) -> Option<Change> + Send + Sync);
 
 /// A handoff after a change, with the inbox events the change wrote.
 #[derive(Debug, Clone)]
@@ -186,13 +217,12 @@ pub trait Store: Send + Sync + 'static {
     /// Entries in seq order. `NotFound` when the session is absent.
     async fn list_entries(&self, q: &EntryQuery) -> Result<Vec<Entry>>;
     /// The latest summary and the newest entries after it: at most `max_entries`, and only
-    /// as many as a budget of `max_tokens` can take (every entry whose newer entries total
-    /// less than `max_tokens`: those that fit plus the first that does not), so a window
-    /// never reads more than it can return.
+    /// as many as `tokens::read_bound` says a budget of `max_tokens` needs (those that fit
+    /// plus the first that does not), so a window never reads much more than it can return.
     async fn window(&self, tenant: &str, session_key: &str, max_entries: u32, max_tokens: u32) -> Result<WindowSlice>;
     /// The smallest seq `s` such that entries `s..=up_to_seq` together cost at most `budget`
     /// tokens: where a token-budgeted tail starts (`up_to_seq + 1` when not even the newest
-    /// entry fits). `NotFound` when the session is absent.
+    /// entry fits), as `tokens::tail_of` selects it. `NotFound` when the session is absent.
     async fn tail_start(&self, tenant: &str, session_key: &str, up_to_seq: u64, budget: u32) -> Result<u64>;
     /// Ranked full-text hits with snippets, best first.
     async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>>;
@@ -204,8 +234,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_handoffs(&self, q: &HandoffQuery) -> Result<HandoffPage>;
     /// Locks the handoff, asks `decide`, and writes the change and its events atomically.
     async fn change_handoff(&self, tenant: &str, handoff_id: &str, now: Micros, decide: Decide<'_>) -> Result<Changed>;
-    /// Moves every pending handoff whose deadline is at or before `now` to EXPIRED.
-    async fn expire_handoffs(&self, now: Micros, limit: u32) -> Result<Vec<Changed>>;
+    /// Moves at most `limit` pending handoffs whose deadline is at or before `now` to EXPIRED,
+    /// as the domain's `rules::sweep` decides for each.
+    async fn expire_handoffs(&self, now: Micros, limit: u32) -> Result<Vec<Changed>> {
+        self.expire_handoffs_by(now, limit, &|h| rules::sweep(h, now)).await
+    }
+    /// Moves at most `limit` pending handoffs whose deadline is at or before `now` to EXPIRED,
+    /// as `sweep` decides for each (locked): one it refuses stays as it is and the others still
+    /// expire.
+    async fn expire_handoffs_by(&self, now: Micros, limit: u32, sweep: Sweep<'_>) -> Result<Vec<Changed>>;
     /// Moves every open session whose expiry is at or before `now` to EXPIRED.
     async fn expire_sessions(&self, now: Micros, limit: u32) -> Result<Vec<Session>>;
 

@@ -7,31 +7,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use baton_proto::v1 as pb;
-use baton_server::Listeners;
+use baton_server::Running;
+use baton_server::cache::RedisCache;
 use baton_server::clock::ManualClock;
 use baton_server::config::Config;
 use baton_server::domain::service::Baton;
-use baton_server::store::Store;
 use pb::context_service_client::ContextServiceClient;
 use pb::handoff_service_client::HandoffServiceClient;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-/// Which store a test server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-    /// PostgreSQL with the Redis cache and bus in front (the shared test Redis).
-    PostgresRedis,
-}
+#[allow(unused_imports)]
+pub use baton_testkit::{Backend, postgres_url, redis_url};
 
 /// Runs the test body once per backend: `backend_tests!(name1, name2, ...)` for `async fn
-/// nameN(backend: Backend)` functions.
+/// nameN(backend: Backend)` functions. A backend whose services are missing fails its tests
+/// (see `baton_testkit::service`).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
@@ -42,45 +35,20 @@ macro_rules! backend_tests {
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                if $crate::common::postgres_url().is_none() {
-                    eprintln!("BATON_TEST_DATABASE_URL is unset: skipping the PostgreSQL run (scripts/test sets it)");
-                    return;
+                if $crate::common::Backend::Postgres.available() {
+                    super::$name($crate::common::Backend::Postgres).await
                 }
-                super::$name($crate::common::Backend::Postgres).await
             })+
         }
         mod postgres_redis {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                if $crate::common::postgres_url().is_none() || $crate::common::redis_url().is_none() {
-                    eprintln!("BATON_TEST_DATABASE_URL or BATON_TEST_REDIS_URL is unset: skipping (scripts/test sets them)");
-                    return;
+                if $crate::common::Backend::PostgresRedis.available() {
+                    super::$name($crate::common::Backend::PostgresRedis).await
                 }
-                super::$name($crate::common::Backend::PostgresRedis).await
             })+
         }
     };
-}
-
-pub fn postgres_url() -> Option<String> {
-    std::env::var("BATON_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
-}
-
-/// The shared test Redis (scripts/test starts it); tests isolate themselves by tenant.
-pub fn redis_url() -> Option<String> {
-    std::env::var("BATON_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
-}
-
-pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Arc<dyn Store> {
-    match backend {
-        Backend::Sqlite => Arc::new(baton_server::store::sqlite::SqliteStore::open(dir).await.expect("open sqlite")),
-        Backend::Postgres | Backend::PostgresRedis => {
-            let url = postgres_url().expect("BATON_TEST_DATABASE_URL");
-            let pg = baton_server::store::postgres::PgStore::connect(&url, 16).await.expect("connect postgres");
-            pg.migrate().await.expect("migrate");
-            Arc::new(pg)
-        }
-    }
 }
 
 /// A running server and clients for one tenant.
@@ -89,10 +57,10 @@ pub struct TestServer {
     pub admin_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub baton: Arc<Baton>,
+    /// The Redis cache, when the server has one.
+    pub redis: Option<Arc<RedisCache>>,
     pub tenant: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    server: baton_testkit::Server,
 }
 
 pub type Context = ContextServiceClient<InterceptedService<Channel, Tenant>>;
@@ -114,42 +82,19 @@ pub async fn start_server(backend: Backend) -> TestServer {
 }
 
 pub async fn start_server_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_store(backend, dir.path()).await;
-    let mut config = Config::defaults();
-    config.shutdown_grace_secs = 5;
-    if backend == Backend::PostgresRedis {
-        config.redis_url = redis_url();
-    }
-    configure(&mut config);
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
     let clock = Arc::new(ManualClock::new());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (started_tx, started_rx) = oneshot::channel();
-    let clock_dyn: Arc<dyn baton_server::clock::Clock> = clock.clone();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let started = move |b: Arc<Baton>| {
-            let _ = started_tx.send(b);
-        };
-        baton_server::serve(config, store, clock_dyn, Listeners { grpc, admin }, shutdown, started)
-            .await
-            .expect("server failed");
-    });
-    let baton = started_rx.await.expect("server started");
+    let server = baton_testkit::Server::start(backend, clock.clone(), configure)
+        .await
+        .expect("the backend's services are there (tests check Backend::available first)");
+    let Running { baton, redis } = &server.running;
     TestServer {
-        addr,
-        admin_addr,
+        addr: server.addr,
+        admin_addr: server.admin_addr,
         clock,
-        baton,
-        tenant: format!("t-{}", uuid::Uuid::now_v7().simple()),
-        stop: Some(stop),
-        task: Some(task),
-        _dir: dir,
+        baton: Arc::clone(baton),
+        redis: redis.clone(),
+        tenant: baton_testkit::tenant(),
+        server,
     }
 }
 
@@ -171,13 +116,8 @@ impl TestServer {
     }
 
     /// Shuts the server down as SIGTERM would, and waits for it to stop.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
@@ -230,16 +170,19 @@ pub struct RedisServer {
 
 impl RedisServer {
     fn binary() -> Option<String> {
-        std::env::var("BATON_TEST_REDIS_SERVER").ok().filter(|b| !b.is_empty()).or_else(|| {
+        std::env::var(baton_testkit::REDIS_SERVER).ok().filter(|b| !b.is_empty()).or_else(|| {
             let found = std::process::Command::new("sh").args(["-c", "command -v redis-server"]).output().ok()?;
             let path = String::from_utf8(found.stdout).ok()?.trim().to_owned();
             (!path.is_empty()).then_some(path)
         })
     }
 
-    /// `None` (the caller skips) when redis-server is not installed; scripts/test installs it.
+    /// A private Redis on a free port. Without redis-server the test fails (scripts/test
+    /// installs it), or skips with `BATON_REQUIRE_SERVICES=0`.
     pub async fn start() -> Option<RedisServer> {
-        Self::binary()?;
+        if Self::binary().is_none() {
+            baton_testkit::service(baton_testkit::REDIS_SERVER)?;
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut server = RedisServer { port, child: None };
         server.restart().await;

@@ -21,10 +21,11 @@ use sqlx::types::Json;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
 
-use super::{entry_at, session_at, signed, ts};
-use crate::domain::{Content, Entry, EntryKind, Error, Result, Session, SessionStatus, rules};
+use super::ts;
+use crate::domain::{Entry, Error, Result, Session, rules};
+use crate::store::rows::{Cells, content_columns, entry_at, session_at, signed, stored_entry, token_counts};
 use crate::store::{AppendCommand, AppendOutcome};
-use crate::telemetry::sql::Sql;
+use crate::store::sql::Sql;
 
 /// Most appends in one transaction, and most entries.
 const MAX_BATCH: usize = 256;
@@ -34,7 +35,7 @@ const QUEUE: usize = 4096;
 
 const LOCK_SESSIONS: &str = concat!(
     "SELECT ",
-    session_cols!(),
+    session_cols!("s."),
     " FROM sessions s JOIN UNNEST($1::text[], $2::text[]) AS k(tenant, session_key) \
        ON s.tenant = k.tenant AND s.session_key = k.session_key \
      ORDER BY s.id FOR UPDATE OF s"
@@ -63,9 +64,10 @@ const WRITE_BATCH: &str = "WITH written AS ( \
        SELECT * FROM UNNEST($14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[]) \
      ) \
      UPDATE sessions s SET last_seq = u.last_seq, last_summary_seq = u.last_summary_seq, \
-            last_activity_at = u.last_activity_at, status = u.status \
-     FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::timestamptz[], $23::text[]) \
-          AS u(id, last_seq, last_summary_seq, last_activity_at, status) \
+            last_activity_at = u.last_activity_at, status = u.status, updated_at = u.updated_at \
+     FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::timestamptz[], $23::text[], \
+                 $24::timestamptz[]) \
+          AS u(id, last_seq, last_summary_seq, last_activity_at, status, updated_at) \
      WHERE s.id = u.id";
 
 struct Pending {
@@ -217,10 +219,9 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
         let replays_of = sqlx::query(REPLAYS).bind(&ids).bind(&ikeys).fetch_all(&mut *tx);
         let rows = sql.run("SELECT", "appends", replays_of).await?;
         for row in &rows {
-            let id: i64 = sqlx::Row::try_get(row, 0)?;
-            let ikey: String = sqlx::Row::try_get(row, 1)?;
-            let entries = replays.entry((id, ikey)).or_default();
-            if sqlx::Row::try_get::<Option<i64>, _>(row, 2)?.is_some() {
+            let id = row.int(0)?;
+            let entries = replays.entry((id, row.text(1)?)).or_default();
+            if row.opt_int(2)?.is_some() {
                 entries.push(entry_at(row, 2, key_of.get(&id).copied().unwrap_or_default())?);
             }
         }
@@ -249,57 +250,35 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
                 continue;
             }
         }
-        if let Err(e) = rules::check_append(session, cmd.expected_last_seq, cmd.now) {
-            results.push(Err(e));
-            continue;
-        }
-        let now = ts(cmd.now)?;
-        let first_seq = session.last_seq + 1;
-        let mut entries = Vec::with_capacity(cmd.entries.len());
-        for (i, e) in cmd.entries.iter().enumerate() {
-            let seq = first_seq + i as u64;
-            if e.kind == EntryKind::Summary {
-                session.last_summary_seq = seq;
+        let counts = match rules::check_append(session, cmd.expected_last_seq, cmd.now)
+            .and_then(|()| token_counts(&cmd.entries))
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                results.push(Err(e));
+                continue;
             }
+        };
+        let now = ts(cmd.now)?;
+        let first_seq = rules::append_to(session, cmd.entries.iter().map(|e| e.kind), cmd.now);
+        let mut entries = Vec::with_capacity(cmd.entries.len());
+        for ((i, e), count) in cmd.entries.iter().enumerate().zip(counts) {
+            let seq = first_seq + i as u64;
             rows.session_ids.push(session.id);
             rows.seqs.push(signed(seq));
             rows.kinds.push(e.kind.as_str());
             rows.roles.push(&e.role);
             rows.authors.push(&e.author);
-            let (text, data) = match &e.content {
-                Content::Text(t) => (Some(t.as_str()), None),
-                Content::Data(d) => (None, Some(d.as_slice())),
-            };
+            let (text, data) = content_columns(&e.content);
             rows.texts.push(text);
             rows.datas.push(data);
             rows.media_types.push(&e.media_type);
             rows.metadatas.push(Json(&e.metadata));
-            rows.token_counts.push(
-                i32::try_from(e.token_count)
-                    .map_err(|_| Error::invalid(format!("entries[{i}]"), "the entry is too large"))?,
-            );
+            rows.token_counts.push(count);
             rows.idempotency_keys.push(key);
             rows.trace_ids.push(&cmd.trace_id);
             rows.created_ats.push(now);
-            entries.push(Entry {
-                session_key: cmd.session_key.clone(),
-                seq,
-                kind: e.kind,
-                role: e.role.clone(),
-                author: e.author.clone(),
-                content: e.content.clone(),
-                media_type: e.media_type.clone(),
-                metadata: e.metadata.clone(),
-                token_count: e.token_count,
-                idempotency_key: key.to_owned(),
-                trace_id: cmd.trace_id.clone(),
-                created_at: cmd.now,
-            });
-        }
-        session.last_seq += cmd.entries.len() as u64;
-        session.last_activity_at = cmd.now;
-        if session.status == SessionStatus::Dormant {
-            session.status = SessionStatus::Active;
+            entries.push(stored_entry(e.clone(), &cmd.session_key, seq, key, &cmd.trace_id, cmd.now));
         }
         if !key.is_empty() {
             rows.keyed_ids.push(session.id);
@@ -323,6 +302,7 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
         let summary_seqs: Vec<i64> = finals.iter().map(|s| signed(s.last_summary_seq)).collect();
         let activity = finals.iter().map(|s| ts(s.last_activity_at)).collect::<Result<Vec<_>>>()?;
         let statuses: Vec<&str> = finals.iter().map(|s| s.status.as_str()).collect();
+        let updated = finals.iter().map(|s| ts(s.updated_at)).collect::<Result<Vec<_>>>()?;
         let write_batch = sqlx::query(WRITE_BATCH)
             .bind(&rows.session_ids)
             .bind(&rows.seqs)
@@ -347,6 +327,7 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             .bind(&summary_seqs)
             .bind(&activity)
             .bind(&statuses)
+            .bind(&updated)
             .execute(&mut *tx);
         sql.run("INSERT", "entries", write_batch).await?;
     }

@@ -1,0 +1,116 @@
+//! What the cache stores and sends: key and channel names (every key carries the tenant, so
+//! tenants never share an entry), the encoded session and bus messages, and the decoding of a
+//! read script's reply.
+
+use fred::bytes::Bytes;
+use fred::prelude::*;
+use prost::Message as _;
+
+use super::CachedSession;
+use crate::domain::{Entry, Session};
+use crate::wire;
+use baton_proto::v1 as pb;
+
+/// The encoded session stored in `meta.session`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct SessionBlob {
+    #[prost(int64, tag = "1")]
+    pub(super) id: i64,
+    #[prost(uint64, tag = "2")]
+    pub(super) last_summary_seq: u64,
+    #[prost(message, optional, tag = "3")]
+    pub(super) session: Option<pb::Session>,
+}
+
+/// What replicas tell each other on the bus.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct BusMessage {
+    /// The sending replica; it ignores its own messages.
+    #[prost(uint64, tag = "1")]
+    pub(super) replica: u64,
+    #[prost(string, tag = "2")]
+    pub(super) tenant: String,
+    #[prost(string, tag = "3")]
+    pub(super) session_key: String,
+    /// The session's last_seq after an append (0 for other messages).
+    #[prost(uint64, tag = "4")]
+    pub(super) last_seq: u64,
+    /// The appended entries; empty when they were too large to inline.
+    #[prost(message, repeated, tag = "5")]
+    pub(super) entries: Vec<pb::Entry>,
+    /// The inbox an event belongs to.
+    #[prost(string, tag = "6")]
+    pub(super) agent: String,
+    #[prost(message, optional, tag = "7")]
+    pub(super) event: Option<pb::HandoffEvent>,
+    /// The session was closed or expired.
+    #[prost(bool, tag = "8")]
+    pub(super) closed: bool,
+}
+
+pub(super) fn meta_key(tenant: &str, key: &str) -> String {
+    format!("baton:{{{tenant}/{key}}}:meta")
+}
+
+pub(super) fn tail_key(tenant: &str, key: &str) -> String {
+    format!("baton:{{{tenant}/{key}}}:tail")
+}
+
+pub(super) fn handoff_key(tenant: &str, id: &str) -> String {
+    format!("baton:handoff:{tenant}/{id}")
+}
+
+pub(super) fn session_channel(tenant: &str, key: &str) -> String {
+    format!("baton:bus:{tenant}:s:{key}")
+}
+
+pub(super) fn agent_channel(tenant: &str, agent: &str) -> String {
+    format!("baton:bus:{tenant}:a:{agent}")
+}
+
+pub(super) const BUS_PATTERN: &str = "baton:bus:*";
+
+pub(super) fn encode_session(s: &Session) -> Bytes {
+    let blob = SessionBlob { id: s.id, last_summary_seq: s.last_summary_seq, session: Some(s.clone().into()) };
+    blob.encode_to_vec().into()
+}
+
+pub(super) fn encode_entry(e: &Entry) -> Bytes {
+    pb::Entry::from(e.clone()).encode_to_vec().into()
+}
+
+pub(super) fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
+    let mut it = reply.into_iter().skip(1);
+    let mut next = || it.next().ok_or_else(|| "short reply".to_owned());
+    let _last = next()?;
+    let _upd = next()?;
+    let session = next()?;
+    let _sseq = next()?;
+    let summary = next()?;
+    let tail = next()?;
+    let blob = SessionBlob::decode(session.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let session = wire::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
+        .map_err(|e| e.to_string())?;
+    let summary = match summary.as_bytes() {
+        Some(b) if !b.is_empty() => {
+            Some(Entry::try_from(pb::Entry::decode(b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let tail: Vec<Entry> = tail
+        .into_array()
+        .into_iter()
+        .map(|v| {
+            let p = pb::Entry::decode(v.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
+            Entry::try_from(p).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
+    let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
+        || (tail.is_empty() && session.last_seq == session.last_summary_seq);
+    if !contiguous || !ends_right {
+        return Err("cached tail does not match its session".into());
+    }
+    Ok(CachedSession { session, summary, tail: tail.into() })
+}

@@ -1,0 +1,167 @@
+//! What the domain asks of a cache: a read-through view of sessions and handoffs that is told
+//! about every committed change. The domain does not know what backs it; `crate::cache` is the
+//! Redis one, [`NoCache`] the absence of one (a single replica without Redis).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Entry, Handoff, HandoffEvent, Session, tokens};
+use crate::store::WindowSlice;
+
+/// A read-through cache. Reads answer `None` when the cache cannot vouch for a current copy;
+/// the notifications are best effort (a failed one must leave the cache unable to serve the
+/// stale data, never serve it).
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// Newest entries kept per session; `None` when nothing is cached.
+    fn tail_len(&self) -> Option<u32> {
+        None
+    }
+    /// The session as the store last committed it, with its newest entries.
+    async fn session(&self, _tenant: &str, _session_key: &str) -> Option<Arc<CachedSession>> {
+        None
+    }
+    async fn handoff(&self, _tenant: &str, _handoff_id: &str) -> Option<Handoff> {
+        None
+    }
+    /// Installs what the store returned for a window (or a new session), repairing a miss.
+    async fn install(&self, _tenant: &str, _slice: &WindowSlice) {}
+    /// An append committed.
+    async fn after_append(&self, _tenant: &str, _session: &Session, _entries: &[Entry]) {}
+    /// A session changed other than by an append.
+    async fn invalidate(&self, _tenant: &str, _session: &Session) {}
+    /// A handoff changed, writing these inbox events.
+    async fn after_handoff_change(&self, _tenant: &str, _handoff: &Handoff, _events: &[HandoffEvent]) {}
+}
+
+/// No cache: every read goes to the store.
+pub struct NoCache;
+
+impl Cache for NoCache {}
+
+/// What the cache knows of a session: valid for `last_seq` and `updated_at`.
+#[derive(Debug, Clone)]
+pub struct CachedSession {
+    pub session: Session,
+    pub summary: Option<Entry>,
+    /// The newest entries, oldest first, ending at `session.last_seq`.
+    pub tail: Arc<[Entry]>,
+}
+
+impl CachedSession {
+    /// The window material: entries after the summary, newest first, at most `max`, and no
+    /// more than `max_tokens` can take (those that fit plus the first that does not). The
+    /// slice is complete when it holds every such entry, `max` of them, or more than the
+    /// budget.
+    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
+        let after = self.session.last_summary_seq;
+        let offered = || self.tail.iter().rev().take_while(move |e| e.seq > after).take(max as usize);
+        let read = tokens::read_bound(offered().map(|e| e.token_count), max_tokens);
+        let newest_first: Vec<Entry> = offered().take(read).cloned().collect();
+        let total: u64 = newest_first.iter().map(|e| u64::from(e.token_count)).sum();
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+        let complete =
+            newest_first.len() == max as usize || total > u64::from(max_tokens) || first_cached <= after + 1;
+        let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
+        (slice, complete)
+    }
+
+    /// Entries with seq > `after` when the cached tail holds all of them.
+    pub fn entries_after(&self, after: u64) -> Option<&[Entry]> {
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+        if after + 1 < first_cached {
+            return None;
+        }
+        let skip = self.tail.partition_point(|e| e.seq <= after);
+        Some(&self.tail[skip..])
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Content, EntryKind, Metadata, Micros, SessionStatus};
+
+    fn entry(seq: u64, kind: EntryKind, tokens: u32) -> Entry {
+        Entry {
+            session_key: "s".into(),
+            seq,
+            kind,
+            role: String::new(),
+            author: "a".into(),
+            content: Content::Text(String::new()),
+            media_type: String::new(),
+            metadata: Metadata::new(),
+            token_count: tokens,
+            idempotency_key: String::new(),
+            trace_id: String::new(),
+            created_at: Micros(0),
+        }
+    }
+
+    fn session(last_seq: u64, last_summary_seq: u64) -> Session {
+        Session {
+            id: 1,
+            tenant: "t".into(),
+            session_key: "s".into(),
+            created_by: "a".into(),
+            owner: "a".into(),
+            status: SessionStatus::Active,
+            metadata: Metadata::new(),
+            last_seq,
+            last_summary_seq,
+            created_at: Micros(0),
+            updated_at: Micros(0),
+            last_activity_at: Micros(0),
+            expires_at: None,
+        }
+    }
+
+    /// Whenever a cached tail says it can answer a window, the budget rule applied to it gives
+    /// the window the whole session gives (`tokens::window_of`, the stores' reference).
+    #[test]
+    fn a_complete_slice_selects_what_the_whole_session_selects() {
+        let mut state = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let mut answered = 0;
+        for _ in 0..300 {
+            let len = 1 + next(60);
+            let entries: Vec<Entry> = (1..=len)
+                .map(|seq| {
+                    let kind = if next(10) == 0 { EntryKind::Summary } else { EntryKind::Message };
+                    entry(seq, kind, 4 + next(40) as u32)
+                })
+                .collect();
+            let summary = entries.iter().rev().find(|e| e.kind == EntryKind::Summary).cloned();
+            let cached_len = 1 + next(len) as usize;
+            let cached = CachedSession {
+                session: session(len, summary.as_ref().map_or(0, |s| s.seq)),
+                summary: summary.clone(),
+                tail: entries[entries.len() - cached_len..].to_vec().into(),
+            };
+            let (max_entries, max_tokens) = (1 + next(30) as u32, next(400) as u32);
+            let (slice, complete) = cached.slice(max_entries, max_tokens);
+            if !complete {
+                continue;
+            }
+            answered += 1;
+            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
+            let n = tokens::window_len(
+                summary_tokens,
+                slice.newest_first.iter().map(|e| e.token_count),
+                max_entries,
+                max_tokens,
+            );
+            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.seq).collect();
+            let (want_summary, want) = tokens::window_of(&entries, max_entries, max_tokens);
+            assert_eq!(slice.summary.as_ref().map(|s| s.seq), want_summary.map(|s| s.seq));
+            assert_eq!(from_cache, want.iter().map(|e| e.seq).collect::<Vec<_>>(), "{max_entries} {max_tokens}");
+        }
+        assert!(answered > 100, "only {answered} windows were answerable from the cache");
+    }
+}

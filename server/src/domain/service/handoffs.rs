@@ -1,0 +1,123 @@
+//! Handoffs: requests (with an extractive summary of the session), reads, state changes.
+
+use std::future::Future;
+
+use super::paging::{Consume, Halt, Stop, for_each_page};
+use super::streams::entry_pages;
+use super::{Baton, split_page};
+use crate::domain::commands::{ChangeHandoff, ListHandoffs, RequestHandoff};
+use crate::domain::page::{self, PageKind};
+use crate::domain::summary::Summarizer;
+use crate::domain::{Entry, Error, Handoff, HandoffStatus, Result, rules};
+use crate::store::{Changed, HandoffQuery, NewHandoff};
+
+impl Baton {
+    pub async fn request_handoff(&self, tenant: &str, cmd: RequestHandoff) -> Result<Handoff> {
+        let RequestHandoff { session_key, from_agent, to_agent, kind, instructions, deadline, max_tokens } = cmd;
+        let now = self.now();
+        if from_agent == to_agent {
+            return Err(Error::invalid("to_agent", "must differ from from_agent"));
+        }
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(Error::invalid("deadline", "must be in the future"));
+        }
+        let session = self.store.get_session(tenant, &session_key).await?;
+        rules::check_append(&session, None, now)?;
+        let summary = self.summarize(tenant, &session_key, session.last_seq).await?;
+        let handoff = Handoff {
+            handoff_id: uuid::Uuid::now_v7().to_string(),
+            tenant: tenant.to_owned(),
+            session_key,
+            from_agent,
+            to_agent,
+            kind,
+            status: HandoffStatus::Pending,
+            instructions,
+            summary,
+            up_to_seq: session.last_seq,
+            max_tokens,
+            reason: String::new(),
+            created_at: now,
+            updated_at: now,
+            deadline,
+        };
+        let changed = self.store.create_handoff(NewHandoff { handoff }).await?;
+        Ok(self.publish_change(tenant, changed).await)
+    }
+
+    /// An extractive summary of entries 1..=up_to_seq, folded page by page.
+    async fn summarize(&self, tenant: &str, session_key: &str, up_to_seq: u64) -> Result<String> {
+        let mut summarizer = Fold(Summarizer::default());
+        let pages = entry_pages(&self.store, tenant, session_key, Some(up_to_seq + 1));
+        match for_each_page(&self.shutdown, 0, pages, &mut summarizer).await {
+            Ok(()) => Ok(summarizer.0.finish()),
+            Err(Halt::Failed(e)) => Err(e),
+            Err(Halt::Shutdown | Halt::Stopped) => {
+                Err(Error::Unavailable("server shutting down; retry on another replica".into()))
+            }
+        }
+    }
+
+    pub async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff> {
+        let h = match self.cache.handoff(tenant, handoff_id).await {
+            Some(h) => h,
+            None => self.store.get_handoff(tenant, handoff_id).await?,
+        };
+        Ok(self.effective_handoff(h))
+    }
+
+    pub(super) fn effective_handoff(&self, mut h: Handoff) -> Handoff {
+        h.status = rules::effective_status(&h, self.now());
+        h
+    }
+
+    pub async fn list_handoffs(&self, tenant: &str, cmd: ListHandoffs) -> Result<(Vec<Handoff>, String)> {
+        let ListHandoffs { to_agent, from_agent, session_key, status, page_size, page_token } = cmd;
+        let rows = self
+            .store
+            .list_handoffs(&HandoffQuery {
+                tenant: tenant.to_owned(),
+                to_agent,
+                from_agent,
+                session_key,
+                status,
+                before_id: page_token,
+                limit: page_size + 1,
+            })
+            .await?;
+        let (rows, next) = split_page(rows, page_size, |(id, _)| page::encode(PageKind::Handoffs, *id));
+        Ok((rows.into_iter().map(|(_, h)| self.effective_handoff(h)).collect(), next))
+    }
+
+    pub async fn change_handoff(&self, tenant: &str, cmd: ChangeHandoff) -> Result<Handoff> {
+        let ChangeHandoff { handoff_id, agent, action, reason } = cmd;
+        let now = self.now();
+        let decide = move |h: &Handoff| rules::decide(h, action, &agent, reason.as_deref(), now);
+        let changed = self.store.change_handoff(tenant, &handoff_id, now, &decide).await?;
+        Ok(self.publish_change(tenant, changed).await)
+    }
+
+    /// Tells the cache, the session's followers and both agents' inboxes what a change wrote.
+    pub(super) async fn publish_change(&self, tenant: &str, changed: Changed) -> Handoff {
+        let Changed { handoff, events, session } = changed;
+        self.counters.handoff_processed(handoff.status);
+        self.cache.after_handoff_change(tenant, &handoff, &events).await;
+        if let Some(session) = session {
+            self.session_changed(tenant, &session).await;
+        }
+        for event in events {
+            self.hub.publish_agent(tenant, event);
+        }
+        handoff
+    }
+}
+
+/// Folds entries into a summary as the paging loop reads them.
+struct Fold(Summarizer);
+
+impl Consume<Entry> for Fold {
+    fn consume(&mut self, e: Entry) -> impl Future<Output = Result<(), Stop>> + Send {
+        self.0.add(&e);
+        std::future::ready(Ok(()))
+    }
+}

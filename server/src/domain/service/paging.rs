@@ -1,0 +1,249 @@
+//! The one paging loop. Every read that walks a session's entries or an agent's inbox in
+//! keyset order (stream replays and catch-ups, handoff summaries, context packages, inbox
+//! catch-ups) goes through [`for_each_page`]: pages are bounded by count and by bytes (pages
+//! of large entries hold fewer of them, so a stream's memory stays bounded whatever its
+//! entries' size), and the loop ends at shutdown instead of finishing a long read.
+
+use std::future::Future;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Entry, Error, HandoffEvent, Result};
+
+/// Items read per page at most.
+pub const PAGE_ITEMS: u32 = 512;
+/// Bytes of content a page aims at.
+pub const PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Items a stream buffers ahead of its client.
+pub const STREAM_BUFFER: usize = 64;
+
+/// The receiving end of a server stream. Items are boxed so that a channel's slots stay
+/// small: each stream's channel allocates its slots up front, and 10k idle follow streams
+/// should not hold 10k blocks of full-size entries.
+pub type ItemStream<T> = mpsc::Receiver<Box<Result<T>>>;
+
+/// Something read in keyset order.
+pub trait Paged {
+    /// Its key: an entry's seq, an event's cursor. Pages continue after the last one read.
+    fn position(&self) -> u64;
+    /// Roughly how many bytes it holds.
+    fn weight(&self) -> usize;
+}
+
+impl Paged for Entry {
+    fn position(&self) -> u64 {
+        self.seq
+    }
+    fn weight(&self) -> usize {
+        self.content.len()
+    }
+}
+
+impl Paged for HandoffEvent {
+    fn position(&self) -> u64 {
+        self.cursor
+    }
+    fn weight(&self) -> usize {
+        self.handoff.summary.len() + self.handoff.instructions.len()
+    }
+}
+
+/// Why a paged read ended early.
+#[derive(Debug)]
+pub enum Halt {
+    /// The server is shutting down.
+    Shutdown,
+    /// Reading a page failed.
+    Failed(Error),
+    /// The consumer wanted no more.
+    Stopped,
+}
+
+/// What a paged read hands its items to.
+pub trait Consume<T> {
+    fn consume(&mut self, item: T) -> impl Future<Output = Result<(), Stop>> + Send;
+}
+
+/// Reads `fetch(after, limit)` page by page from `after` on and hands every item to `to`,
+/// until a page comes back short.
+pub async fn for_each_page<T, F>(
+    shutdown: &CancellationToken,
+    mut after: u64,
+    mut fetch: impl FnMut(u64, u32) -> F,
+    to: &mut impl Consume<T>,
+) -> Result<(), Halt>
+where
+    T: Paged,
+    F: Future<Output = Result<Vec<T>>>,
+{
+    let mut limit = PAGE_ITEMS;
+    loop {
+        let page = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(Halt::Shutdown),
+            page = fetch(after, limit) => page.map_err(Halt::Failed)?,
+        };
+        let full = page.len() == limit as usize;
+        let bytes: usize = page.iter().map(Paged::weight).sum();
+        limit = next_limit(limit, bytes);
+        for item in page {
+            after = item.position();
+            to.consume(item).await.map_err(|Stop| Halt::Stopped)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// The next page's size: as many items of the last page's average size as fit in
+/// `PAGE_BYTES`, between 1 and `PAGE_ITEMS`.
+fn next_limit(limit: u32, page_bytes: usize) -> u32 {
+    let average = (page_bytes / limit.max(1) as usize).max(1);
+    u32::try_from(PAGE_BYTES / average).unwrap_or(u32::MAX).clamp(1, PAGE_ITEMS)
+}
+
+/// The stream ended (client gone, limit reached, or shutdown); nothing more to send.
+#[derive(Debug)]
+pub struct Stop;
+
+/// A stream's sending side and its position.
+pub struct Sink<T> {
+    pub tx: mpsc::Sender<Box<Result<T>>>,
+    sent: u32,
+    /// 0: no limit.
+    max: u32,
+    /// The seq or cursor the stream sends next.
+    pub next: u64,
+    pub shutdown: CancellationToken,
+}
+
+impl<T: Paged + Send> Consume<T> for Sink<T> {
+    fn consume(&mut self, item: T) -> impl Future<Output = Result<(), Stop>> + Send {
+        self.send(item)
+    }
+}
+
+impl<T: Paged + Send> Sink<T> {
+    /// A stream starting at `next`, ending after `max` items (0: no limit).
+    pub fn new(tx: mpsc::Sender<Box<Result<T>>>, next: u64, max: u32, shutdown: CancellationToken) -> Self {
+        Sink { tx, sent: 0, max, next, shutdown }
+    }
+
+    /// Sends one item and moves the position past it.
+    pub async fn send(&mut self, item: T) -> Result<(), Stop> {
+        let position = item.position();
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => { self.shutting_down().await; return Err(Stop) }
+            sent = self.tx.send(Box::new(Ok(item))) => sent.map_err(|_| Stop)?,
+        }
+        self.next = position + 1;
+        self.sent += 1;
+        if self.max != 0 && self.sent >= self.max { Err(Stop) } else { Ok(()) }
+    }
+
+    /// Sends what `fetch` reads from the stream's position on; tells the client why it ends
+    /// early (an error, or shutdown with the position to resume after).
+    pub async fn relay<F>(&mut self, fetch: impl FnMut(u64, u32) -> F) -> Result<(), Stop>
+    where
+        F: Future<Output = Result<Vec<T>>>,
+    {
+        let shutdown = self.shutdown.clone();
+        let after = self.next - 1;
+        match for_each_page(&shutdown, after, fetch, self).await {
+            Ok(()) => Ok(()),
+            Err(Halt::Stopped) => Err(Stop),
+            Err(Halt::Shutdown) => {
+                self.shutting_down().await;
+                Err(Stop)
+            }
+            Err(Halt::Failed(e)) => {
+                let _ = self.tx.send(Box::new(Err(e))).await;
+                Err(Stop)
+            }
+        }
+    }
+
+    /// Ends the stream with UNAVAILABLE and the position a client resumes after.
+    pub async fn shutting_down(&self) {
+        let resume = self.next.saturating_sub(1);
+        let msg = format!("server shutting down; resume after {resume}");
+        let _ = self.tx.send(Box::new(Err(Error::Unavailable(msg)))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_follows_entry_size() {
+        assert_eq!(next_limit(PAGE_ITEMS, 0), PAGE_ITEMS);
+        assert_eq!(next_limit(PAGE_ITEMS, PAGE_ITEMS as usize * 1024), PAGE_ITEMS);
+        assert_eq!(next_limit(10, 10 * 1024 * 1024), 8);
+        assert_eq!(next_limit(1, 64 * 1024 * 1024), 1);
+    }
+
+    struct N(u64);
+    impl Paged for N {
+        fn position(&self) -> u64 {
+            self.0
+        }
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
+    /// Collects what it is given; stops after `stop_after` items when set.
+    #[derive(Default)]
+    struct Collect {
+        seen: Vec<u64>,
+        stop_after: Option<usize>,
+    }
+
+    impl Consume<N> for Collect {
+        fn consume(&mut self, item: N) -> impl Future<Output = Result<(), Stop>> + Send {
+            self.seen.push(item.0);
+            let stop = self.stop_after.is_some_and(|n| self.seen.len() >= n);
+            std::future::ready(if stop { Err(Stop) } else { Ok(()) })
+        }
+    }
+
+    fn numbers(total: u64) -> impl FnMut(u64, u32) -> std::future::Ready<Result<Vec<N>>> {
+        move |after, limit| std::future::ready(Ok((after + 1..=total).take(limit as usize).map(N).collect()))
+    }
+
+    #[tokio::test]
+    async fn reads_every_page_then_stops_on_a_short_one() {
+        let stop = CancellationToken::new();
+        let total = PAGE_ITEMS as u64 * 2 + 3;
+        let mut calls = Vec::new();
+        let mut inner = numbers(total);
+        let fetch = |after, limit| {
+            calls.push(after);
+            inner(after, limit)
+        };
+        let mut out = Collect::default();
+        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
+        assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
+        assert_eq!(calls, vec![0, PAGE_ITEMS as u64, PAGE_ITEMS as u64 * 2]);
+    }
+
+    #[tokio::test]
+    async fn ends_at_shutdown_on_a_failed_read_and_when_the_consumer_stops() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let r = for_each_page(&stop, 0, numbers(10), &mut Collect::default()).await;
+        assert!(matches!(r, Err(Halt::Shutdown)));
+        let live = CancellationToken::new();
+        let mut out = Collect { stop_after: Some(3), ..Collect::default() };
+        let r = for_each_page(&live, 0, numbers(10), &mut out).await;
+        assert!(matches!(r, Err(Halt::Stopped)));
+        assert_eq!(out.seen, vec![1, 2, 3]);
+        let failing = |_, _| std::future::ready(Err::<Vec<N>, _>(Error::Unavailable("down".into())));
+        let r = for_each_page(&live, 0, failing, &mut Collect::default()).await;
+        assert!(matches!(r, Err(Halt::Failed(Error::Unavailable(_)))));
+    }
+}

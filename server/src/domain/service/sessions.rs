@@ -1,0 +1,81 @@
+//! Sessions: create, read (through the cache), list, update, close.
+
+use super::{Baton, split_page};
+use crate::domain::commands::{CreateSession, ListSessions, UpdateSession};
+use crate::domain::page::{self, PageKind};
+use crate::domain::{Result, Session, SessionStatus};
+use crate::hub::SessionMessage;
+use crate::store::{NewSession, SessionPatch, SessionQuery, WindowSlice};
+
+impl Baton {
+    pub async fn create_session(&self, tenant: &str, cmd: CreateSession) -> Result<Session> {
+        let CreateSession { session_key, agent, metadata, ttl } = cmd;
+        let now = self.now();
+        let session_key = session_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let session = self
+            .store
+            .create_session(NewSession {
+                tenant: tenant.to_owned(),
+                session_key,
+                agent,
+                metadata,
+                now,
+                expires_at: ttl.map(|d| now.plus(d)),
+            })
+            .await?;
+        self.counters.session_created();
+        let slice = WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new() };
+        self.cache.install(tenant, &slice).await;
+        Ok(session)
+    }
+
+    pub async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session> {
+        if let Some(cached) = self.cache.session(tenant, session_key).await {
+            return Ok(self.effective(cached.session.clone()));
+        }
+        let session = self.store.get_session(tenant, session_key).await?;
+        Ok(self.effective(session))
+    }
+
+    /// A session changed other than by an append: drop cached copies, tell followers.
+    pub(super) async fn session_changed(&self, tenant: &str, session: &Session) {
+        self.cache.invalidate(tenant, session).await;
+        if !session.status.is_open() {
+            self.hub.publish_session(tenant, &session.session_key, SessionMessage::Closed);
+        }
+    }
+
+    pub async fn list_sessions(&self, tenant: &str, cmd: ListSessions) -> Result<(Vec<Session>, String)> {
+        let ListSessions { agent, status, page_size, page_token } = cmd;
+        let sessions = self
+            .store
+            .list_sessions(&SessionQuery {
+                tenant: tenant.to_owned(),
+                agent,
+                status,
+                before_id: page_token,
+                limit: page_size + 1,
+            })
+            .await?;
+        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, s.id));
+        Ok((sessions.into_iter().map(|s| self.effective(s)).collect(), next))
+    }
+
+    pub async fn update_session(&self, tenant: &str, cmd: UpdateSession) -> Result<Session> {
+        let UpdateSession { session_key, metadata, status, ttl } = cmd;
+        let now = self.now();
+        let patch = SessionPatch {
+            metadata,
+            status,
+            expires_at: ttl.map(|d| if d.is_zero() { None } else { Some(now.plus(d)) }),
+        };
+        let session = self.store.update_session(tenant, &session_key, patch, now).await?;
+        self.session_changed(tenant, &session).await;
+        Ok(self.effective(session))
+    }
+
+    pub async fn close_session(&self, tenant: &str, session_key: String) -> Result<Session> {
+        let cmd = UpdateSession { session_key, metadata: None, status: Some(SessionStatus::Closed), ttl: None };
+        self.update_session(tenant, cmd).await
+    }
+}

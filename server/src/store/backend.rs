@@ -1,0 +1,149 @@
+//! `backend_store!(Type)`: the [`Store`](super::Store) implementation of a backend, the same
+//! for both: each method is the function of the same aggregate module of the backend
+//! (`sessions`, `entries`, `search`, `handoffs`, `inbox`), and the handoff writes are the
+//! shared flows of `store::handoffs` over the backend's `handoff_tx()`. The backend itself
+//! gives `ping()` and `collectors()`.
+
+macro_rules! backend_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::domain::Result<()> {
+                <$store>::ping_database(self).await
+            }
+
+            fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+                <$store>::pool_collectors(self)
+            }
+
+            async fn create_session(&self, new: $crate::store::NewSession) -> $crate::domain::Result<$crate::domain::Session> {
+                sessions::create(self, new).await
+            }
+
+            async fn get_session(&self, tenant: &str, session_key: &str) -> $crate::domain::Result<$crate::domain::Session> {
+                sessions::get(self, tenant, session_key).await
+            }
+
+            async fn list_sessions(
+                &self,
+                q: &$crate::store::SessionQuery,
+            ) -> $crate::domain::Result<Vec<$crate::domain::Session>> {
+                sessions::list(self, q).await
+            }
+
+            async fn update_session(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                patch: $crate::store::SessionPatch,
+                now: $crate::domain::Micros,
+            ) -> $crate::domain::Result<$crate::domain::Session> {
+                sessions::update(self, tenant, session_key, patch, now).await
+            }
+
+            async fn expire_sessions(
+                &self,
+                now: $crate::domain::Micros,
+                limit: u32,
+            ) -> $crate::domain::Result<Vec<$crate::domain::Session>> {
+                sessions::expire(self, now, limit).await
+            }
+
+            async fn append(
+                &self,
+                cmd: $crate::store::AppendCommand,
+            ) -> $crate::domain::Result<$crate::store::AppendOutcome> {
+                entries::append(self, cmd).await
+            }
+
+            async fn list_entries(
+                &self,
+                q: &$crate::store::EntryQuery,
+            ) -> $crate::domain::Result<Vec<$crate::domain::Entry>> {
+                entries::list(self, q).await
+            }
+
+            async fn window(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                max_entries: u32,
+                max_tokens: u32,
+            ) -> $crate::domain::Result<$crate::store::WindowSlice> {
+                entries::window(self, tenant, session_key, max_entries, max_tokens).await
+            }
+
+            async fn tail_start(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                up_to_seq: u64,
+                budget: u32,
+            ) -> $crate::domain::Result<u64> {
+                entries::tail_start(self, tenant, session_key, up_to_seq, budget).await
+            }
+
+            async fn search(
+                &self,
+                q: &$crate::store::SearchQuery,
+            ) -> $crate::domain::Result<Vec<$crate::domain::SearchHit>> {
+                search::search(self, q).await
+            }
+
+            async fn create_handoff(
+                &self,
+                new: $crate::store::NewHandoff,
+            ) -> $crate::domain::Result<$crate::store::Changed> {
+                $crate::store::handoffs::create(self.handoff_tx().await?, new).await
+            }
+
+            async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> $crate::domain::Result<$crate::domain::Handoff> {
+                handoffs::get(self, tenant, handoff_id).await
+            }
+
+            async fn list_handoffs(
+                &self,
+                q: &$crate::store::HandoffQuery,
+            ) -> $crate::domain::Result<$crate::store::HandoffPage> {
+                handoffs::list(self, q).await
+            }
+
+            async fn change_handoff(
+                &self,
+                tenant: &str,
+                handoff_id: &str,
+                now: $crate::domain::Micros,
+                decide: $crate::store::Decide<'_>,
+            ) -> $crate::domain::Result<$crate::store::Changed> {
+                $crate::store::handoffs::change(self.handoff_tx().await?, tenant, handoff_id, now, decide).await
+            }
+
+            async fn expire_handoffs_by(
+                &self,
+                now: $crate::domain::Micros,
+                limit: u32,
+                sweep: $crate::store::Sweep<'_>,
+            ) -> $crate::domain::Result<Vec<$crate::store::Changed>> {
+                $crate::store::handoffs::expire(self.handoff_tx().await?, now, limit, sweep).await
+            }
+
+            async fn pending_inbox(
+                &self,
+                tenant: &str,
+                agent: &str,
+            ) -> $crate::domain::Result<(Vec<$crate::domain::HandoffEvent>, u64)> {
+                inbox::pending(self, tenant, agent).await
+            }
+
+            async fn inbox_after(
+                &self,
+                tenant: &str,
+                agent: &str,
+                after_cursor: u64,
+                limit: u32,
+            ) -> $crate::domain::Result<Vec<$crate::domain::HandoffEvent>> {
+                inbox::after(self, tenant, agent, after_cursor, limit).await
+            }
+        }
+    };
+}

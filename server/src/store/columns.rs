@@ -1,0 +1,73 @@
+//! The column lists both stores select, in the order the row readers (`rows`) read them, as
+//! macros so that statements stay `&'static str` built with `concat!` (prepared once per
+//! connection and reused). Declared before the stores so their statements can splice them.
+
+/// Session columns (`rows::SESSION_COLS` of them), qualified with the table alias `$p`
+/// (`"s."`), or unqualified (`""`) for SQLite's `RETURNING`.
+macro_rules! session_cols {
+    ($p:literal) => {
+        concat!(
+            $p, "id, ", $p, "tenant, ", $p, "session_key, ", $p, "created_by, ", $p, "owner, ", $p, "status, ",
+            $p, "metadata, ", $p, "last_seq, ", $p, "last_summary_seq, ", $p, "created_at, ", $p, "updated_at, ",
+            $p, "last_activity_at, ", $p, "expires_at"
+        )
+    };
+}
+
+/// Entry columns of the alias `e` (`rows::ENTRY_COLS`).
+macro_rules! entry_cols {
+    () => {
+        "e.seq, e.kind, e.role, e.author, e.content_text, e.content_data, e.media_type, e.metadata, \
+         e.token_count, e.idempotency_key, e.trace_id, e.created_at"
+    };
+}
+
+/// Handoff columns of the alias `h` (`rows::HANDOFF_COLS`).
+macro_rules! handoff_cols {
+    () => {
+        "h.id, h.session_id, h.handoff_id, h.tenant, h.session_key, h.from_agent, h.to_agent, h.type, \
+         h.status, h.instructions, h.summary, h.up_to_seq, h.max_tokens, h.reason, h.created_at, \
+         h.updated_at, h.deadline"
+    };
+}
+
+/// Inbox event columns of the alias `ev` (`rows::EVENT_COLS`), then its handoff's (`h`).
+macro_rules! event_cols {
+    () => {
+        concat!(
+            "ev.agent, ev.cursor, ev.event, ev.status, ev.reason, ev.updated_at, ",
+            handoff_cols!()
+        )
+    };
+}
+
+/// Where the token-budget read of a session's newest entries starts: the smallest seq among
+/// entries of session `$session` with seq above `$after`, at most `$limit` of the newest, whose
+/// newer entries together cost at most `$budget` (`tokens::read_bound`). NULL when none.
+/// Both stores use it, with their own placeholders; PostgreSQL reads it with the primary key
+/// walked newest first and stopped at the limit.
+macro_rules! window_start {
+    ($session:literal, $after:literal, $limit:literal, $budget:literal) => {
+        concat!(
+            "(SELECT MIN(t.seq) FROM ( \
+               SELECT seq, token_count, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+               FROM entries WHERE session_id = ", $session, " AND seq > ", $after,
+            " ORDER BY seq DESC LIMIT ", $limit,
+            ") t WHERE t.running - t.token_count <= ", $budget, ")"
+        )
+    };
+}
+
+/// Where a handoff's token-budgeted tail starts: the smallest seq `s` of session `$session`
+/// such that entries `s..=$up_to` together cost at most `$budget` (`tokens::tail_of`). NULL
+/// when not even the newest fits.
+macro_rules! tail_start {
+    ($session:literal, $up_to:literal, $budget:literal) => {
+        concat!(
+            "SELECT MIN(t.seq) FROM ( \
+               SELECT seq, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+               FROM entries WHERE session_id = ", $session, " AND seq <= ", $up_to,
+            ") t WHERE t.running <= ", $budget
+        )
+    };
+}

@@ -1,0 +1,117 @@
+//! Entries in PostgreSQL: appends (written by the coalescer in `append`), listing, context
+//! windows and handoff tails.
+
+use super::{PgStore, bound, sessions};
+use crate::domain::{Entry, Error, Result};
+use crate::store::rows::{SESSION_COLS, entry_at, session_at, signed, unsigned};
+use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
+
+// Entry reads resolve the session id in a scalar subquery rather than a join, so the planner
+// walks the primary key (session_id, seq) in order and stops at the LIMIT instead of sorting
+// every entry of the session.
+const LIST_ENTRIES: &str = concat!(
+    "SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 \
+     ORDER BY e.seq LIMIT $5"
+);
+const LIST_ENTRIES_OF_KINDS: &str = concat!(
+    "SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE e.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) \
+       AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
+     ORDER BY e.seq LIMIT $5"
+);
+
+/// The session with its latest summary and the newest entries after it, in one snapshot:
+/// one row per entry (or one row with NULL entry columns when there is none).
+const WINDOW: &str = concat!(
+    "SELECT ",
+    session_cols!("s."),
+    ", w.* FROM sessions s LEFT JOIN LATERAL ( \
+       (SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE s.last_summary_seq > 0 AND e.session_id = s.id AND e.seq = s.last_summary_seq) \
+       UNION ALL \
+       (SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE e.session_id = s.id AND e.seq >= COALESCE(",
+    window_start!("s.id", "s.last_summary_seq", "$3", "$4"),
+    ", 9223372036854775807) ORDER BY e.seq DESC) \
+     ) w ON true \
+     WHERE s.tenant = $1 AND s.session_key = $2"
+);
+
+
+/// Appends through the write coalescer (`append`).
+pub(super) async fn append(store: &PgStore, cmd: AppendCommand) -> Result<AppendOutcome> {
+    store.appender.append(cmd).await
+}
+
+pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> {
+    let before = q.before_seq.map_or(i64::MAX, signed);
+    let query = if q.kinds.is_empty() { sqlx::query(LIST_ENTRIES) } else { sqlx::query(LIST_ENTRIES_OF_KINDS) };
+    let mut query =
+        query.bind(&q.tenant).bind(&q.session_key).bind(signed(q.after_seq)).bind(before).bind(i64::from(q.limit));
+    if !q.kinds.is_empty() {
+        query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+    }
+    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&store.pool)).await?;
+    if rows.is_empty() {
+        sessions::require(store, &q.tenant, &q.session_key).await?;
+    }
+    rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect()
+}
+
+pub(super) async fn window(
+    store: &PgStore,
+    tenant: &str,
+    session_key: &str,
+    max_entries: u32,
+    max_tokens: u32,
+) -> Result<WindowSlice> {
+    let window = sqlx::query(WINDOW)
+        .bind(tenant)
+        .bind(session_key)
+        .bind(i64::from(max_entries))
+        .bind(i64::from(max_tokens))
+        .fetch_all(&store.pool);
+    let rows = store.sql.run("SELECT", "entries", window).await?;
+    let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
+    let session = session_at(first, 0)?;
+    let mut summary = None;
+    let mut newest_first = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if sqlx::Row::try_get::<Option<i64>, _>(row, SESSION_COLS)?.is_none() {
+            continue;
+        }
+        let entry = entry_at(row, SESSION_COLS, session_key)?;
+        if entry.seq == session.last_summary_seq {
+            summary = Some(entry);
+        } else {
+            newest_first.push(entry);
+        }
+    }
+    newest_first.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+    Ok(WindowSlice { session, summary, newest_first })
+}
+
+pub(super) async fn tail_start(
+    store: &PgStore,
+    tenant: &str,
+    session_key: &str,
+    up_to_seq: u64,
+    budget: u32,
+) -> Result<u64> {
+    let tail = bound::tail_start(tenant, session_key, up_to_seq, budget).fetch_one(&store.pool);
+    let start = store.sql.run("SELECT", "entries", tail).await?;
+    match start {
+        Some(s) => Ok(unsigned(s)),
+        None => {
+            // Nothing fits, or there is no such session.
+            sessions::require(store, tenant, session_key).await?;
+            Ok(up_to_seq + 1)
+        }
+    }
+}

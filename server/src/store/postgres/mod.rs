@@ -1,0 +1,123 @@
+//! PostgreSQL store.
+//!
+//! Every write that must be atomic runs in one transaction that first locks the row it is
+//! about (the session for appends and new handoffs, the handoff for state changes), so seqs
+//! and state transitions are serialized by PostgreSQL's row locks instead of retry loops.
+//! Inbox cursors come from a per-agent head row upserted in the same transaction; locks are
+//! always taken in the order handoff → session → inbox heads (heads sorted by tenant and
+//! agent), so concurrent writers queue instead of deadlocking.
+//!
+//! Statements are built at run time and prepared and cached per connection by sqlx. Reads
+//! that combine several facts (a context window, the pending inbox and its head) are single
+//! statements so they see one snapshot. Timestamps are always the caller's `now`, never the
+//! database clock, so the domain's clock is the only one.
+//!
+//! By aggregate: `sessions`, `entries` (with `append`, the write coalescer), `search`,
+//! `handoffs`, `inbox`.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use time::OffsetDateTime;
+
+use super::rows::Moments;
+use crate::domain::{Error, Micros, Result};
+use crate::store::sql::{PoolSample, Sql, pool_collector};
+
+mod append;
+binders!(sqlx::Postgres);
+
+mod entries;
+mod handoffs;
+mod inbox;
+mod search;
+mod sessions;
+
+/// Append workers: each writes one coalesced batch at a time, so one can commit while the
+/// next batch gathers.
+const APPEND_WORKERS: usize = 2;
+
+/// PostgreSQL-backed [`Store`](super::Store).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Coalesces concurrent appends into shared transactions (`append`).
+    appender: append::Appender,
+    sql: Sql,
+}
+
+impl PgStore {
+    /// Opens a pool of at most `max_connections` to `url`. A caller waits at most five
+    /// seconds for a connection before the store reports itself unavailable.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let sql = Sql::new("postgresql");
+        let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
+        Ok(PgStore { pool, appender, sql })
+    }
+
+    /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
+    /// concurrently: sqlx serializes migrators with an advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        match sqlx::migrate!("../migrations/postgres").run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "database migration failed");
+                Err(Error::Internal(format!("database migration failed: {e}")))
+            }
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Moments for Postgres {
+    type Moment = OffsetDateTime;
+
+    fn micros(t: OffsetDateTime) -> Micros {
+        // OffsetDateTime spans ±9999 years, well inside i64 microseconds.
+        Micros(i64::try_from(t.unix_timestamp_nanos().div_euclid(1000)).unwrap_or(i64::MAX))
+    }
+
+    fn moment(m: Micros) -> Result<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.0) * 1000)
+            .map_err(|_| Error::Internal(format!("timestamp {} µs since the epoch is out of range", m.0)))
+    }
+}
+
+/// A moment as `timestamptz`.
+fn ts(m: Micros) -> Result<OffsetDateTime> {
+    Postgres::moment(m)
+}
+
+impl PgStore {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping_database(&self) -> Result<()> {
+        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    /// Statement durations and pool usage.
+    fn pool_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let pool = self.pool.clone();
+        let pools = pool_collector(move || {
+            vec![PoolSample {
+                pool: "primary",
+                size: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            }]
+        });
+        vec![self.sql.collector(), pools]
+    }
+}
+
+backend_store!(PgStore);

@@ -1,0 +1,139 @@
+//! Sessions in PostgreSQL.
+
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::{PgStore, bound, ts};
+use crate::domain::{Error, Micros, Result, Session};
+use crate::store::error::unique_or;
+use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
+use crate::store::rows::session_at;
+use crate::store::{NewSession, SessionPatch, SessionQuery};
+use crate::store::sql::Sql;
+
+const LOCK_SESSION: &str = concat!(
+    "SELECT ",
+    session_cols!("s."),
+    " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2 FOR UPDATE"
+);
+const LOCK_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = $1 FOR UPDATE");
+const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE tenant = $1 AND session_key = $2";
+
+const EXPIRE_SESSIONS: &str = concat!(
+    "UPDATE sessions s SET status = 'expired', updated_at = $1 \
+     WHERE s.id IN (SELECT id FROM sessions \
+                    WHERE status IN ('active', 'dormant', 'handed_off') AND expires_at <= $1 \
+                    ORDER BY expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING ",
+    session_cols!("s.")
+);
+
+pub(super) async fn create(store: &PgStore, new: NewSession) -> Result<Session> {
+    let insert = bound::insert_session(&new)?.fetch_one(&store.pool);
+    let row = store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
+    session_at(&row, 0)
+}
+
+pub(super) async fn get(store: &PgStore, tenant: &str, session_key: &str) -> Result<Session> {
+    let get = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&store.pool);
+    let row = store.sql.run("SELECT", "sessions", get).await?;
+    session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
+}
+
+/// `NotFound` unless the session exists; for reads whose empty answer is ambiguous.
+pub(super) async fn require(store: &PgStore, tenant: &str, session_key: &str) -> Result<()> {
+    let exists = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(&store.pool);
+    let found = store.sql.run("SELECT", "sessions", exists).await?;
+    found.map(drop).ok_or_else(|| Error::session_not_found(session_key))
+}
+
+pub(super) async fn list(store: &PgStore, q: &SessionQuery) -> Result<Vec<Session>> {
+    let limit = i64::from(q.limit);
+    let mut b = QueryBuilder::<Postgres>::new(concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE "));
+    match &q.agent {
+        // Created-by OR owner as two index scans, each already newest first and limited.
+        Some(agent) => {
+            b.push("s.id IN (");
+            for (i, column) in ["owner", "created_by"].into_iter().enumerate() {
+                if i > 0 {
+                    b.push(" UNION ");
+                }
+                b.push("(SELECT id FROM sessions WHERE tenant = ").push_bind(&q.tenant);
+                b.push(format_args!(" AND {column} = ")).push_bind(agent);
+                if let Some(status) = q.status {
+                    b.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(before) = q.before_id {
+                    b.push(" AND id < ").push_bind(before);
+                }
+                b.push(" ORDER BY id DESC LIMIT ").push_bind(limit).push(")");
+            }
+            b.push(")");
+        }
+        None => {
+            b.push("s.tenant = ").push_bind(&q.tenant);
+            if let Some(status) = q.status {
+                b.push(" AND s.status = ").push_bind(status.as_str());
+            }
+            if let Some(before) = q.before_id {
+                b.push(" AND s.id < ").push_bind(before);
+            }
+        }
+    }
+    b.push(" ORDER BY s.id DESC LIMIT ").push_bind(limit);
+    let rows = store.sql.run("SELECT", "sessions", b.build().fetch_all(&store.pool)).await?;
+    rows.iter().map(|r| session_at(r, 0)).collect()
+}
+
+pub(super) async fn update(
+    store: &PgStore,
+    tenant: &str,
+    session_key: &str,
+    patch: SessionPatch,
+    now: Micros,
+) -> Result<Session> {
+    let mut tx = store.sql.run("BEGIN", "", store.pool.begin()).await?;
+    let session = patch.apply(lock(&store.sql, &mut tx, tenant, session_key).await?, now)?;
+    let update = sqlx::query(UPDATE_SESSION)
+        .bind(session.id)
+        .bind(Json(&session.metadata))
+        .bind(session.status.as_str())
+        .bind(session.expires_at.map(ts).transpose()?)
+        .bind(ts(now)?)
+        .execute(&mut *tx);
+    store.sql.run("UPDATE", "sessions", update).await?;
+    store.sql.run("COMMIT", "", tx.commit()).await?;
+    Ok(session)
+}
+
+pub(super) async fn expire(store: &PgStore, now: Micros, limit: u32) -> Result<Vec<Session>> {
+    let expire = sqlx::query(EXPIRE_SESSIONS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&store.pool);
+    let rows = store.sql.run("UPDATE", "sessions", expire).await?;
+    let mut sessions = rows.iter().map(|r| session_at(r, 0)).collect::<Result<Vec<_>>>()?;
+    // RETURNING comes back in no particular order.
+    sessions.sort_by_key(|s| (s.expires_at, s.id));
+    Ok(sessions)
+}
+
+/// The session, locked until the transaction ends.
+pub(super) async fn lock(sql: &Sql, conn: &mut PgConnection, tenant: &str, session_key: &str) -> Result<Session> {
+    let lock = sqlx::query(LOCK_SESSION).bind(tenant).bind(session_key).fetch_optional(conn);
+    let row = sql.run("SELECT", "sessions", lock).await?;
+    session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
+}
+
+pub(super) async fn lock_by_id(sql: &Sql, conn: &mut PgConnection, id: i64) -> Result<Session> {
+    let lock = sqlx::query(LOCK_SESSION_BY_ID).bind(id).fetch_one(conn);
+    session_at(&sql.run("SELECT", "sessions", lock).await?, 0)
+}
+
+pub(super) async fn update_side(sql: &Sql, conn: &mut PgConnection, session: &Session) -> Result<()> {
+    let update = sqlx::query(UPDATE_SESSION_SIDE)
+        .bind(session.id)
+        .bind(&session.owner)
+        .bind(session.status.as_str())
+        .bind(ts(session.updated_at)?)
+        .execute(conn);
+    sql.run("UPDATE", "sessions", update).await?;
+    Ok(())
+}

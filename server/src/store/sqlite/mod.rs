@@ -1,0 +1,138 @@
+//! Embedded SQLite store, used when `batond` runs without a `DATABASE_URL`.
+//!
+//! One file (`baton.db` in the data directory) in WAL mode, so readers never block the
+//! writer. Writes go through a pool of exactly one connection and every write transaction
+//! starts with `BEGIN IMMEDIATE`: writers queue in the pool instead of racing for SQLite's
+//! lock, no transaction ever has to upgrade a read lock (the source of `SQLITE_BUSY` in WAL
+//! mode), and seqs and inbox cursors are gap-free because only one writer exists at a time.
+//! Reads use a separate pool of read-only connections.
+//!
+//! By aggregate, as the PostgreSQL store: `sessions`, `entries`, `search`, `handoffs`, `inbox`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+use super::rows::Moments;
+use crate::domain::{Error, Micros, Result};
+use crate::store::sql::{PoolSample, Sql, pool_collector};
+
+binders!(sqlx::Sqlite);
+
+mod entries;
+mod handoffs;
+mod inbox;
+mod search;
+mod sessions;
+
+/// The database file inside the data directory.
+const DB_FILE: &str = "baton.db";
+/// Read connections. Reads are short; a few cover a single node's concurrency.
+const READERS: u32 = 4;
+/// How long a connection waits for a lock held by another process on the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The embedded store. Cloning is cheap and shares the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: the writer.
+    write: SqlitePool,
+    /// Read-only connections.
+    read: SqlitePool,
+    sql: Sql,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `baton.db` in `data_dir` and brings its schema up to date.
+    pub async fn open(data_dir: &Path) -> Result<SqliteStore> {
+        tokio::fs::create_dir_all(data_dir)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot create the data directory {}: {e}", data_dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE))
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // The writer stays open: reconnecting would put opening the file and setting its
+        // pragmas on some append's path.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone().create_if_missing(true))
+            .await?;
+        MIGRATOR.run(&write).await.map_err(|e| {
+            tracing::error!(error = %e, "embedded store migration failed");
+            Error::Internal(format!("cannot migrate the embedded store: {e}"))
+        })?;
+        // Opened after the migration so the file and its WAL exist.
+        let read = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { write, read, sql: Sql::new("sqlite") })
+    }
+
+    /// Closes both pools; the last connection to close checkpoints the WAL into the file.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// A write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.sql.run("BEGIN", "", self.write.begin_with("BEGIN IMMEDIATE")).await?)
+    }
+
+    /// A read transaction: one snapshot for several statements.
+    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.sql.run("BEGIN", "", self.read.begin()).await?)
+    }
+
+    async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(self.sql.run("COMMIT", "", tx.commit()).await?)
+    }
+}
+
+/// SQLite keeps moments as microseconds since the epoch.
+impl Moments for Sqlite {
+    type Moment = i64;
+
+    fn micros(t: i64) -> Micros {
+        Micros(t)
+    }
+
+    fn moment(m: Micros) -> Result<i64> {
+        Ok(m.0)
+    }
+}
+
+impl SqliteStore {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping_database(&self) -> Result<()> {
+        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.read)).await?;
+        Ok(())
+    }
+
+    /// Statement durations and pool usage.
+    fn pool_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let (read, write) = (self.read.clone(), self.write.clone());
+        let pools = pool_collector(move || {
+            [("read", &read), ("write", &write)]
+                .into_iter()
+                .map(|(name, pool)| PoolSample {
+                    pool: name,
+                    size: pool.size(),
+                    idle: pool.num_idle(),
+                    max: pool.options().get_max_connections(),
+                })
+                .collect()
+        });
+        vec![self.sql.collector(), pools]
+    }
+}
+
+backend_store!(SqliteStore);
