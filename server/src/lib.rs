@@ -126,14 +126,7 @@ pub async fn serve(
         }
         None => Arc::new(domain::cache::NoCache),
     };
-    let parts = Parts {
-        cache,
-        hub,
-        clock,
-        limits: config.limits(),
-        shutdown: stop.clone(),
-        counters,
-    };
+    let parts = Parts { cache, hub, clock, limits: config.limits(), shutdown: stop.clone(), counters };
     let baton = Baton::new(Arc::clone(&store), parts);
     let grpc_layer = telemetry::grpc::GrpcLayer::new(
         Arc::clone(&metrics),

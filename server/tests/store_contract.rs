@@ -1215,10 +1215,8 @@ async fn crossing_handoffs_neither_deadlock_nor_leave_gaps(db: Db) {
     let t = tenant();
     session(&db, &t, "s", "a", at(1)).await;
     let agents = ["a", "b", "c", "d"];
-    let pairs: Vec<(usize, &str, &str)> = (0..24)
-        .map(|i| (i, agents[i % 4], agents[(i / 4 + 1 + i) % 4]))
-        .filter(|(_, from, to)| from != to)
-        .collect();
+    let pairs: Vec<(usize, &str, &str)> =
+        (0..24).map(|i| (i, agents[i % 4], agents[(i / 4 + 1 + i) % 4])).filter(|(_, from, to)| from != to).collect();
     let creates: Vec<_> = pairs
         .iter()
         .map(|&(_, from, to)| {
@@ -1239,8 +1237,11 @@ async fn crossing_handoffs_neither_deadlock_nor_leave_gaps(db: Db) {
         .map(|(i, h)| {
             let db = db.clone();
             tokio::spawn(async move {
-                let (action, agent) =
-                    if i % 2 == 0 { (Action::Accept, h.to_agent.clone()) } else { (Action::Cancel, h.from_agent.clone()) };
+                let (action, agent) = if i % 2 == 0 {
+                    (Action::Accept, h.to_agent.clone())
+                } else {
+                    (Action::Cancel, h.from_agent.clone())
+                };
                 act(&db, &h, action, &agent, None, at(3)).await
             })
         })
@@ -1323,7 +1324,10 @@ async fn a_sweep_skips_a_refused_handoff_and_expires_the_rest(db: Db) {
     // The rule itself expires it on the next sweep.
     let next: Vec<_> = sweep(&db, now).await.into_iter().filter(|c| c.handoff.tenant == t).collect();
     assert_eq!(next.len(), 1);
-    assert_eq!((next[0].handoff.handoff_id.as_str(), next[0].handoff.status), (refused.as_str(), HandoffStatus::Expired));
+    assert_eq!(
+        (next[0].handoff.handoff_id.as_str(), next[0].handoff.status),
+        (refused.as_str(), HandoffStatus::Expired)
+    );
 }
 
 /// `rules::session_after`: a handoff resolved after its session was closed or expired moves

@@ -241,15 +241,7 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
         v.finish()?;
         // `enumeration` reported a missing or unknown type above; this only satisfies the type.
         let Some(kind) = kind else { return Err(Error::invalid("type", "is required")) };
-        Ok(RequestHandoff {
-            session_key,
-            from_agent,
-            to_agent,
-            kind,
-            instructions,
-            deadline,
-            max_tokens,
-        })
+        Ok(RequestHandoff { session_key, from_agent, to_agent, kind, instructions, deadline, max_tokens })
     }
 }
 

@@ -10,8 +10,8 @@ use fred::prelude::*;
 use prost::Message as _;
 use tokio::task::JoinHandle;
 
-use super::keys::{BUS_PATTERN, BusMessage, handoff_key, meta_key, tail_key};
 use super::RedisCache;
+use super::keys::{BUS_PATTERN, BusMessage, handoff_key, meta_key, tail_key};
 use crate::domain::{Entry, Result as DomainResult};
 use crate::hub::{Hub, SessionMessage};
 use crate::wire;

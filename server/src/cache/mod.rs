@@ -32,10 +32,10 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use crate::domain::cache::CachedSession;
-use keys::*;
 use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Session};
 use crate::store::WindowSlice;
 use crate::wire;
+use keys::*;
 
 /// Largest bus payload that carries the entries themselves; larger appends publish only
 /// their seq range and followers read the entries from the store.
@@ -578,8 +578,7 @@ impl RedisCache {
                 return None;
             }
         };
-        let decoded =
-            got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| wire::handoff_from_pb(p, tenant).ok());
+        let decoded = got.and_then(|b| pb::Handoff::decode(b).ok()).and_then(|p| wire::handoff_from_pb(p, tenant).ok());
         CacheMetrics::inc(if decoded.is_some() { &self.metrics.redis_hits } else { &self.metrics.redis_misses });
         decoded
     }

@@ -16,11 +16,18 @@ macro_rules! backend_store {
                 <$store>::pool_collectors(self)
             }
 
-            async fn create_session(&self, new: $crate::store::NewSession) -> $crate::domain::Result<$crate::domain::Session> {
+            async fn create_session(
+                &self,
+                new: $crate::store::NewSession,
+            ) -> $crate::domain::Result<$crate::domain::Session> {
                 sessions::create(self, new).await
             }
 
-            async fn get_session(&self, tenant: &str, session_key: &str) -> $crate::domain::Result<$crate::domain::Session> {
+            async fn get_session(
+                &self,
+                tenant: &str,
+                session_key: &str,
+            ) -> $crate::domain::Result<$crate::domain::Session> {
                 sessions::get(self, tenant, session_key).await
             }
 
@@ -97,7 +104,11 @@ macro_rules! backend_store {
                 $crate::store::handoffs::create(self.handoff_tx().await?, new).await
             }
 
-            async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> $crate::domain::Result<$crate::domain::Handoff> {
+            async fn get_handoff(
+                &self,
+                tenant: &str,
+                handoff_id: &str,
+            ) -> $crate::domain::Result<$crate::domain::Handoff> {
                 handoffs::get(self, tenant, handoff_id).await
             }
 

@@ -7,9 +7,32 @@
 macro_rules! session_cols {
     ($p:literal) => {
         concat!(
-            $p, "id, ", $p, "tenant, ", $p, "session_key, ", $p, "created_by, ", $p, "owner, ", $p, "status, ",
-            $p, "metadata, ", $p, "last_seq, ", $p, "last_summary_seq, ", $p, "created_at, ", $p, "updated_at, ",
-            $p, "last_activity_at, ", $p, "expires_at"
+            $p,
+            "id, ",
+            $p,
+            "tenant, ",
+            $p,
+            "session_key, ",
+            $p,
+            "created_by, ",
+            $p,
+            "owner, ",
+            $p,
+            "status, ",
+            $p,
+            "metadata, ",
+            $p,
+            "last_seq, ",
+            $p,
+            "last_summary_seq, ",
+            $p,
+            "created_at, ",
+            $p,
+            "updated_at, ",
+            $p,
+            "last_activity_at, ",
+            $p,
+            "expires_at"
         )
     };
 }
@@ -34,10 +57,7 @@ macro_rules! handoff_cols {
 /// Inbox event columns of the alias `ev` (`rows::EVENT_COLS`), then its handoff's (`h`).
 macro_rules! event_cols {
     () => {
-        concat!(
-            "ev.agent, ev.cursor, ev.event, ev.status, ev.reason, ev.updated_at, ",
-            handoff_cols!()
-        )
+        concat!("ev.agent, ev.cursor, ev.event, ev.status, ev.reason, ev.updated_at, ", handoff_cols!())
     };
 }
 
@@ -51,9 +71,15 @@ macro_rules! window_start {
         concat!(
             "(SELECT MIN(t.seq) FROM ( \
                SELECT seq, token_count, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
-               FROM entries WHERE session_id = ", $session, " AND seq > ", $after,
-            " ORDER BY seq DESC LIMIT ", $limit,
-            ") t WHERE t.running - t.token_count <= ", $budget, ")"
+               FROM entries WHERE session_id = ",
+            $session,
+            " AND seq > ",
+            $after,
+            " ORDER BY seq DESC LIMIT ",
+            $limit,
+            ") t WHERE t.running - t.token_count <= ",
+            $budget,
+            ")"
         )
     };
 }
@@ -66,8 +92,12 @@ macro_rules! tail_start {
         concat!(
             "SELECT MIN(t.seq) FROM ( \
                SELECT seq, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
-               FROM entries WHERE session_id = ", $session, " AND seq <= ", $up_to,
-            ") t WHERE t.running <= ", $budget
+               FROM entries WHERE session_id = ",
+            $session,
+            " AND seq <= ",
+            $up_to,
+            ") t WHERE t.running <= ",
+            $budget
         )
     };
 }

@@ -71,7 +71,8 @@ where
         Ok(self.try_get(i)?)
     }
     fn count(&self, i: usize) -> Result<u32> {
-        u32::try_from(self.try_get::<i32, _>(i)?).map_err(|_| Error::Internal("a stored token count is negative".into()))
+        u32::try_from(self.try_get::<i32, _>(i)?)
+            .map_err(|_| Error::Internal("a stored token count is negative".into()))
     }
     fn text(&self, i: usize) -> Result<String> {
         Ok(self.try_get(i)?)
@@ -220,7 +221,14 @@ pub(super) fn content_columns(content: &Content) -> (Option<&str>, Option<&[u8]>
 }
 
 /// The entry an append stores for `new` at `seq`.
-pub(super) fn stored_entry(new: NewEntry, session_key: &str, seq: u64, key: &str, trace_id: &str, now: Micros) -> Entry {
+pub(super) fn stored_entry(
+    new: NewEntry,
+    session_key: &str,
+    seq: u64,
+    key: &str,
+    trace_id: &str,
+    now: Micros,
+) -> Entry {
     let NewEntry { kind, role, author, content, media_type, metadata, token_count } = new;
     Entry {
         session_key: session_key.to_owned(),

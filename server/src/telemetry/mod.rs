@@ -15,7 +15,6 @@ use prometheus::{HistogramVec, IntGaugeVec, Registry};
 
 use baton_telemetry::metrics::{gauge, histogram, register};
 
-
 /// One server's metrics. Every metric the README lists is registered here, either directly
 /// or as a collector handed in by the domain (business counters), the store and the cache.
 pub struct Metrics {

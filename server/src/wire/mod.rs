@@ -162,7 +162,6 @@ pub fn event_type_pb(t: d::HandoffEventType) -> pb::HandoffEventType {
     }
 }
 
-
 // ---- responses ----
 
 impl From<d::Session> for pb::Session {

@@ -74,7 +74,13 @@ impl Baton {
 
     /// Sends a live batch, first reading from the store whatever lies between the last entry
     /// sent and the batch (appends can commit in one order and publish in another).
-    async fn deliver(&self, tenant: &str, session_key: &str, batch: &[Entry], out: &mut Sink<Entry>) -> Result<(), Stop> {
+    async fn deliver(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        batch: &[Entry],
+        out: &mut Sink<Entry>,
+    ) -> Result<(), Stop> {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Ok(()) };
         if last.seq < out.next {
             return Ok(());
@@ -107,7 +113,11 @@ impl Baton {
 
     /// An agent's inbox: pending handoffs addressed to it (or the events after `after_cursor`),
     /// then live events, each once and in cursor order.
-    pub async fn watch_handoffs(self: &Arc<Self>, tenant: &str, cmd: WatchHandoffs) -> Result<ItemStream<HandoffEvent>> {
+    pub async fn watch_handoffs(
+        self: &Arc<Self>,
+        tenant: &str,
+        cmd: WatchHandoffs,
+    ) -> Result<ItemStream<HandoffEvent>> {
         let WatchHandoffs { agent, after_cursor } = cmd;
         let mut live = self.hub.subscribe_agent(tenant, &agent);
         let (pending, next) = match after_cursor {
@@ -144,7 +154,9 @@ impl Baton {
                 };
                 let step = match msg {
                     Ok(AgentMessage::Event(event)) if event.cursor < out.next => Ok(()),
-                    Ok(AgentMessage::Event(event)) if event.cursor == out.next => out.send(event.as_ref().clone()).await,
+                    Ok(AgentMessage::Event(event)) if event.cursor == out.next => {
+                        out.send(event.as_ref().clone()).await
+                    }
                     Ok(AgentMessage::Event(_) | AgentMessage::Resync) | Err(RecvError::Lagged(_)) => {
                         this.inbox_catch_up(&tenant, &agent, &mut out).await
                     }

@@ -24,8 +24,8 @@ use tracing::Instrument as _;
 use super::ts;
 use crate::domain::{Entry, Error, Result, Session, rules};
 use crate::store::rows::{Cells, content_columns, entry_at, session_at, signed, stored_entry, token_counts};
-use crate::store::{AppendCommand, AppendOutcome};
 use crate::store::sql::Sql;
+use crate::store::{AppendCommand, AppendOutcome};
 
 /// Most appends in one transaction, and most entries.
 const MAX_BATCH: usize = 256;

@@ -43,7 +43,6 @@ const WINDOW: &str = concat!(
      WHERE s.tenant = $1 AND s.session_key = $2"
 );
 
-
 /// Appends through the write coalescer (`append`).
 pub(super) async fn append(store: &PgStore, cmd: AppendCommand) -> Result<AppendOutcome> {
     store.appender.append(cmd).await

@@ -8,14 +8,11 @@ use crate::domain::{Error, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
-use crate::store::{NewSession, SessionPatch, SessionQuery};
 use crate::store::sql::Sql;
+use crate::store::{NewSession, SessionPatch, SessionQuery};
 
-const LOCK_SESSION: &str = concat!(
-    "SELECT ",
-    session_cols!("s."),
-    " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2 FOR UPDATE"
-);
+const LOCK_SESSION: &str =
+    concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2 FOR UPDATE");
 const LOCK_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = $1 FOR UPDATE");
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE tenant = $1 AND session_key = $2";
 
@@ -30,7 +27,8 @@ const EXPIRE_SESSIONS: &str = concat!(
 
 pub(super) async fn create(store: &PgStore, new: NewSession) -> Result<Session> {
     let insert = bound::insert_session(&new)?.fetch_one(&store.pool);
-    let row = store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
+    let row =
+        store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
     session_at(&row, 0)
 }
 

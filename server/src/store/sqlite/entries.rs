@@ -9,8 +9,11 @@ use crate::store::rows::{content_columns, entry_at, signed, stored_entry, token_
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
 
 const SEEN_APPEND: &str = "SELECT first_seq, last_seq FROM appends WHERE session_id = ? AND idempotency_key = ?";
-const ENTRY_RANGE: &str =
-    concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = ? AND e.seq BETWEEN ? AND ? ORDER BY e.seq");
+const ENTRY_RANGE: &str = concat!(
+    "SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE e.session_id = ? AND e.seq BETWEEN ? AND ? ORDER BY e.seq"
+);
 
 const INSERT_ENTRY: &str = "INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, \
      media_type, metadata, token_count, idempotency_key, trace_id, created_at) \
@@ -127,7 +130,8 @@ pub(super) async fn window(
     let mut tx = store.begin_read().await?;
     let session = sessions::fetch(&store.sql, &mut *tx, tenant, session_key).await?;
     let summary = if session.last_summary_seq > 0 {
-        let summary = sqlx::query(SUMMARY).bind(session.id).bind(signed(session.last_summary_seq)).fetch_optional(&mut *tx);
+        let summary =
+            sqlx::query(SUMMARY).bind(session.id).bind(signed(session.last_summary_seq)).fetch_optional(&mut *tx);
         store.sql.run("SELECT", "entries", summary).await?.map(|r| entry_at(&r, 0, session_key)).transpose()?
     } else {
         None

@@ -11,8 +11,8 @@ use crate::store::error::unique_or;
 use crate::store::handoffs::{HandoffTx, Tx};
 use crate::store::queries::{self, GET_HANDOFF};
 use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
-use crate::store::{HandoffPage, HandoffQuery};
 use crate::store::sql::Sql;
+use crate::store::{HandoffPage, HandoffQuery};
 
 const DUE_HANDOFFS: &str = due_handoffs!();
 

@@ -19,7 +19,11 @@ pub(super) async fn search(store: &SqliteStore, q: &SearchQuery) -> Result<Vec<S
     let Some(expression) = fts_expression(&q.query) else {
         return Ok(Vec::new());
     };
-    let mut b = QueryBuilder::<Sqlite>::new(concat!("SELECT s.session_key, ", entry_cols!(), ", -bm25(entries_fts) AS score, "));
+    let mut b = QueryBuilder::<Sqlite>::new(concat!(
+        "SELECT s.session_key, ",
+        entry_cols!(),
+        ", -bm25(entries_fts) AS score, "
+    ));
     b.push(format_args!("snippet(entries_fts, 0, '[', ']', '…', {SNIPPET_TOKENS})"))
         .push(
             " FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid \

@@ -8,8 +8,8 @@ use crate::domain::{Error, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
-use crate::store::{NewSession, SessionPatch, SessionQuery};
 use crate::store::sql::Sql;
+use crate::store::{NewSession, SessionPatch, SessionQuery};
 
 const GET_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = ?");
 const GET_SESSION_ID: &str = "SELECT id FROM sessions WHERE tenant = ? AND session_key = ?";
@@ -61,7 +61,8 @@ pub(super) async fn id<'e>(
 }
 
 pub(super) async fn list(store: &SqliteStore, q: &SessionQuery) -> Result<Vec<Session>> {
-    let mut b = QueryBuilder::<Sqlite>::new(concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = "));
+    let mut b =
+        QueryBuilder::<Sqlite>::new(concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = "));
     b.push_bind(&q.tenant);
     if let Some(agent) = &q.agent {
         b.push(" AND (s.created_by = ").push_bind(agent).push(" OR s.owner = ").push_bind(agent).push(")");
