@@ -3,33 +3,12 @@
 //! precondition failures, retry delay), as text for the model and as structured content.
 
 use serde_json::{Value as Json, json};
-use tonic::{Code, Status};
+use tonic::Status;
 use tonic_types::StatusExt;
 
 use crate::args::ArgumentError;
 
-/// The canonical name of a gRPC code, as in the gRPC spec (`NOT_FOUND`).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub use baton_proto::code_name;
 
 /// A failed call, ready to be shown to an MCP client.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +70,7 @@ pub fn from_arguments(error: &ArgumentError) -> ToolFailure {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
     use tonic_types::ErrorDetails;
 
     use super::*;
