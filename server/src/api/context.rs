@@ -7,7 +7,7 @@
 use std::task::{Context, Poll};
 
 use futures::future::{Either, Ready, ready};
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -17,20 +17,44 @@ use crate::domain::{Error, Result};
 /// The request header naming the tenant; absent means [`DEFAULT_TENANT`].
 pub const TENANT_HEADER: &str = "x-baton-tenant";
 pub const DEFAULT_TENANT: &str = "default";
+const TRACEPARENT: &str = "traceparent";
 
 /// Who a call acts for and where it is traced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     pub tenant: String,
-    /// The id of the trace this call belongs to, stored on appended entries: that of the
-    /// call's server span when tracing is on (the caller's trace, or a new one), else the
-    /// caller's W3C `traceparent`, if it sent a valid one; empty otherwise.
-    pub trace_id: String,
+    /// The caller's W3C `traceparent`, kept for [`RequestContext::trace_id`]: most calls never
+    /// need a trace id, so none is worked out up front.
+    traceparent: Option<HeaderValue>,
 }
 
 impl RequestContext {
     fn from_headers(headers: &HeaderMap) -> Result<Self> {
-        Ok(RequestContext { tenant: tenant(headers)?, trace_id: trace_id(headers) })
+        Ok(RequestContext { tenant: tenant(headers)?, traceparent: headers.get(TRACEPARENT).cloned() })
+    }
+
+    /// The id of the trace this call belongs to, stored on appended entries: that of the
+    /// call's server span when tracing is on (the caller's trace, or a new one), else the
+    /// caller's `traceparent`, if it sent a valid one; empty otherwise. Call it inside the
+    /// call (the handler runs in the server span).
+    pub fn trace_id(&self) -> String {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let current = tracing::Span::current().context();
+        let remote;
+        let cx = if current.span().span_context().is_valid() {
+            &current
+        } else {
+            let mut headers = HeaderMap::new();
+            if let Some(tp) = &self.traceparent {
+                headers.insert(TRACEPARENT, tp.clone());
+            }
+            remote = baton_proto::trace::extract(&headers);
+            &remote
+        };
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
     }
 }
 
@@ -52,22 +76,6 @@ fn tenant(headers: &HeaderMap) -> Result<String> {
         }
         Err(_) => Err(Error::invalid(TENANT_HEADER, "must be ASCII")),
     }
-}
-
-fn trace_id(headers: &HeaderMap) -> String {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let current = tracing::Span::current().context();
-    let remote;
-    let cx = if current.span().span_context().is_valid() {
-        &current
-    } else {
-        remote = baton_proto::trace::extract(headers);
-        &remote
-    };
-    let span = cx.span();
-    let sc = span.span_context();
-    if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
 }
 
 /// Puts a [`RequestContext`] into every request, or answers with the error that prevents one.
@@ -131,7 +139,7 @@ mod tests {
     fn trace_id_comes_from_traceparent_without_a_tracer() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ctx = RequestContext::from_headers(&headers(&[("traceparent", tp)])).unwrap();
-        assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(RequestContext::from_headers(&HeaderMap::new()).unwrap().trace_id, "");
+        assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(RequestContext::from_headers(&HeaderMap::new()).unwrap().trace_id(), "");
     }
 }

@@ -81,7 +81,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let ctx = context(&req)?;
         let cmd = AppendEntries::from_proto(req.into_inner(), self.0.limits())?;
-        let outcome = self.0.append(&ctx.tenant, cmd, ctx.trace_id).await?;
+        let outcome = self.0.append(&ctx.tenant, cmd, ctx.trace_id()).await?;
         let first_seq = outcome.entries.first().map_or(0, |e| e.seq);
         let last_seq = outcome.entries.last().map_or(0, |e| e.seq);
         let entries = outcome.entries.into_iter().map(Into::into).collect();
