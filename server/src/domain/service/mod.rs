@@ -1,7 +1,7 @@
 //! `Baton`: the service behind both gRPC services. It applies the rules, calls the store,
 //! tells the cache and the hub what committed, and runs the streams.
 //!
-//! - [`sessions`](self) create, read, list, update and close sessions;
+//! - `sessions`: create, read (through the cache), list, update and close sessions;
 //! - `entries`: appends, entry lists, context windows, search;
 //! - `handoffs`: requests (with their summary), reads, state changes;
 //! - `streams`: StreamEntries, WatchHandoffs, StreamHandoffContext, all paged by
@@ -61,14 +61,6 @@ impl Baton {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    pub fn hub(&self) -> &Hub {
-        &self.hub
     }
 
     fn now(&self) -> Micros {
