@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::auth::{AuthMode, QuotaConfig};
 use crate::domain::validate::Limits;
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,48 @@ pub enum Command {
     /// Check a running batond end to end (health, create a session, append and read back
     /// an entry); exits 0 when it works, 1 with the failing step otherwise.
     Probe(crate::probe::ProbeArgs),
+    /// Manage API keys in the store batond serves (DATABASE_URL or --data-dir).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once (the last line of the output is the key).
+    Create {
+        /// The tenant the key belongs to.
+        #[arg(long)]
+        tenant: String,
+        /// reader (reads and streams), writer (+ appends, sessions, handoffs) or admin (+ any
+        /// tenant via x-baton-tenant, lifecycle of any session).
+        #[arg(long, value_parser = ["reader", "writer", "admin"])]
+        role: String,
+        /// A label for people.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Bind the key to one agent: calls naming another agent are refused.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Expire the key after this long (e.g. 90d, 12h); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id; servers stop accepting it within --auth-cache-secs.
+    Revoke {
+        /// The key's id (the 16 hex digits after `bk_`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,62 +79,97 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "BATON_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(long, global = true, env = "BATON_GRPC_ADDR", default_value = "0.0.0.0:50051")]
     pub grpc_addr: SocketAddr,
     /// Admin HTTP listen address (/health, /ready).
-    #[arg(long, env = "BATON_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, global = true, env = "BATON_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
     /// PostgreSQL URL. Unset: the embedded SQLite store under --data-dir.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Directory of the embedded store (used when DATABASE_URL is unset).
-    #[arg(long, env = "BATON_DATA_DIR", default_value = "./baton-data")]
+    #[arg(long, global = true, env = "BATON_DATA_DIR", default_value = "./baton-data")]
     pub data_dir: PathBuf,
     /// Most PostgreSQL connections in the pool.
-    #[arg(long, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, global = true, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Redis URL (redis://, rediss://, redis-cluster://, redis-sentinel://). Unset: no
     /// cache and no cross-replica bus (run a single replica).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Connections in the Redis command pool.
-    #[arg(long, env = "BATON_REDIS_POOL_SIZE", default_value_t = 4)]
+    #[arg(long, global = true, env = "BATON_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
     /// Timeout of one Redis command in milliseconds; past it the call is served from the store.
-    #[arg(long, env = "BATON_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    #[arg(long, global = true, env = "BATON_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
     /// Newest entries cached per session (1 to 4096).
-    #[arg(long, env = "BATON_CACHE_TAIL_LEN", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, global = true, env = "BATON_CACHE_TAIL_LEN", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub cache_tail_len: u32,
     /// Expiry of cached sessions and handoffs, in seconds.
-    #[arg(long, env = "BATON_CACHE_TTL_SECS", default_value_t = 3600)]
+    #[arg(long, global = true, env = "BATON_CACHE_TTL_SECS", default_value_t = 3600)]
     pub cache_ttl_secs: u64,
     /// Most bytes of entries held in the in-process L1 cache.
-    #[arg(long, env = "BATON_L1_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, global = true, env = "BATON_L1_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub l1_max_bytes: u64,
     /// Run database migrations at start-up.
-    #[arg(long, env = "BATON_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "BATON_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,
     /// Largest content of one entry, in bytes.
-    #[arg(long, env = "BATON_MAX_ENTRY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, global = true, env = "BATON_MAX_ENTRY_BYTES", default_value_t = 1024 * 1024)]
     pub max_entry_bytes: usize,
     /// Largest append request (content and metadata of all entries), in bytes.
-    #[arg(long, env = "BATON_MAX_APPEND_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, global = true, env = "BATON_MAX_APPEND_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_append_bytes: usize,
     /// Most entries in one append.
-    #[arg(long, env = "BATON_MAX_ENTRIES_PER_APPEND", default_value_t = 1000)]
+    #[arg(long, global = true, env = "BATON_MAX_ENTRIES_PER_APPEND", default_value_t = 1000)]
     pub max_entries_per_append: usize,
     /// How often expired handoffs and sessions are swept, in milliseconds.
-    #[arg(long, env = "BATON_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, global = true, env = "BATON_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
     /// How long shutdown waits for in-flight calls, in seconds.
-    #[arg(long, env = "BATON_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    #[arg(long, global = true, env = "BATON_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
     /// Log format on stderr.
-    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Authentication: `api-key` (every call presents a key from `batond keys create`) or
+    /// `none` (every caller is an admin of the tenant it names; for loopback use only).
+    #[arg(long, global = true, env = "BATON_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+    /// Secret mixed into the hashes of API keys (HMAC-SHA-256). Set it before creating keys:
+    /// changing it invalidates every key. Unset: a fixed label.
+    #[arg(long, global = true, env = "BATON_KEY_PEPPER", hide_env_values = true)]
+    pub key_pepper: Option<String>,
+    /// How long a verified key is trusted without asking the store again, in seconds: the
+    /// bound on how late a revocation takes effect, on every replica.
+    #[arg(long, global = true, env = "BATON_AUTH_CACHE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub auth_cache_secs: u64,
+    /// Sustained requests per second per principal (key, or tenant without auth); 0: no limit.
+    #[arg(long, global = true, env = "BATON_RATE_LIMIT_RPS", default_value_t = 1000)]
+    pub rate_limit_rps: u32,
+    /// Requests a principal may make in a burst above the sustained rate.
+    #[arg(long, global = true, env = "BATON_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
+    /// Most streams one principal holds open at once; 0: no cap.
+    #[arg(long, global = true, env = "BATON_MAX_STREAMS_PER_PRINCIPAL", default_value_t = 1000)]
+    pub max_streams_per_principal: usize,
+    /// Most streams one connection holds open at once (also the HTTP/2 concurrent stream
+    /// limit, plus room for unary calls); 0: no cap.
+    #[arg(long, global = true, env = "BATON_MAX_STREAMS_PER_CONNECTION", default_value_t = 500)]
+    pub max_streams_per_connection: usize,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, global = true, env = "BATON_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the gRPC port (with --tls-cert).
+    #[arg(long, global = true, env = "BATON_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (mTLS).
+    #[arg(long, global = true, env = "BATON_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -117,6 +195,19 @@ impl Config {
 
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.sweep_interval_ms.max(10))
+    }
+
+    pub fn quotas(&self) -> QuotaConfig {
+        QuotaConfig {
+            rate_per_sec: self.rate_limit_rps,
+            burst: self.rate_limit_burst.max(1),
+            streams_per_principal: self.max_streams_per_principal,
+            streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth_cache_secs.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

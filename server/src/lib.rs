@@ -1,7 +1,8 @@
 //! Baton's server library; `batond` is a thin binary over [`run`].
 //!
 //! A request flows down, never back up: tonic → [`telemetry::grpc`] (server span, duration,
-//! open streams) → [`api::ContextLayer`] (tenant and trace id, once per call) → [`api`] (thin
+//! open streams) → [`api::ContextLayer`] (authentication, role, rate quota, tenant and trace
+//! id, once per call; see [`auth`]) → [`api`] (thin
 //! handlers: proto → validated domain command) → [`domain::service::Baton`] (rules,
 //! summaries, streams, sweeps) → [`store`] (PostgreSQL or the embedded SQLite; seqs,
 //! idempotency and state transitions happen atomically there). Replies go back out as protos
@@ -34,6 +35,7 @@ use tonic::codec::CompressionEncoding;
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -127,6 +129,17 @@ pub async fn serve(
         None => Arc::new(domain::cache::NoCache),
     };
     let parts = Parts { cache, hub, clock, limits: config.limits(), shutdown: stop.clone(), counters };
+    let auth = auth::Authenticator::new(
+        config.auth,
+        Arc::clone(&store),
+        Arc::clone(&parts.clock),
+        auth::keys::Hasher::new(config.key_pepper.as_deref()),
+        config.auth_cache_ttl(),
+    );
+    let quotas = auth::Quotas::new(config.quotas());
+    metrics.register(auth.collector());
+    metrics.register(quotas.collector());
+    tasks.push(tokio::spawn(forget_idle_buckets(quotas.clone(), stop.clone())));
     let baton = Baton::new(Arc::clone(&store), parts);
     let grpc_layer = telemetry::grpc::GrpcLayer::new(
         Arc::clone(&metrics),
@@ -171,10 +184,18 @@ pub async fn serve(
         conn
     });
     let grpc_stop = stop.clone();
-    let grpc = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config).await? {
+        builder = builder.tls_config(tls)?;
+    }
+    // HTTP/2's own ceiling: the stream cap plus room for unary calls (0: the transport default).
+    let h2_streams = (config.max_streams_per_connection > 0)
+        .then(|| u32::try_from(config.max_streams_per_connection.saturating_add(STREAM_HEADROOM)).unwrap_or(u32::MAX));
+    let grpc = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(h2_streams)
         .layer(grpc_layer)
-        .layer(api::ContextLayer)
+        .layer(api::ContextLayer::new(auth, quotas))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(context)
@@ -202,6 +223,41 @@ pub async fn serve(
     futures::future::join_all(tasks).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often idle principals' rate buckets are forgotten.
+const FORGET_BUCKETS_EVERY: Duration = Duration::from_secs(60);
+/// HTTP/2 streams a connection may have beyond its cap of open Baton streams (unary calls).
+const STREAM_HEADROOM: usize = 100;
+
+async fn forget_idle_buckets(quotas: auth::Quotas, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(FORGET_BUCKETS_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => quotas.forget_idle(),
+        }
+    }
+}
+
+/// TLS for the gRPC port, when a certificate is configured; with a client CA, clients must
+/// present a certificate it signed (mTLS).
+async fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>, BoxError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |path: &std::path::PathBuf| {
+        let path = path.clone();
+        async move {
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| -> BoxError { format!("cannot read {}: {e}", path.display()).into() })
+        }
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert).await?, read(key).await?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca).await?)).client_auth_optional(false);
+    }
+    Ok(Some(tls))
 }
 
 /// Keeps grpc.health.v1 in step with the store: SERVING only while it answers.

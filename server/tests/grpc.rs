@@ -941,10 +941,8 @@ async fn unknown_things_are_not_found(b: Backend) {
 
     // Another tenant's session is invisible.
     create_session(&mut ctx, "mine", "a").await;
-    let mut other = pb::context_service_client::ContextServiceClient::with_interceptor(
-        srv.channel().await,
-        Tenant("someone-else".parse().unwrap()),
-    );
+    let someone_else = srv.server.key("someone-else", Role::Writer, None).await;
+    let mut other = srv.context_as(Caller::new(None, Some(&someone_else))).await;
     let err = other.get_session(pb::GetSessionRequest { session_key: "mine".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     srv.shutdown().await;

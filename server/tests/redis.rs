@@ -19,6 +19,8 @@ async fn replicas() -> Option<(RedisServer, TestServer, TestServer)> {
     let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
     let mut b = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
     b.tenant = a.tenant.clone();
+    // Both replicas serve one database, so a's key is good on b.
+    b.key = a.key.clone();
     wait_for_bus(&a).await;
     wait_for_bus(&b).await;
     Some((redis, a, b))

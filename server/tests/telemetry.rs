@@ -44,9 +44,15 @@ impl<'a> MakeWriter<'a> for Lines {
     }
 }
 
-fn request<T>(message: T, tenant: &str) -> tonic::Request<T> {
+/// `message` with the test caller's tenant and key.
+fn request<T>(message: T, caller: &common::Caller) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-baton-tenant", tenant.parse().unwrap());
+    if let Some(t) = &caller.tenant {
+        request.metadata_mut().insert("x-baton-tenant", t.clone());
+    }
+    if let Some(k) = &caller.key {
+        request.metadata_mut().insert("authorization", k.clone());
+    }
     request
 }
 
@@ -67,7 +73,7 @@ async fn a_rust_clients_trace_continues_in_batond() {
     let srv = common::start_server(backend).await;
     let channel = srv.channel().await;
     let mut client = ContextServiceClient::with_interceptor(channel, Propagate);
-    let tenant = srv.tenant.clone();
+    let tenant = srv.caller();
 
     // The client's own span; the interceptor sends its context.
     let operation = tracing::info_span!(target: "baton::client", "client operation");

@@ -5,15 +5,19 @@
 //!   `BATON_REQUIRE_SERVICES=0` turns that into a loud skip, for a developer who wants the
 //!   tests that need nothing. No test passes by not running.
 //! - [`config`]: the server's documented defaults, never read from the environment (an
-//!   exported `REDIS_URL` must not turn the cache on in a "no cache" test).
+//!   exported `REDIS_URL` must not turn the cache on in a "no cache" test), with
+//!   authentication ON (`--auth api-key`) as in production; [`Server::key`] issues keys.
 //! - [`Server`]: a real `batond` (the library's `serve`) on loopback port 0 against the
 //!   chosen [`Backend`], stopped as SIGTERM would stop it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use baton_server::auth::keys::Hasher;
+use baton_server::auth::{AuthMode, IssuedKey, KeySpec};
 use baton_server::clock::Clock;
 use baton_server::config::Config;
+use baton_server::domain::principal::Role;
 use baton_server::store::Store;
 use baton_server::store::postgres::PgStore;
 use baton_server::store::sqlite::SqliteStore;
@@ -96,6 +100,9 @@ pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Option<Arc<d
 pub fn config() -> Config {
     let mut config = Config::defaults();
     config.shutdown_grace_secs = 5;
+    config.auth = AuthMode::ApiKey;
+    // Tests make calls as fast as they can from one key; the quota tests turn it back on.
+    config.rate_limit_rps = 0;
     config
 }
 
@@ -104,6 +111,11 @@ pub struct Server {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub running: Running,
+    /// The server's authentication mode (`config().auth` unless the test changed it).
+    pub auth: AuthMode,
+    pepper: Option<String>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -121,6 +133,9 @@ impl Server {
             config.redis_url = Some(redis_url()?);
         }
         configure(&mut config);
+        let (auth, pepper) = (config.auth, config.key_pepper.clone());
+        let served = Arc::clone(&store);
+        let clock_ = Arc::clone(&clock);
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -133,12 +148,49 @@ impl Server {
             let started = move |running: Running| {
                 let _ = started_tx.send(running);
             };
-            baton_server::serve(config, store, clock, Listeners { grpc, admin }, shutdown, started)
+            baton_server::serve(config, served, clock, Listeners { grpc, admin }, shutdown, started)
                 .await
                 .expect("the test server failed");
         });
         let running = started_rx.await.expect("the test server started");
-        Some(Server { addr, admin_addr, running, stop: Some(stop), task: Some(task), _dir: dir })
+        Some(Server {
+            addr,
+            admin_addr,
+            running,
+            auth,
+            pepper,
+            store,
+            clock: clock_,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        })
+    }
+
+    /// Issues an API key in the server's store (as `batond keys create` would) and returns
+    /// the token.
+    pub async fn key(&self, tenant: &str, role: Role, agent: Option<&str>) -> String {
+        self.issue(KeySpec {
+            tenant: tenant.into(),
+            role,
+            agent: agent.map(Into::into),
+            name: "test".into(),
+            expires_in: None,
+        })
+        .await
+        .token
+    }
+
+    /// Issues an API key as `spec` says.
+    pub async fn issue(&self, spec: KeySpec) -> IssuedKey {
+        let hasher = Hasher::new(self.pepper.as_deref());
+        let now = self.clock.now();
+        baton_server::auth::issue(&*self.store, &hasher, spec, now).await.expect("issue an API key")
+    }
+
+    /// The store the server serves.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// `http://` and the gRPC address.

@@ -2,35 +2,63 @@
 //! per call by [`ContextLayer`] (a tower layer inside the telemetry layer, so the call's server
 //! span is current) and put into the request's extensions. Handlers read it with
 //! [`context`]; a call whose context is invalid is answered by the layer and never reaches
-//! them. Authentication plugs in here: the layer is where a credential becomes a principal.
+//! them. This is where a credential becomes a principal (`crate::auth`).
 
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready, ready};
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::domain::validate::Violations;
+use crate::auth::{Authenticator, Quotas, StreamPermit, required_role};
+use crate::domain::principal::Principal;
 use crate::domain::{Error, Result};
 
-/// The request header naming the tenant; absent means [`DEFAULT_TENANT`].
-pub const TENANT_HEADER: &str = "x-baton-tenant";
-pub const DEFAULT_TENANT: &str = "default";
 const TRACEPARENT: &str = "traceparent";
 
 /// Who a call acts for and where it is traced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct RequestContext {
+    /// The tenant the call acts for: the key's own, or the one an admin named.
     pub tenant: String,
+    /// Who made the call.
+    pub principal: Principal,
     /// The caller's W3C `traceparent`, kept for [`RequestContext::trace_id`]: most calls never
     /// need a trace id, so none is worked out up front.
     traceparent: Option<HeaderValue>,
+    /// The connection's remote address (for the per-connection stream cap).
+    peer: Option<SocketAddr>,
+    quotas: Option<Quotas>,
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("tenant", &self.tenant)
+            .field("principal", &self.principal)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestContext {
-    fn from_headers(headers: &HeaderMap) -> Result<Self> {
-        Ok(RequestContext { tenant: tenant(headers)?, traceparent: headers.get(TRACEPARENT).cloned() })
+    /// A context with no quotas (tests and in-process callers).
+    pub fn new(tenant: String, principal: Principal) -> Self {
+        RequestContext { tenant, principal, traceparent: None, peer: None, quotas: None }
+    }
+
+    /// `PermissionDenied` when the caller's key is bound to another agent than `agent`
+    /// (named in the request's `field`).
+    pub fn act_as(&self, field: &str, agent: &str) -> Result<()> {
+        self.principal.act_as(field, agent)
+    }
+
+    /// A place for one more open stream under the caller's and the connection's caps; keep
+    /// it as long as the stream is open.
+    pub fn open_stream(&self) -> Result<Option<StreamPermit>> {
+        self.quotas.as_ref().map(|q| q.open_stream(self.principal.quota_key(), self.peer)).transpose()
     }
 
     /// The id of the trace this call belongs to, stored on appended entries: that of the
@@ -66,56 +94,94 @@ pub fn context<T>(req: &tonic::Request<T>) -> Result<RequestContext, Status> {
         .ok_or_else(|| Error::Internal("the request context layer is not installed".into()).into())
 }
 
-fn tenant(headers: &HeaderMap) -> Result<String> {
-    let Some(value) = headers.get(TENANT_HEADER) else { return Ok(DEFAULT_TENANT.to_owned()) };
-    let mut v = Violations::default();
-    match value.to_str() {
-        Ok(t) => {
-            let t = v.key(TENANT_HEADER, t);
-            v.finish().map(|()| t)
-        }
-        Err(_) => Err(Error::invalid(TENANT_HEADER, "must be ASCII")),
-    }
+/// Authenticates every call to Baton's services, checks its role and rate quota, and puts a
+/// [`RequestContext`] into it, or answers with the error that prevents one. Calls to other
+/// services (health, reflection) pass through untouched.
+#[derive(Clone)]
+pub struct ContextLayer {
+    auth: Authenticator,
+    quotas: Quotas,
 }
 
-/// Puts a [`RequestContext`] into every request, or answers with the error that prevents one.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ContextLayer;
+impl ContextLayer {
+    pub fn new(auth: Authenticator, quotas: Quotas) -> Self {
+        ContextLayer { auth, quotas }
+    }
+}
 
 impl<S> Layer<S> for ContextLayer {
     type Service = ContextService<S>;
 
     fn layer(&self, inner: S) -> ContextService<S> {
-        ContextService { inner }
+        ContextService { inner, auth: self.auth.clone(), quotas: self.quotas.clone() }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContextService<S> {
     inner: S,
+    auth: Authenticator,
+    quotas: Quotas,
+}
+
+impl<S> ContextService<S> {
+    async fn admit(&self, path: &str, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<RequestContext> {
+        let (principal, tenant) = self.auth.authenticate(headers).await?;
+        if let Some(needed) = required_role(path) {
+            let method = path.rsplit('/').next().unwrap_or(path);
+            principal.require(needed, method).inspect_err(|_| self.auth.fail("role"))?;
+        }
+        self.quotas.request(principal.quota_key())?;
+        Ok(RequestContext {
+            tenant,
+            principal,
+            traceparent: headers.get(TRACEPARENT).cloned(),
+            peer,
+            quotas: Some(self.quotas.clone()),
+        })
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ContextService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
     ResBody: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match RequestContext::from_headers(req.headers()) {
-            Ok(ctx) => {
-                req.extensions_mut().insert(ctx);
-                Either::Left(self.inner.call(req))
-            }
-            Err(e) => Either::Right(ready(Ok(Status::from(e).into_http()))),
+        // The clone is the one that was polled ready: it takes the call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if required_role(req.uri().path()).is_none() {
+            return Box::pin(inner.call(req));
         }
+        let this = ContextService { inner: (), auth: self.auth.clone(), quotas: self.quotas.clone() };
+        let peer =
+            req.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|c| c.remote_addr()).or_else(
+                || {
+                    req.extensions()
+                        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+                        .and_then(|c| c.get_ref().remote_addr())
+                },
+            );
+        Box::pin(async move {
+            match this.admit(req.uri().path(), req.headers(), peer).await {
+                Ok(ctx) => {
+                    req.extensions_mut().insert(ctx);
+                    inner.call(req).await
+                }
+                Err(e) => Ok(Status::from(e).into_http()),
+            }
+        })
     }
 }
 
@@ -123,23 +189,12 @@ where
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
-    }
-
-    #[test]
-    fn tenant_defaults_and_is_validated() {
-        assert_eq!(RequestContext::from_headers(&HeaderMap::new()).unwrap().tenant, DEFAULT_TENANT);
-        assert_eq!(RequestContext::from_headers(&headers(&[(TENANT_HEADER, "acme")])).unwrap().tenant, "acme");
-        let e = RequestContext::from_headers(&headers(&[(TENANT_HEADER, "")])).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(v) if v[0].field == TENANT_HEADER));
-    }
-
     #[test]
     fn trace_id_comes_from_traceparent_without_a_tracer() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ctx = RequestContext::from_headers(&headers(&[("traceparent", tp)])).unwrap();
+        let mut ctx = RequestContext::new("t".into(), Principal::anonymous("t".into()));
+        assert_eq!(ctx.trace_id(), "");
+        ctx.traceparent = Some(HeaderValue::from_static(tp));
         assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(RequestContext::from_headers(&HeaderMap::new()).unwrap().trace_id(), "");
     }
 }

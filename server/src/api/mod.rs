@@ -1,5 +1,6 @@
 //! The gRPC surface: thin tonic handlers. Each one takes the request context (tenant, trace)
-//! that [`ContextLayer`] extracted, converts the request into a domain command (`requests`),
+//! and principal that [`ContextLayer`] authenticated (checking the agent a bound key may act
+//! as, and taking a stream's place in its caps), converts the request into a domain command (`requests`),
 //! calls `Baton`, and converts the result back (`crate::wire`); errors map to statuses in one
 //! place (`status`).
 
@@ -11,6 +12,7 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::StreamPermit;
 use crate::domain::commands::*;
 use crate::domain::service::{Baton, ItemStream};
 use crate::domain::{Error, Result};
@@ -19,17 +21,23 @@ mod context;
 mod requests;
 mod status;
 
-pub use context::{ContextLayer, DEFAULT_TENANT, RequestContext, TENANT_HEADER, context};
+pub use crate::auth::{DEFAULT_TENANT, TENANT_HEADER};
+pub use context::{ContextLayer, RequestContext, context};
 
 /// A server stream of proto messages.
 pub type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn stream<T, P>(rx: ItemStream<T>) -> Response<GrpcStream<P>>
+/// A domain item stream as a gRPC stream; `permit` holds the stream's place in its caps
+/// until the stream is dropped.
+fn stream<T, P>(rx: ItemStream<T>, permit: Option<StreamPermit>) -> Response<GrpcStream<P>>
 where
     T: Into<P> + Send + 'static,
     P: Send + 'static,
 {
-    let s = ReceiverStream::new(rx).map(|item| (*item).map(Into::into).map_err(Status::from));
+    let s = ReceiverStream::new(rx).map(move |item| {
+        let _held = &permit;
+        (*item).map(Into::into).map_err(Status::from)
+    });
     Response::new(Box::pin(s))
 }
 
@@ -41,6 +49,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     async fn create_session(&self, req: Request<pb::CreateSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let ctx = context(&req)?;
         let cmd = CreateSession::try_from(req.into_inner())?;
+        ctx.act_as("agent", &cmd.agent)?;
         Ok(Response::new(self.0.create_session(&ctx.tenant, cmd).await?.into()))
     }
 
@@ -81,6 +90,9 @@ impl pb::context_service_server::ContextService for ContextApi {
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let ctx = context(&req)?;
         let cmd = AppendEntries::from_proto(req.into_inner(), self.0.limits())?;
+        for (i, e) in cmd.entries.iter().enumerate() {
+            ctx.act_as(&format!("entries[{i}].author"), &e.author)?;
+        }
         let outcome = self.0.append(&ctx.tenant, cmd, ctx.trace_id()).await?;
         let first_seq = outcome.entries.first().map_or(0, |e| e.seq);
         let last_seq = outcome.entries.last().map_or(0, |e| e.seq);
@@ -107,7 +119,8 @@ impl pb::context_service_server::ContextService for ContextApi {
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let ctx = context(&req)?;
         let cmd = StreamEntries::try_from(req.into_inner())?;
-        Ok(stream(self.0.stream_entries(&ctx.tenant, cmd).await?))
+        let permit = ctx.open_stream()?;
+        Ok(stream(self.0.stream_entries(&ctx.tenant, cmd).await?, permit))
     }
 
     async fn get_context_window(
@@ -141,6 +154,7 @@ impl HandoffApi {
     {
         let ctx = context(&req)?;
         let cmd = ChangeHandoff::try_from(req.into_inner())?;
+        ctx.act_as("agent", &cmd.agent)?;
         Ok(Response::new(self.0.change_handoff(&ctx.tenant, cmd).await?.into()))
     }
 }
@@ -150,6 +164,7 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
     async fn request_handoff(&self, req: Request<pb::RequestHandoffRequest>) -> Result<Response<pb::Handoff>, Status> {
         let ctx = context(&req)?;
         let cmd = RequestHandoff::try_from(req.into_inner())?;
+        ctx.act_as("from_agent", &cmd.from_agent)?;
         Ok(Response::new(self.0.request_handoff(&ctx.tenant, cmd).await?.into()))
     }
 
@@ -198,7 +213,9 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
     ) -> Result<Response<Self::WatchHandoffsStream>, Status> {
         let ctx = context(&req)?;
         let cmd = WatchHandoffs::try_from(req.into_inner())?;
-        Ok(stream(self.0.watch_handoffs(&ctx.tenant, cmd).await?))
+        ctx.act_as("agent", &cmd.agent)?;
+        let permit = ctx.open_stream()?;
+        Ok(stream(self.0.watch_handoffs(&ctx.tenant, cmd).await?, permit))
     }
 
     type StreamHandoffContextStream = GrpcStream<pb::Entry>;
@@ -210,6 +227,7 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
         let ctx = context(&req)?;
         let pb::StreamHandoffContextRequest { handoff_id } = req.into_inner();
         let id = requests::handoff_id(&handoff_id)?;
-        Ok(stream(self.0.stream_handoff_context(&ctx.tenant, &id).await?))
+        let permit = ctx.open_stream()?;
+        Ok(stream(self.0.stream_handoff_context(&ctx.tenant, &id).await?, permit))
     }
 }

@@ -29,6 +29,11 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::FailedPrecondition, message, details)
             }
             Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::Unauthenticated(_) => Status::unauthenticated(message),
+            Error::ResourceExhausted { retry_after, .. } => {
+                let details = ErrorDetails::with_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             Error::Unavailable(_) => {
                 let details = ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(500)));
                 Status::with_error_details(Code::Unavailable, message, details)

@@ -40,6 +40,13 @@ pub enum Error {
     /// The calling agent may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller presented no credential, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller used up a quota (request rate, open streams); retrying after `retry_after`
+    /// may work.
+    #[error("{message}")]
+    ResourceExhausted { message: String, retry_after: std::time::Duration },
     /// The service cannot answer now (store unreachable, shutting down); retrying may work.
     #[error("{0}")]
     Unavailable(String),

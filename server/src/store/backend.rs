@@ -1,6 +1,6 @@
 //! `backend_store!(Type)`: the [`Store`](super::Store) implementation of a backend, the same
 //! for both: each method is the function of the same aggregate module of the backend
-//! (`sessions`, `entries`, `search`, `handoffs`, `inbox`), and the handoff writes are the
+//! (`sessions`, `entries`, `search`, `handoffs`, `inbox`, `keys`), and the handoff writes are the
 //! shared flows of `store::handoffs` over the backend's `handoff_tx()`. The backend itself
 //! gives `ping()` and `collectors()`.
 
@@ -154,6 +154,37 @@ macro_rules! backend_store {
                 limit: u32,
             ) -> $crate::domain::Result<Vec<$crate::domain::HandoffEvent>> {
                 inbox::after(self, tenant, agent, after_cursor, limit).await
+            }
+
+            async fn create_key(
+                &self,
+                key: &$crate::domain::principal::ApiKey,
+                secret_hash: &[u8],
+            ) -> $crate::domain::Result<()> {
+                keys::create(self, key, secret_hash).await
+            }
+
+            async fn find_key(
+                &self,
+                id: &str,
+                now: $crate::domain::Micros,
+            ) -> $crate::domain::Result<Option<$crate::domain::principal::StoredKey>> {
+                keys::find(self, id, now).await
+            }
+
+            async fn list_keys(
+                &self,
+                tenant: Option<&str>,
+            ) -> $crate::domain::Result<Vec<$crate::domain::principal::ApiKey>> {
+                keys::list(self, tenant).await
+            }
+
+            async fn revoke_key(
+                &self,
+                id: &str,
+                now: $crate::domain::Micros,
+            ) -> $crate::domain::Result<$crate::domain::principal::ApiKey> {
+                keys::revoke(self, id, now).await
             }
         }
     };

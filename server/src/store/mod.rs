@@ -12,11 +12,12 @@
 //! statements that are the same on both and their bindings (`queries`), the row readers and
 //! value conversions (`rows`), the handoff write flows over each store's statements
 //! (`handoffs`), the `Store` implementation over each store's aggregate modules (`backend`),
-//! the mapping of database errors to domain errors (`error`), and statement metrics and spans
+//! the API key statements (`keys`), the mapping of database errors to domain errors (`error`), and statement metrics and spans
 //! (`sql`). No sqlx type leaves this module.
 
 use async_trait::async_trait;
 
+use crate::domain::principal::{ApiKey, StoredKey};
 use crate::domain::rules::{self, Change};
 use crate::domain::{
     Entry, Handoff, HandoffEvent, HandoffStatus, Metadata, Micros, NewEntry, Result, SearchHit, Session, SessionStatus,
@@ -28,6 +29,7 @@ mod columns;
 mod backend;
 mod error;
 mod handoffs;
+mod keys;
 #[macro_use]
 mod queries;
 pub mod postgres;
@@ -251,4 +253,14 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_inbox(&self, tenant: &str, agent: &str) -> Result<(Vec<HandoffEvent>, u64)>;
     /// The agent's inbox events after `after_cursor`, in cursor order.
     async fn inbox_after(&self, tenant: &str, agent: &str, after_cursor: u64, limit: u32) -> Result<Vec<HandoffEvent>>;
+
+    /// Stores a new API key with the hash of its secret; `AlreadyExists` if the id is taken.
+    async fn create_key(&self, key: &ApiKey, secret_hash: &[u8]) -> Result<()>;
+    /// The key with this id, stamping its `last_used_at` with `now`; `None` when unknown.
+    async fn find_key(&self, id: &str, now: Micros) -> Result<Option<StoredKey>>;
+    /// Every key, or a tenant's, by tenant and creation time.
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>>;
+    /// Revokes a key at `now` (a revoked key keeps its first revocation time); `NotFound` when
+    /// unknown.
+    async fn revoke_key(&self, id: &str, now: Micros) -> Result<ApiKey>;
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use baton_proto::v1 as pb;
 use baton_server::Running;
+pub use baton_server::auth::AuthMode;
 use baton_server::cache::RedisCache;
 use baton_server::clock::ManualClock;
 use baton_server::config::Config;
+pub use baton_server::domain::principal::Role;
 use baton_server::domain::service::Baton;
 use pb::context_service_client::ContextServiceClient;
 use pb::handoff_service_client::HandoffServiceClient;
@@ -60,19 +62,35 @@ pub struct TestServer {
     /// The Redis cache, when the server has one.
     pub redis: Option<Arc<RedisCache>>,
     pub tenant: String,
-    server: baton_testkit::Server,
+    /// A writer key of `tenant` (`None` when the server runs with `--auth none`).
+    pub key: Option<String>,
+    pub server: baton_testkit::Server,
 }
 
-pub type Context = ContextServiceClient<InterceptedService<Channel, Tenant>>;
-pub type Handoffs = HandoffServiceClient<InterceptedService<Channel, Tenant>>;
+pub type Context = ContextServiceClient<InterceptedService<Channel, Caller>>;
+pub type Handoffs = HandoffServiceClient<InterceptedService<Channel, Caller>>;
 
-/// Adds the tenant header to every call.
+/// Adds the caller's credential and tenant header to every call.
 #[derive(Clone)]
-pub struct Tenant(pub MetadataValue<tonic::metadata::Ascii>);
+pub struct Caller {
+    pub tenant: Option<MetadataValue<tonic::metadata::Ascii>>,
+    pub key: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
 
-impl tonic::service::Interceptor for Tenant {
+impl Caller {
+    pub fn new(tenant: Option<&str>, key: Option<&str>) -> Caller {
+        Caller { tenant: tenant.map(|t| t.parse().unwrap()), key: key.map(|k| format!("Bearer {k}").parse().unwrap()) }
+    }
+}
+
+impl tonic::service::Interceptor for Caller {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("x-baton-tenant", self.0.clone());
+        if let Some(t) = &self.tenant {
+            req.metadata_mut().insert("x-baton-tenant", t.clone());
+        }
+        if let Some(k) = &self.key {
+            req.metadata_mut().insert("authorization", k.clone());
+        }
         Ok(req)
     }
 }
@@ -87,13 +105,19 @@ pub async fn start_server_with(backend: Backend, configure: impl FnOnce(&mut Con
         .await
         .expect("the backend's services are there (tests check Backend::available first)");
     let Running { baton, redis } = &server.running;
+    let tenant = baton_testkit::tenant();
+    let key = match server.auth {
+        AuthMode::ApiKey => Some(server.key(&tenant, Role::Writer, None).await),
+        AuthMode::None => None,
+    };
     TestServer {
         addr: server.addr,
         admin_addr: server.admin_addr,
         clock,
         baton: Arc::clone(baton),
         redis: redis.clone(),
-        tenant: baton_testkit::tenant(),
+        tenant,
+        key,
         server,
     }
 }
@@ -103,16 +127,25 @@ impl TestServer {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }
 
-    fn tenant_interceptor(&self) -> Tenant {
-        Tenant(self.tenant.parse().unwrap())
+    /// The test's own caller: its tenant and writer key.
+    pub fn caller(&self) -> Caller {
+        Caller::new(Some(&self.tenant), self.key.as_deref())
     }
 
     pub async fn context(&self) -> Context {
-        ContextServiceClient::with_interceptor(self.channel().await, self.tenant_interceptor())
+        self.context_as(self.caller()).await
     }
 
     pub async fn handoffs(&self) -> Handoffs {
-        HandoffServiceClient::with_interceptor(self.channel().await, self.tenant_interceptor())
+        self.handoffs_as(self.caller()).await
+    }
+
+    pub async fn context_as(&self, caller: Caller) -> Context {
+        ContextServiceClient::with_interceptor(self.channel().await, caller)
+    }
+
+    pub async fn handoffs_as(&self, caller: Caller) -> Handoffs {
+        HandoffServiceClient::with_interceptor(self.channel().await, caller)
     }
 
     /// Shuts the server down as SIGTERM would, and waits for it to stop.

@@ -31,6 +31,7 @@ binders!(sqlx::Postgres);
 mod entries;
 mod handoffs;
 mod inbox;
+mod keys;
 mod search;
 mod sessions;
 

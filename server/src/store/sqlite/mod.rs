@@ -24,6 +24,7 @@ binders!(sqlx::Sqlite);
 mod entries;
 mod handoffs;
 mod inbox;
+mod keys;
 mod search;
 mod sessions;
 
