@@ -1,12 +1,19 @@
 //! `baton-mcp`'s configuration: flags, each with an environment variable and a default. The
 //! README's "MCP gateway" section lists the same keys.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::embedded::EmbeddedConfig;
 use crate::grpc::CallContext;
+
+/// Where the HTTP transport listens by default: every interface in front of a remote batond
+/// (which checks each caller's key), loopback only for the embedded service (which has no keys).
+const HTTP_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3000);
+const EMBEDDED_HTTP_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
@@ -29,15 +36,29 @@ pub enum LogFormat {
     about = "Baton's MCP gateway: MCP (stdio or Streamable HTTP) to batond's gRPC API"
 )]
 pub struct Config {
-    /// batond's gRPC endpoint.
+    /// batond's gRPC endpoint (not used with --embedded).
     #[arg(long, env = "BATON_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     pub endpoint: String,
+    /// Run Baton's service in this process on the embedded store instead of calling a batond.
+    /// Processes started on the same data directory share it: the first serves it, the others
+    /// call that one (and take over when it exits).
+    #[arg(long, env = "BATON_EMBEDDED")]
+    pub embedded: bool,
+    /// Data directory of --embedded. Default: `baton` in the platform's user data directory
+    /// (~/.local/share/baton, ~/Library/Application Support/baton, %LOCALAPPDATA%\baton).
+    #[arg(long, env = "BATON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Loopback address of --embedded's gRPC service, for other agents and the CLI to share the
+    /// same data; port 0 picks a free port.
+    #[arg(long, env = "BATON_MCP_GRPC_ADDR", default_value = "127.0.0.1:0")]
+    pub grpc_addr: SocketAddr,
     /// MCP transport.
     #[arg(long, env = "BATON_MCP_TRANSPORT", value_enum, default_value_t = Transport::Stdio)]
     pub transport: Transport,
-    /// Listen address of the HTTP transport (MCP at /mcp, liveness at /health).
-    #[arg(long, env = "BATON_MCP_HTTP_ADDR", default_value = "0.0.0.0:3000")]
-    pub http_addr: SocketAddr,
+    /// Listen address of the HTTP transport (MCP at /mcp, liveness at /health). Default
+    /// 0.0.0.0:3000, or 127.0.0.1:3000 with --embedded.
+    #[arg(long, env = "BATON_MCP_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
     /// Host names (or host:port) the HTTP transport answers to, comma-separated; `*` for any.
     /// Guards against DNS rebinding; add the names clients use to reach a shared gateway.
     #[arg(long, env = "BATON_MCP_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
@@ -64,6 +85,9 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("endpoint", &self.endpoint)
+            .field("embedded", &self.embedded)
+            .field("data_dir", &self.data_dir)
+            .field("grpc_addr", &self.grpc_addr)
             .field("transport", &self.transport)
             .field("http_addr", &self.http_addr)
             .field("allowed_hosts", &self.allowed_hosts)
@@ -77,6 +101,31 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// The HTTP transport's listen address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr.unwrap_or(if self.embedded { EMBEDDED_HTTP_ADDR } else { HTTP_ADDR })
+    }
+
+    /// The embedded service's settings, with --embedded; an error names a bad one.
+    pub fn embedded(&self) -> Result<Option<EmbeddedConfig>, String> {
+        if !self.embedded {
+            return Ok(None);
+        }
+        if !self.grpc_addr.ip().is_loopback() {
+            return Err(format!(
+                "--grpc-addr {} is not a loopback address: the embedded service checks no API keys, so it is \
+                 served on this machine only (run batond to serve a network)",
+                self.grpc_addr
+            ));
+        }
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir()
+                .ok_or("no home directory to put the embedded store in: pass --data-dir (or BATON_DATA_DIR)")?,
+        };
+        Ok(Some(EmbeddedConfig { data_dir, grpc_addr: self.grpc_addr }))
+    }
+
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
     }
@@ -94,6 +143,11 @@ impl Config {
     }
 }
 
+/// `baton` in the platform's per-user, per-machine data directory.
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|dirs| dirs.data_local_dir().join("baton"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +157,8 @@ mod tests {
         let config = Config::try_parse_from(["baton-mcp"]).unwrap();
         assert_eq!(config.endpoint, "http://127.0.0.1:50051");
         assert_eq!(config.transport, Transport::Stdio);
-        assert_eq!(config.http_addr, "0.0.0.0:3000".parse().unwrap());
+        assert_eq!(config.http_addr(), "0.0.0.0:3000".parse().unwrap());
+        assert_eq!(config.embedded(), Ok(None));
         assert_eq!(config.call_timeout(), Duration::from_secs(10));
         assert_eq!(config.default_call_context(), CallContext::default());
     }
@@ -117,5 +172,25 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret"));
         let config = Config::try_parse_from(["baton-mcp", "--token", "Bearer abc"]).unwrap();
         assert_eq!(config.default_call_context().authorization.as_deref(), Some("Bearer abc"));
+    }
+
+    #[test]
+    fn embedded_serves_loopback_only() {
+        let config = Config::try_parse_from(["baton-mcp", "--embedded", "--data-dir", "/tmp/b"]).unwrap();
+        let embedded = config.embedded().unwrap().unwrap();
+        assert_eq!(embedded.data_dir, PathBuf::from("/tmp/b"));
+        assert_eq!(embedded.grpc_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.http_addr(), "127.0.0.1:3000".parse().unwrap());
+        let config = Config::try_parse_from(["baton-mcp", "--embedded", "--grpc-addr", "0.0.0.0:50051"]).unwrap();
+        assert!(config.embedded().unwrap_err().contains("not a loopback address"));
+        let config = Config::try_parse_from(["baton-mcp", "--embedded", "--grpc-addr", "[::1]:50051"]).unwrap();
+        assert_eq!(config.embedded().unwrap().unwrap().grpc_addr, "[::1]:50051".parse().unwrap());
+    }
+
+    #[test]
+    fn the_default_data_dir_is_the_users() {
+        let dir = default_data_dir().expect("a home directory");
+        assert!(dir.ends_with("baton"));
+        assert!(dir.is_absolute());
     }
 }

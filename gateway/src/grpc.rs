@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 use tracing::Instrument as _;
 
+use crate::embedded::Connector;
 use crate::telemetry::{ClientCall, GatewayMetrics, TraceCarrier};
 
 /// The server's tenant header.
@@ -122,14 +123,17 @@ impl Backend {
         let endpoint = Endpoint::from_shared(endpoint.to_owned())?;
         let uri = endpoint.uri();
         let server = (uri.host().unwrap_or_default().to_owned(), uri.port_u16());
-        let channel = endpoint
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let channel = settings(endpoint, connect_timeout).connect_lazy();
         Ok(Self { channel, call_timeout, server, metrics: GatewayMetrics::new() })
+    }
+
+    /// A backend whose connections `connector` makes (the embedded service's), connecting on
+    /// first use and reconnecting after failures.
+    pub fn with_connector(connector: Connector, connect_timeout: Duration, call_timeout: Duration) -> Self {
+        // The connector ignores the URI; it names the service in spans and `:authority`.
+        let endpoint = Endpoint::from_static("http://127.0.0.1");
+        let channel = settings(endpoint, connect_timeout).connect_with_connector_lazy(connector);
+        Self { channel, call_timeout, server: ("127.0.0.1".to_owned(), None), metrics: GatewayMetrics::new() }
     }
 
     /// The gateway's metrics (its registry also holds the tool histogram).
@@ -244,6 +248,16 @@ impl CallStream {
     pub fn stop(mut self) {
         self.call.stop();
     }
+}
+
+/// The channel settings of every backend.
+fn settings(endpoint: Endpoint, connect_timeout: Duration) -> Endpoint {
+    endpoint
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
 }
 
 fn path(method: &MethodDescriptor) -> Result<PathAndQuery, Status> {

@@ -24,6 +24,9 @@
 //! - `errors`: gRPC statuses (with google.rpc details) and argument errors as tool errors.
 //! - `telemetry`: the tool and gRPC client spans (continuing the caller's `traceparent`), and
 //!   the metrics served at `/metrics`.
+//! - `embedded`, `datadir`: `--embedded`, Baton's service in this process on the embedded
+//!   store (served on loopback gRPC, called like a remote batond), and the lock that lets
+//!   several processes share one data directory.
 //! - `config`: flags and environment variables.
 
 pub mod args;
@@ -31,7 +34,9 @@ pub mod calls;
 pub mod catalog;
 pub mod compat;
 pub mod config;
+pub mod datadir;
 pub mod descriptors;
+pub mod embedded;
 pub mod errors;
 pub mod follow;
 pub mod grpc;

@@ -19,6 +19,7 @@ use crate::BoxError;
 use crate::calls::Gateway;
 use crate::catalog::Catalog;
 use crate::config::{Config, LogFormat, Transport};
+use crate::embedded::Embedded;
 use crate::grpc::Backend;
 use crate::handler::BatonMcp;
 
@@ -34,23 +35,43 @@ pub fn init_telemetry(format: LogFormat) -> Result<baton_telemetry::Telemetry, B
     Ok(baton_telemetry::init(settings)?)
 }
 
-/// Builds the handler from the configuration: the descriptor catalog and a lazily connecting
-/// channel to batond.
-pub fn handler(config: &Config) -> Result<BatonMcp, BoxError> {
+/// Runs the gateway on the configured transport until the client leaves (stdio) or `shutdown`
+/// resolves. With `--embedded` the service runs in this process (or is shared with the process
+/// serving the data directory) and stops after the gateway.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
     let catalog = Catalog::baton()?;
-    let backend = Backend::connect_lazy(&config.endpoint, config.connect_timeout(), config.call_timeout())?;
-    Ok(BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context()))
+    let Some(embedded) = config.embedded()? else {
+        let backend = Backend::connect_lazy(&config.endpoint, config.connect_timeout(), config.call_timeout())?;
+        tracing::info!(endpoint = %config.endpoint, transport = ?config.transport, "baton-mcp starting");
+        let handler = BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context());
+        return serve(&config, handler, shutdown).await;
+    };
+    let embedded = Embedded::start(embedded).await?;
+    let backend = Backend::with_connector(embedded.connector(), config.connect_timeout(), config.call_timeout());
+    tracing::info!(transport = ?config.transport, "baton-mcp starting (embedded)");
+    let handler = BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context());
+    let result = serve(&config, handler, shutdown).await;
+    embedded.shutdown().await;
+    result
 }
 
-/// Runs the gateway on the configured transport until the client leaves (stdio) or `shutdown`
-/// resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
-    let handler = handler(&config)?;
-    tracing::info!(endpoint = %config.endpoint, transport = ?config.transport, "baton-mcp starting");
+async fn serve(
+    config: &Config,
+    handler: BatonMcp,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
     match config.transport {
         Transport::Stdio => serve_stdio(handler, shutdown).await,
         Transport::Http => {
-            let listener = TcpListener::bind(config.http_addr).await?;
+            let addr = config.http_addr();
+            if config.embedded && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "SERVING THE EMBEDDED STORE TO THE NETWORK WITHOUT AUTHENTICATION: anyone who can reach this \
+                     address can read and change every session; bind a loopback address, or run batond with API keys"
+                );
+            }
+            let listener = TcpListener::bind(addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "MCP Streamable HTTP at /mcp");
             serve_http(handler, listener, &config.allowed_hosts, shutdown).await
         }

@@ -1,5 +1,5 @@
-"""baton-mcp driven by the official Python MCP SDK, over stdio and Streamable HTTP, against a
-live batond on its embedded store.
+"""baton-mcp driven by the official Python MCP SDK, over stdio and Streamable HTTP: once against
+a live batond on its embedded store, once with the service inside baton-mcp (`--embedded`).
 
 Run through scripts/test-gateway, which builds the binaries and passes their paths in
 BATOND_BIN and BATON_MCP_BIN. Every test uses fresh session keys, so the tests share one
@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -95,6 +95,9 @@ class Servers:
     grpc_endpoint: str
     mcp_url: str
     http_base: str
+    # How a stdio baton-mcp reaches the same data: `--endpoint` of the remote batond, or
+    # `--embedded` on the same data directory (it shares the HTTP gateway's service).
+    stdio_args: list[str]
 
 
 @pytest.fixture(scope="session")
@@ -102,46 +105,83 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+def clean_env() -> dict[str, str]:
+    """An embedded store and no Redis, whatever the developer's shell exports."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(("BATON_", "OTEL_")) or k in ("DATABASE_URL", "REDIS_URL"))
+    }
+
+
+@contextmanager
+def remote_servers(data_dir: str) -> Iterator[Servers]:
+    """batond on its embedded store, and baton-mcp on HTTP in front of it."""
     batond, baton_mcp = binary("BATOND_BIN"), binary("BATON_MCP_BIN")
     grpc_port, admin_port, mcp_port = free_port(), free_port(), free_port()
-    with tempfile.TemporaryDirectory(prefix="baton-gw-test-") as data_dir:
-        # An embedded store and no Redis, whatever the developer's shell exports.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not (k.startswith(("BATON_", "OTEL_")) or k in ("DATABASE_URL", "REDIS_URL"))
-        }
-        server = subprocess.Popen(
+    env = clean_env()
+    server = subprocess.Popen(
+        [
+            batond,
+            "--grpc-addr", f"127.0.0.1:{grpc_port}",
+            "--admin-addr", f"127.0.0.1:{admin_port}",
+            "--data-dir", data_dir,
+        ],
+        env=env,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{admin_port}/ready", server, "batond")
+        endpoint = f"http://127.0.0.1:{grpc_port}"
+        gateway = subprocess.Popen(
             [
-                batond,
-                "--grpc-addr", f"127.0.0.1:{grpc_port}",
-                "--admin-addr", f"127.0.0.1:{admin_port}",
-                "--data-dir", data_dir,
+                baton_mcp,
+                "--transport", "http",
+                "--http-addr", f"127.0.0.1:{mcp_port}",
+                "--endpoint", endpoint,
             ],
-            env=env,
+            env={**env, "RUST_LOG": "info"},
         )
         try:
-            wait_http(f"http://127.0.0.1:{admin_port}/ready", server, "batond")
-            endpoint = f"http://127.0.0.1:{grpc_port}"
-            gateway = subprocess.Popen(
-                [
-                    baton_mcp,
-                    "--transport", "http",
-                    "--http-addr", f"127.0.0.1:{mcp_port}",
-                    "--endpoint", endpoint,
-                ],
-                env={**env, "RUST_LOG": "info"},
-            )
-            try:
-                base = f"http://127.0.0.1:{mcp_port}"
-                wait_http(f"{base}/health", gateway, "baton-mcp")
-                yield Servers(grpc_endpoint=endpoint, mcp_url=f"{base}/mcp", http_base=base)
-            finally:
-                stop(gateway)
+            base = f"http://127.0.0.1:{mcp_port}"
+            wait_http(f"{base}/health", gateway, "baton-mcp")
+            yield Servers(endpoint, f"{base}/mcp", base, ["--endpoint", endpoint])
         finally:
-            stop(server)
+            stop(gateway)
+    finally:
+        stop(server)
+
+
+@contextmanager
+def embedded_servers(data_dir: str) -> Iterator[Servers]:
+    """`baton-mcp --embedded` on HTTP, serving the data directory itself (its gRPC service on a
+    fixed loopback port); the stdio clients run `--embedded` on the same directory."""
+    grpc_port, mcp_port = free_port(), free_port()
+    gateway = subprocess.Popen(
+        [
+            binary("BATON_MCP_BIN"),
+            "--embedded",
+            "--data-dir", data_dir,
+            "--grpc-addr", f"127.0.0.1:{grpc_port}",
+            "--transport", "http",
+            "--http-addr", f"127.0.0.1:{mcp_port}",
+        ],
+        env={**clean_env(), "RUST_LOG": "info"},
+    )
+    try:
+        base = f"http://127.0.0.1:{mcp_port}"
+        wait_http(f"{base}/health", gateway, "baton-mcp --embedded")
+        endpoint = f"http://127.0.0.1:{grpc_port}"
+        yield Servers(endpoint, f"{base}/mcp", base, ["--embedded", "--data-dir", data_dir])
+    finally:
+        stop(gateway)
+
+
+@pytest.fixture(scope="session", params=["remote", "embedded"])
+def servers(request) -> Iterator[Servers]:
+    """Every test runs against a remote batond and against `baton-mcp --embedded`."""
+    start = remote_servers if request.param == "remote" else embedded_servers
+    with tempfile.TemporaryDirectory(prefix=f"baton-gw-{request.param}-") as data_dir, start(data_dir) as servers:
+        yield servers
 
 
 @asynccontextmanager
@@ -159,7 +199,7 @@ async def connect(
     if transport == "stdio":
         params = StdioServerParameters(
             command=binary("BATON_MCP_BIN"),
-            args=["--endpoint", servers.grpc_endpoint],
+            args=servers.stdio_args,
             env={"RUST_LOG": "warn", **(env or {})},
         )
         client = Client(stdio_client(params), mode=mode, message_handler=message_handler, cache=None)
@@ -572,7 +612,7 @@ class StdioPeer:
 
     def __init__(self, servers: Servers) -> None:
         self.proc = subprocess.Popen(
-            [binary("BATON_MCP_BIN"), "--endpoint", servers.grpc_endpoint],
+            [binary("BATON_MCP_BIN"), *servers.stdio_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "RUST_LOG": "warn"},
