@@ -43,11 +43,13 @@ pub enum Detector {
     Jwt,
     /// The password of a URL (`scheme://user:password@host`); scheme, user and host are kept.
     UrlPassword,
+    /// Baton's own API key: `bk_`, a 16-hex-digit id, `_` and a 43-character secret.
+    BatonApiKey,
 }
 
 impl Detector {
     /// Every detector, in declaration order.
-    pub const ALL: [Detector; 13] = [
+    pub const ALL: [Detector; 14] = [
         Detector::AwsAccessKey,
         Detector::AwsSecretKey,
         Detector::GitHubToken,
@@ -61,6 +63,7 @@ impl Detector {
         Detector::PrivateKey,
         Detector::Jwt,
         Detector::UrlPassword,
+        Detector::BatonApiKey,
     ];
 
     /// The stable snake_case name: `[REDACTED:<name>]`, metadata and policies use it.
@@ -79,6 +82,7 @@ impl Detector {
             Detector::PrivateKey => "private_key",
             Detector::Jwt => "jwt",
             Detector::UrlPassword => "url_password",
+            Detector::BatonApiKey => "baton_api_key",
         }
     }
 
@@ -114,6 +118,7 @@ impl Detector {
             Detector::PrivateKey => r"-----BEGIN[ A-Z0-9]{0,40} PRIVATE KEY(?: BLOCK)?-----",
             Detector::Jwt => r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}=*\.[A-Za-z0-9_-]{8,}=*\.[A-Za-z0-9_-]{16,}",
             Detector::UrlPassword => r#"://[^\s:/?#@\[\]"'<>]*:(?P<s>[^\s/?#"'<>]+)@[A-Za-z0-9\[]"#,
+            Detector::BatonApiKey => r"(?-u:\b)bk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}",
         }
     }
 
@@ -155,6 +160,9 @@ impl Detector {
             Detector::PrivateKey => longest_run(s, |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/')) >= 40,
             Detector::Jwt => jwt_header_has_alg(s),
             Detector::UrlPassword => url_has_scheme(text, whole.start) && !placeholder_password(s),
+            Detector::BatonApiKey => {
+                !next.is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) && random_looking(&s[20..])
+            }
         }
     }
 }

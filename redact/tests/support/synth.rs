@@ -170,6 +170,9 @@ pub fn sample(rng: &mut Rng, detector: Detector) -> Sample {
             ));
             whole(detector, format!("{header}.{payload}.{}", rng.string(BASE64URL, 43)))
         }
+        Detector::BatonApiKey => {
+            whole(detector, format!("bk_{}_EXAMPLE{}", rng.string(HEX, 16), rng.string(BASE64URL, 36)))
+        }
         Detector::UrlPassword => {
             let scheme = rng.pick(&["postgres", "postgresql", "redis", "mysql", "https", "amqp", "mongodb+srv"]);
             let user =
