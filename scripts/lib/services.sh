@@ -146,6 +146,22 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
   NULL;
 END
 $$;
+-- The serving role batond runs as in tests: a member of baton_app (granted access by the
+-- migrations), owning no table, without BYPASSRLS, so row-level security binds it.
+DO $$
+BEGIN
+  CREATE ROLE baton_app NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;
+END
+$$;
+DO $$
+BEGIN
+  CREATE ROLE baton_server LOGIN PASSWORD 'baton_server' NOBYPASSRLS IN ROLE baton_app;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;
+END
+$$;
 SQL
   # TCP on 127.0.0.1 uses scram-sha-256 in Debian's pg_hba.conf, so the password
   # matters. If a pre-existing role has another one (or no LOGIN), reset it.
@@ -169,6 +185,7 @@ SQL
   fi
 
   export BATON_TEST_DATABASE_URL="postgres://baton:baton@127.0.0.1:$port/baton_test"
+  export BATON_TEST_APP_DATABASE_URL="postgres://baton_server:baton_server@127.0.0.1:$port/baton_test"
   baton_log "postgres: ready, BATON_TEST_DATABASE_URL=$BATON_TEST_DATABASE_URL"
 }
 

@@ -93,6 +93,10 @@ pub struct Config {
     /// Directory of the embedded store (used when DATABASE_URL is unset).
     #[arg(long, global = true, env = "BATON_DATA_DIR", default_value = "./baton-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL URL migrations run with: the tables' owner, when batond serves as a role
+    /// that owns nothing (the secure setup; see the README). Unset: DATABASE_URL.
+    #[arg(long, global = true, env = "BATON_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub migrate_database_url: Option<String>,
     /// Most PostgreSQL connections in the pool.
     #[arg(long, global = true, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

@@ -58,14 +58,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Opens the configured store: PostgreSQL when `database_url` is set, else the embedded
-/// SQLite store under `data_dir`. Migrates when `config.migrate` is set.
+/// SQLite store under `data_dir`. Migrates when `config.migrate` is set, as
+/// `migrate_database_url`'s role when set (the tables' owner), before connecting to serve.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
     match &config.database_url {
         Some(url) => {
-            let pg = store::postgres::PgStore::connect(url, config.db_max_connections).await?;
             if config.migrate {
-                pg.migrate().await?;
+                match &config.migrate_database_url {
+                    Some(owner) => store::postgres::PgStore::connect(owner, 1).await?.migrate().await?,
+                    None => store::postgres::PgStore::connect(url, 1).await?.migrate().await?,
+                }
             }
+            let pg = store::postgres::PgStore::connect(url, config.db_max_connections).await?;
             Ok(Arc::new(pg))
         }
         None => Ok(Arc::new(store::sqlite::SqliteStore::open(&config.data_dir).await?)),

@@ -22,6 +22,7 @@ backend_tests!(
     revoked_and_expired_keys_are_refused,
     rate_limit_refuses_with_retry_info_and_recovers,
     stream_cap_refuses_and_recovers,
+    page_tokens_are_bound_to_their_tenant,
 );
 
 /// A `tonic::Request` with optional credential and tenant header.
@@ -458,6 +459,35 @@ async fn stream_cap_refuses_and_recovers(b: Backend) {
         }
     }
     assert!(reqwest_metrics(&srv).await.contains("rate_limited_total{limit=\"streams\"}"));
+    srv.shutdown().await;
+}
+
+async fn page_tokens_are_bound_to_their_tenant(b: Backend) {
+    let srv = start_server(b).await;
+    let mut ctx = srv.context().await;
+    for key in ["p1", "p2"] {
+        create_session(&mut ctx, key, "a").await;
+    }
+    let page = ctx.list_sessions(pb::ListSessionsRequest { page_size: 1, ..Default::default() }).await.unwrap();
+    let token = page.into_inner().next_page_token;
+    assert!(!token.is_empty());
+    // The token continues the list in its own tenant…
+    let next = ctx
+        .list_sessions(pb::ListSessionsRequest { page_size: 1, page_token: token.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.sessions.len(), 1);
+    // …and is invalid in another one, even for an admin acting there.
+    let other = baton_testkit::tenant();
+    let admin = srv.server.key(&other, Role::Admin, None).await;
+    let mut theirs = srv.context_as(Caller::new(None, Some(&admin))).await;
+    let e = theirs
+        .list_sessions(pb::ListSessionsRequest { page_size: 1, page_token: token, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(violations(&e), ["page_token"]);
     srv.shutdown().await;
 }
 

@@ -866,7 +866,8 @@ async fn bad_input_is_rejected_with_field_violations(b: Backend) {
     let err = ctx.list_sessions(pb::ListSessionsRequest { status: 77, ..Default::default() }).await.unwrap_err();
     assert_eq!(violations(&err), ["status"]);
     // A token from another list is malformed here.
-    let entries_token = baton_server::domain::page::encode(baton_server::domain::page::PageKind::Entries, 5);
+    let entries_token =
+        baton_server::domain::page::encode(baton_server::domain::page::PageKind::Entries, &srv.tenant, 5);
     let err = ctx
         .list_sessions(pb::ListSessionsRequest { page_token: entries_token, ..Default::default() })
         .await

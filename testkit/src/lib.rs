@@ -27,7 +27,11 @@ use tokio::sync::oneshot;
 
 /// Set to `0` to skip (loudly) the tests whose services are missing instead of failing them.
 pub const REQUIRE_SERVICES: &str = "BATON_REQUIRE_SERVICES";
+/// The tables' owner: migrations run as it.
 pub const DATABASE_URL: &str = "BATON_TEST_DATABASE_URL";
+/// The serving role (a member of `baton_app`, owning nothing): test servers run as it, so
+/// row-level security binds every test.
+pub const APP_DATABASE_URL: &str = "BATON_TEST_APP_DATABASE_URL";
 pub const REDIS_URL: &str = "BATON_TEST_REDIS_URL";
 /// The `redis-server` binary, for tests that kill and restart their own Redis.
 pub const REDIS_SERVER: &str = "BATON_TEST_REDIS_SERVER";
@@ -82,10 +86,10 @@ impl Backend {
 /// The test PostgreSQL store, migrated. Every test isolates itself by tenant, so tests share
 /// one database.
 pub async fn postgres_store(max_connections: u32) -> Option<PgStore> {
-    let url = postgres_url()?;
-    let pg = PgStore::connect(&url, max_connections).await.expect("connect to the test PostgreSQL");
-    pg.migrate().await.expect("migrate the test PostgreSQL");
-    Some(pg)
+    let owner = PgStore::connect(&postgres_url()?, 1).await.expect("connect to the test PostgreSQL as its owner");
+    owner.migrate().await.expect("migrate the test PostgreSQL");
+    let app = service(APP_DATABASE_URL)?;
+    Some(PgStore::connect(&app, max_connections).await.expect("connect to the test PostgreSQL as the serving role"))
 }
 
 /// The backend's store (a fresh SQLite file under `dir` for the embedded one).

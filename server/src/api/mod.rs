@@ -65,7 +65,7 @@ impl pb::context_service_server::ContextService for ContextApi {
         req: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let ctx = context(&req)?;
-        let cmd = ListSessions::try_from(req.into_inner())?;
+        let cmd = ListSessions::try_from((req.into_inner(), ctx.tenant.as_str()))?;
         let (sessions, next_page_token) = self.0.list_sessions(&ctx.tenant, cmd).await?;
         let sessions = sessions.into_iter().map(Into::into).collect();
         Ok(Response::new(pb::ListSessionsResponse { sessions, next_page_token }))
@@ -105,7 +105,7 @@ impl pb::context_service_server::ContextService for ContextApi {
         req: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let ctx = context(&req)?;
-        let cmd = ListEntries::try_from(req.into_inner())?;
+        let cmd = ListEntries::try_from((req.into_inner(), ctx.tenant.as_str()))?;
         let (entries, next_page_token) = self.0.list_entries(&ctx.tenant, cmd).await?;
         let entries = entries.into_iter().map(Into::into).collect();
         Ok(Response::new(pb::ListEntriesResponse { entries, next_page_token }))
@@ -137,7 +137,7 @@ impl pb::context_service_server::ContextService for ContextApi {
         req: Request<pb::SearchEntriesRequest>,
     ) -> Result<Response<pb::SearchEntriesResponse>, Status> {
         let ctx = context(&req)?;
-        let cmd = SearchEntries::try_from(req.into_inner())?;
+        let cmd = SearchEntries::try_from((req.into_inner(), ctx.tenant.as_str()))?;
         let (hits, next_page_token) = self.0.search(&ctx.tenant, cmd).await?;
         let hits = hits.into_iter().map(Into::into).collect();
         Ok(Response::new(pb::SearchEntriesResponse { hits, next_page_token }))
@@ -180,7 +180,7 @@ impl pb::handoff_service_server::HandoffService for HandoffApi {
         req: Request<pb::ListHandoffsRequest>,
     ) -> Result<Response<pb::ListHandoffsResponse>, Status> {
         let ctx = context(&req)?;
-        let cmd = ListHandoffs::try_from(req.into_inner())?;
+        let cmd = ListHandoffs::try_from((req.into_inner(), ctx.tenant.as_str()))?;
         let (handoffs, next_page_token) = self.0.list_handoffs(&ctx.tenant, cmd).await?;
         let handoffs = handoffs.into_iter().map(Into::into).collect();
         Ok(Response::new(pb::ListHandoffsResponse { handoffs, next_page_token }))

@@ -57,21 +57,22 @@ pub fn required_key(field: &str, key: &str) -> Result<String> {
     v.finish().map(|()| key)
 }
 
-impl TryFrom<pb::ListSessionsRequest> for ListSessions {
+/// With the tenant the call acts for: page tokens are bound to it.
+impl TryFrom<(pb::ListSessionsRequest, &str)> for ListSessions {
     type Error = Error;
-    fn try_from(r: pb::ListSessionsRequest) -> Result<Self> {
+    fn try_from((r, tenant): (pb::ListSessionsRequest, &str)) -> Result<Self> {
         let pb::ListSessionsRequest { agent, status, page_size, page_token } = r;
         let mut v = Violations::default();
         let agent = v.optional_key("agent", &agent);
         let status = v.enumeration("status", status, session_status).flatten();
         let page_size = v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        let page_token = page_token_of(&mut v, d::page::PageKind::Sessions, &page_token);
+        let page_token = page_token_of(&mut v, d::page::PageKind::Sessions, tenant, &page_token);
         v.finish().map(|()| ListSessions { agent, status, page_size, page_token })
     }
 }
 
-fn page_token_of(v: &mut Violations, kind: d::page::PageKind, token: &str) -> Option<i64> {
-    match d::page::decode(kind, token) {
+fn page_token_of(v: &mut Violations, kind: d::page::PageKind, tenant: &str, token: &str) -> Option<i64> {
+    match d::page::decode(kind, tenant, token) {
         Ok(p) => p,
         Err(e) => {
             v.merge(Err(e));
@@ -149,9 +150,10 @@ impl AppendEntries {
     }
 }
 
-impl TryFrom<pb::ListEntriesRequest> for ListEntries {
+/// With the tenant the call acts for: page tokens are bound to it.
+impl TryFrom<(pb::ListEntriesRequest, &str)> for ListEntries {
     type Error = Error;
-    fn try_from(r: pb::ListEntriesRequest) -> Result<Self> {
+    fn try_from((r, tenant): (pb::ListEntriesRequest, &str)) -> Result<Self> {
         let pb::ListEntriesRequest { session_key, after_seq, before_seq, kinds, page_size, page_token } = r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
@@ -161,7 +163,7 @@ impl TryFrom<pb::ListEntriesRequest> for ListEntries {
             .filter_map(|(i, k)| v.enumeration(&format!("kinds[{i}]"), *k, entry_kind))
             .collect();
         let page_size = v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        let page_token = page_token_of(&mut v, d::page::PageKind::Entries, &page_token);
+        let page_token = page_token_of(&mut v, d::page::PageKind::Entries, tenant, &page_token);
         v.finish().map(|()| ListEntries {
             session_key,
             after_seq: after_seq.unwrap_or(0),
@@ -200,9 +202,10 @@ impl TryFrom<pb::GetContextWindowRequest> for GetContextWindow {
     }
 }
 
-impl TryFrom<pb::SearchEntriesRequest> for SearchEntries {
+/// With the tenant the call acts for: page tokens are bound to it.
+impl TryFrom<(pb::SearchEntriesRequest, &str)> for SearchEntries {
     type Error = Error;
-    fn try_from(r: pb::SearchEntriesRequest) -> Result<Self> {
+    fn try_from((r, tenant): (pb::SearchEntriesRequest, &str)) -> Result<Self> {
         let pb::SearchEntriesRequest { session_key, query, page_size, page_token } = r;
         let mut v = Violations::default();
         let session_key = v.optional_key("session_key", &session_key);
@@ -211,7 +214,7 @@ impl TryFrom<pb::SearchEntriesRequest> for SearchEntries {
         }
         let query = v.text("query", &query, MAX_QUERY_BYTES);
         let page_size = v.page_size("page_size", page_size, DEFAULT_SEARCH_PAGE_SIZE, MAX_SEARCH_PAGE_SIZE);
-        let offset = page_token_of(&mut v, d::page::PageKind::Search, &page_token).unwrap_or(0);
+        let offset = page_token_of(&mut v, d::page::PageKind::Search, tenant, &page_token).unwrap_or(0);
         if offset > 10_000 {
             v.add("page_token", "search pages end after 10000 hits; refine the query");
         }
@@ -245,9 +248,10 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
     }
 }
 
-impl TryFrom<pb::ListHandoffsRequest> for ListHandoffs {
+/// With the tenant the call acts for: page tokens are bound to it.
+impl TryFrom<(pb::ListHandoffsRequest, &str)> for ListHandoffs {
     type Error = Error;
-    fn try_from(r: pb::ListHandoffsRequest) -> Result<Self> {
+    fn try_from((r, tenant): (pb::ListHandoffsRequest, &str)) -> Result<Self> {
         let pb::ListHandoffsRequest { to_agent, from_agent, session_key, status, page_size, page_token } = r;
         let mut v = Violations::default();
         let cmd = ListHandoffs {
@@ -256,7 +260,7 @@ impl TryFrom<pb::ListHandoffsRequest> for ListHandoffs {
             session_key: v.optional_key("session_key", &session_key),
             status: v.enumeration("status", status, handoff_status).flatten(),
             page_size: v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-            page_token: page_token_of(&mut v, d::page::PageKind::Handoffs, &page_token),
+            page_token: page_token_of(&mut v, d::page::PageKind::Handoffs, tenant, &page_token),
         };
         v.finish().map(|()| cmd)
     }

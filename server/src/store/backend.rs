@@ -101,7 +101,8 @@ macro_rules! backend_store {
                 &self,
                 new: $crate::store::NewHandoff,
             ) -> $crate::domain::Result<$crate::store::Changed> {
-                $crate::store::handoffs::create(self.handoff_tx().await?, new).await
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(&new.handoff.tenant)).await?;
+                $crate::store::handoffs::create(tx, new).await
             }
 
             async fn get_handoff(
@@ -126,7 +127,8 @@ macro_rules! backend_store {
                 now: $crate::domain::Micros,
                 decide: $crate::store::Decide<'_>,
             ) -> $crate::domain::Result<$crate::store::Changed> {
-                $crate::store::handoffs::change(self.handoff_tx().await?, tenant, handoff_id, now, decide).await
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
+                $crate::store::handoffs::change(tx, tenant, handoff_id, now, decide).await
             }
 
             async fn expire_handoffs_by(
@@ -135,7 +137,8 @@ macro_rules! backend_store {
                 limit: u32,
                 sweep: $crate::store::Sweep<'_>,
             ) -> $crate::domain::Result<Vec<$crate::store::Changed>> {
-                $crate::store::handoffs::expire(self.handoff_tx().await?, now, limit, sweep).await
+                let tx = self.handoff_tx($crate::store::Scope::AllTenants).await?;
+                $crate::store::handoffs::expire(tx, now, limit, sweep).await
             }
 
             async fn pending_inbox(

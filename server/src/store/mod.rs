@@ -37,6 +37,15 @@ mod rows;
 pub mod sql;
 pub mod sqlite;
 
+/// Whose rows a PostgreSQL transaction may see (row-level security; SQLite ignores it): one
+/// tenant, the tenants of a coalesced append batch, or every tenant (the expiry sweeper only).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Tenant(&'a str),
+    Tenants(&'a [&'a str]),
+    AllTenants,
+}
+
 /// A session to create.
 #[derive(Debug, Clone)]
 pub struct NewSession {

@@ -44,7 +44,7 @@ impl Baton {
             && let Some(tail) = cached.entries_after(after_seq)
         {
             let page = tail.iter().take(page_size as usize + 1).cloned().collect();
-            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, e.seq as i64)));
+            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, tenant, e.seq as i64)));
         }
         let entries = self
             .store
@@ -57,7 +57,7 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, e.seq as i64)))
+        Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, tenant, e.seq as i64)))
     }
 
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
@@ -90,7 +90,7 @@ impl Baton {
             .search(&SearchQuery { tenant: tenant.to_owned(), session_key, query, offset, limit: page_size + 1 })
             .await?;
         let next_offset = i64::from(offset) + i64::from(page_size);
-        Ok(split_page(hits, page_size, |_| page::encode(PageKind::Search, next_offset)))
+        Ok(split_page(hits, page_size, |_| page::encode(PageKind::Search, tenant, next_offset)))
     }
 }
 

@@ -85,7 +85,7 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        let (rows, next) = split_page(rows, page_size, |(id, _)| page::encode(PageKind::Handoffs, *id));
+        let (rows, next) = split_page(rows, page_size, |(id, _)| page::encode(PageKind::Handoffs, tenant, *id));
         Ok((rows.into_iter().map(|(_, h)| self.effective_handoff(h)).collect(), next))
     }
 

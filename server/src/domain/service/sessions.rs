@@ -57,7 +57,7 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, s.id));
+        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, tenant, s.id));
         Ok((sessions.into_iter().map(|s| self.effective(s)).collect(), next))
     }
 

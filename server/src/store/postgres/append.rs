@@ -25,7 +25,7 @@ use super::ts;
 use crate::domain::{Entry, Error, Result, Session, rules};
 use crate::store::rows::{Cells, content_columns, entry_at, session_at, signed, stored_entry, token_counts};
 use crate::store::sql::Sql;
-use crate::store::{AppendCommand, AppendOutcome};
+use crate::store::{AppendCommand, AppendOutcome, Scope};
 
 /// Most appends in one transaction, and most entries.
 const MAX_BATCH: usize = 256;
@@ -55,13 +55,14 @@ const REPLAYS: &str = concat!(
 /// Every entry, idempotency record and session position of a batch, in one statement.
 const WRITE_BATCH: &str = "WITH written AS ( \
        INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, media_type, \
-                            metadata, token_count, idempotency_key, trace_id, created_at) \
+                            metadata, token_count, idempotency_key, trace_id, created_at, tenant) \
        SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
                             $7::bytea[], $8::text[], $9::jsonb[], $10::int4[], $11::text[], $12::text[], \
-                            $13::timestamptz[]) \
+                            $13::timestamptz[], $25::text[]) \
      ), keyed AS ( \
-       INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at) \
-       SELECT * FROM UNNEST($14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[]) \
+       INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at, tenant) \
+       SELECT * FROM UNNEST($14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::timestamptz[], \
+                            $26::text[]) \
      ) \
      UPDATE sessions s SET last_seq = u.last_seq, last_summary_seq = u.last_summary_seq, \
             last_activity_at = u.last_activity_at, status = u.status, updated_at = u.updated_at \
@@ -182,6 +183,8 @@ struct Rows<'a> {
     idempotency_keys: Vec<&'a str>,
     trace_ids: Vec<&'a str>,
     created_ats: Vec<time::OffsetDateTime>,
+    tenants: Vec<&'a str>,
+    keyed_tenants: Vec<&'a str>,
     keyed_ids: Vec<i64>,
     keyed_keys: Vec<&'a str>,
     keyed_first: Vec<i64>,
@@ -191,10 +194,13 @@ struct Rows<'a> {
 
 /// One transaction for the batch; returns each append's own result.
 async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<Result<AppendOutcome>>> {
-    let mut tx = sql.run("BEGIN", "", pool.begin()).await?;
-
     let (tenants, keys): (Vec<&str>, Vec<&str>) =
         cmds.iter().map(|c| (c.tenant.as_str(), c.session_key.as_str())).unzip();
+    let mut scope = tenants.clone();
+    scope.sort_unstable();
+    scope.dedup();
+    let mut tx = sql.run("BEGIN", "", pool.begin_with(super::begin_sql(Scope::Tenants(&scope))?)).await?;
+
     let lock = sqlx::query(LOCK_SESSIONS).bind(&tenants).bind(&keys).fetch_all(&mut *tx);
     let locked = sql.run("SELECT", "sessions", lock).await?;
     let mut sessions: HashMap<(String, String), Session> = HashMap::with_capacity(locked.len());
@@ -278,6 +284,7 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             rows.idempotency_keys.push(key);
             rows.trace_ids.push(&cmd.trace_id);
             rows.created_ats.push(now);
+            rows.tenants.push(&cmd.tenant);
             entries.push(stored_entry(e.clone(), &cmd.session_key, seq, key, &cmd.trace_id, cmd.now));
         }
         if !key.is_empty() {
@@ -286,6 +293,7 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             rows.keyed_first.push(signed(first_seq));
             rows.keyed_last.push(signed(session.last_seq));
             rows.keyed_at.push(now);
+            rows.keyed_tenants.push(&cmd.tenant);
             written.insert((session.id, key), results.len());
         }
         if !touched.contains(&session.id) {
@@ -328,6 +336,8 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             .bind(&activity)
             .bind(&statuses)
             .bind(&updated)
+            .bind(&rows.tenants)
+            .bind(&rows.keyed_tenants)
             .execute(&mut *tx);
         sql.run("INSERT", "entries", write_batch).await?;
     }

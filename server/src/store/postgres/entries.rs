@@ -3,6 +3,7 @@
 
 use super::{PgStore, bound, sessions};
 use crate::domain::{Entry, Error, Result};
+use crate::store::Scope;
 use crate::store::rows::{SESSION_COLS, entry_at, session_at, signed, unsigned};
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
 
@@ -56,9 +57,10 @@ pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> 
     if !q.kinds.is_empty() {
         query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
     }
-    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&store.pool)).await?;
+    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
+    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&mut *tx)).await?;
     if rows.is_empty() {
-        sessions::require(store, &q.tenant, &q.session_key).await?;
+        sessions::require(&store.sql, &mut tx, &q.tenant, &q.session_key).await?;
     }
     rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect()
 }
@@ -70,12 +72,13 @@ pub(super) async fn window(
     max_entries: u32,
     max_tokens: u32,
 ) -> Result<WindowSlice> {
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
     let window = sqlx::query(WINDOW)
         .bind(tenant)
         .bind(session_key)
         .bind(i64::from(max_entries))
         .bind(i64::from(max_tokens))
-        .fetch_all(&store.pool);
+        .fetch_all(&mut *tx);
     let rows = store.sql.run("SELECT", "entries", window).await?;
     let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
     let session = session_at(first, 0)?;
@@ -103,13 +106,14 @@ pub(super) async fn tail_start(
     up_to_seq: u64,
     budget: u32,
 ) -> Result<u64> {
-    let tail = bound::tail_start(tenant, session_key, up_to_seq, budget).fetch_one(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let tail = bound::tail_start(tenant, session_key, up_to_seq, budget).fetch_one(&mut *tx);
     let start = store.sql.run("SELECT", "entries", tail).await?;
     match start {
         Some(s) => Ok(unsigned(s)),
         None => {
             // Nothing fits, or there is no such session.
-            sessions::require(store, tenant, session_key).await?;
+            sessions::require(&store.sql, &mut tx, tenant, session_key).await?;
             Ok(up_to_seq + 1)
         }
     }

@@ -6,6 +6,7 @@ use sqlx::Postgres;
 
 use super::{PgStore, bound, sessions, ts};
 use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
+use crate::store::Scope;
 use crate::store::error::unique_or;
 use crate::store::handoffs::{HandoffTx, Tx};
 use crate::store::queries::{self, GET_HANDOFF};
@@ -45,21 +46,23 @@ const WRITE_EVENTS: &str = "WITH ev AS ( \
      SELECT cursor FROM numbered ORDER BY ord";
 
 pub(super) async fn get(store: &PgStore, tenant: &str, handoff_id: &str) -> Result<Handoff> {
-    let get = sqlx::query(GET_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let get = sqlx::query(GET_HANDOFF).bind(tenant).bind(handoff_id).fetch_optional(&mut *tx);
     let row = store.sql.run("SELECT", "handoffs", get).await?;
     Ok(handoff_at(&row.ok_or_else(|| Error::handoff_not_found(handoff_id))?, 0)?.handoff)
 }
 
 pub(super) async fn list(store: &PgStore, q: &HandoffQuery) -> Result<HandoffPage> {
     let mut list = queries::list_handoffs::<Postgres>(q);
-    let rows = store.sql.run("SELECT", "handoffs", list.build().fetch_all(&store.pool)).await?;
+    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
+    let rows = store.sql.run("SELECT", "handoffs", list.build().fetch_all(&mut *tx)).await?;
     rows.iter().map(|r| handoff_at(r, 0).map(|h| (h.pk, h.handoff))).collect()
 }
 
 impl PgStore {
-    /// A transaction of the handoff flows.
-    pub(super) async fn handoff_tx(&self) -> Result<Tx<'_, Postgres>> {
-        Ok(Tx { tx: self.sql.run("BEGIN", "", self.pool.begin()).await?, sql: &self.sql })
+    /// A transaction of the handoff flows, seeing `scope`'s rows.
+    pub(super) async fn handoff_tx(&self, scope: Scope<'_>) -> Result<Tx<'_, Postgres>> {
+        Ok(Tx { tx: self.begin(scope).await?, sql: &self.sql })
     }
 }
 

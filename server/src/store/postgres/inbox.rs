@@ -2,6 +2,7 @@
 
 use super::{PgStore, bound};
 use crate::domain::{HandoffEvent, Result};
+use crate::store::Scope;
 use crate::store::rows::{Cells, event_at};
 
 /// The head and the pending handoffs' `created` events in one snapshot; with no pending
@@ -20,7 +21,8 @@ const PENDING_INBOX: &str = concat!(
 );
 
 pub(super) async fn pending(store: &PgStore, tenant: &str, agent: &str) -> Result<(Vec<HandoffEvent>, u64)> {
-    let pending = sqlx::query(PENDING_INBOX).bind(tenant).bind(agent).fetch_all(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let pending = sqlx::query(PENDING_INBOX).bind(tenant).bind(agent).fetch_all(&mut *tx);
     let rows = store.sql.run("SELECT", "handoffs", pending).await?;
     let mut head = 0;
     let mut events = Vec::with_capacity(rows.len());
@@ -40,7 +42,8 @@ pub(super) async fn after(
     after_cursor: u64,
     limit: u32,
 ) -> Result<Vec<HandoffEvent>> {
-    let after = bound::inbox_after(tenant, agent, after_cursor, limit).fetch_all(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let after = bound::inbox_after(tenant, agent, after_cursor, limit).fetch_all(&mut *tx);
     let rows = store.sql.run("SELECT", "inbox_events", after).await?;
     rows.iter().map(|r| event_at(r, 0)).collect()
 }

@@ -18,11 +18,13 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::rows::Moments;
+use crate::domain::validate::is_key_char;
 use crate::domain::{Error, Micros, Result};
+use crate::store::Scope;
 use crate::store::sql::{PoolSample, Sql, pool_collector};
 
 mod append;
@@ -99,7 +101,33 @@ fn ts(m: Micros) -> Result<OffsetDateTime> {
     Postgres::moment(m)
 }
 
+/// The statement that opens a transaction seeing only `scope`'s rows: row-level security
+/// (migration 0003) compares each row's tenant with `app.tenant_id` (a comma-separated list
+/// for a coalesced append batch), set for this transaction only (`set_config(.., true)`), so a
+/// pooled connection never carries one call's tenant into the next. BEGIN and the setting go
+/// in one round trip. Tenants are keys (ASCII letters, digits and `. _ : @ -`), checked again
+/// here because they are written into the statement.
+pub(super) fn begin_sql(scope: Scope<'_>) -> Result<String> {
+    let tenants = match scope {
+        Scope::AllTenants => return Ok("BEGIN; SELECT set_config('app.all_tenants', 'on', true)".into()),
+        Scope::Tenant(t) => t.to_owned(),
+        Scope::Tenants(ts) => ts.join(","),
+    };
+    let ok = |t: &str| !t.is_empty() && t.chars().all(is_key_char);
+    if tenants.split(',').all(ok) {
+        Ok(format!("BEGIN; SELECT set_config('app.tenant_id', '{tenants}', true)"))
+    } else {
+        Err(Error::Internal(format!("refusing to scope a transaction to tenant(s) {tenants:?}")))
+    }
+}
+
 impl PgStore {
+    /// A transaction that sees only `scope`'s rows. Reads let it roll back on drop (sent
+    /// with the connection's next statement); writes commit.
+    pub(super) async fn begin(&self, scope: Scope<'_>) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.sql.run("BEGIN", "", self.pool.begin_with(begin_sql(scope)?)).await?)
+    }
+
     /// Succeeds when the database answers a trivial query.
     async fn ping_database(&self) -> Result<()> {
         self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.pool)).await?;

@@ -3,6 +3,7 @@
 
 use super::{PgStore, sessions};
 use crate::domain::{Result, SearchHit};
+use crate::store::Scope;
 use crate::store::SearchQuery;
 use crate::store::rows::hit_at;
 
@@ -43,9 +44,10 @@ pub(super) async fn search(store: &PgStore, q: &SearchQuery) -> Result<Vec<Searc
     if let Some(key) = &q.session_key {
         query = query.bind(key);
     }
-    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&store.pool)).await?;
+    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
+    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&mut *tx)).await?;
     if let (true, Some(key)) = (rows.is_empty(), &q.session_key) {
-        sessions::require(store, &q.tenant, key).await?;
+        sessions::require(&store.sql, &mut tx, &q.tenant, key).await?;
     }
     rows.iter().map(hit_at).collect()
 }

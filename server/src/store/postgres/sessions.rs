@@ -5,6 +5,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::{PgStore, bound, ts};
 use crate::domain::{Error, Micros, Result, Session};
+use crate::store::Scope;
 use crate::store::error::unique_or;
 use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
@@ -26,22 +27,25 @@ const EXPIRE_SESSIONS: &str = concat!(
 );
 
 pub(super) async fn create(store: &PgStore, new: NewSession) -> Result<Session> {
-    let insert = bound::insert_session(&new)?.fetch_one(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(&new.tenant)).await?;
+    let insert = bound::insert_session(&new)?.fetch_one(&mut *tx);
     let row =
         store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
+    store.sql.run("COMMIT", "", tx.commit()).await?;
     session_at(&row, 0)
 }
 
 pub(super) async fn get(store: &PgStore, tenant: &str, session_key: &str) -> Result<Session> {
-    let get = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&store.pool);
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let get = sqlx::query(GET_SESSION).bind(tenant).bind(session_key).fetch_optional(&mut *tx);
     let row = store.sql.run("SELECT", "sessions", get).await?;
     session_at(&row.ok_or_else(|| Error::session_not_found(session_key))?, 0)
 }
 
 /// `NotFound` unless the session exists; for reads whose empty answer is ambiguous.
-pub(super) async fn require(store: &PgStore, tenant: &str, session_key: &str) -> Result<()> {
-    let exists = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(&store.pool);
-    let found = store.sql.run("SELECT", "sessions", exists).await?;
+pub(super) async fn require(sql: &Sql, conn: &mut PgConnection, tenant: &str, session_key: &str) -> Result<()> {
+    let exists = sqlx::query(SESSION_EXISTS).bind(tenant).bind(session_key).fetch_optional(conn);
+    let found = sql.run("SELECT", "sessions", exists).await?;
     found.map(drop).ok_or_else(|| Error::session_not_found(session_key))
 }
 
@@ -79,7 +83,8 @@ pub(super) async fn list(store: &PgStore, q: &SessionQuery) -> Result<Vec<Sessio
         }
     }
     b.push(" ORDER BY s.id DESC LIMIT ").push_bind(limit);
-    let rows = store.sql.run("SELECT", "sessions", b.build().fetch_all(&store.pool)).await?;
+    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
+    let rows = store.sql.run("SELECT", "sessions", b.build().fetch_all(&mut *tx)).await?;
     rows.iter().map(|r| session_at(r, 0)).collect()
 }
 
@@ -90,7 +95,7 @@ pub(super) async fn update(
     patch: SessionPatch,
     now: Micros,
 ) -> Result<Session> {
-    let mut tx = store.sql.run("BEGIN", "", store.pool.begin()).await?;
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
     let session = patch.apply(lock(&store.sql, &mut tx, tenant, session_key).await?, now)?;
     let update = sqlx::query(UPDATE_SESSION)
         .bind(session.id)
@@ -105,8 +110,10 @@ pub(super) async fn update(
 }
 
 pub(super) async fn expire(store: &PgStore, now: Micros, limit: u32) -> Result<Vec<Session>> {
-    let expire = sqlx::query(EXPIRE_SESSIONS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&store.pool);
+    let mut tx = store.begin(Scope::AllTenants).await?;
+    let expire = sqlx::query(EXPIRE_SESSIONS).bind(ts(now)?).bind(i64::from(limit)).fetch_all(&mut *tx);
     let rows = store.sql.run("UPDATE", "sessions", expire).await?;
+    store.sql.run("COMMIT", "", tx.commit()).await?;
     let mut sessions = rows.iter().map(|r| session_at(r, 0)).collect::<Result<Vec<_>>>()?;
     // RETURNING comes back in no particular order.
     sessions.sort_by_key(|s| (s.expires_at, s.id));

@@ -47,7 +47,7 @@ pub(super) async fn list(store: &SqliteStore, q: &HandoffQuery) -> Result<Handof
 
 impl SqliteStore {
     /// A write transaction of the handoff flows.
-    pub(super) async fn handoff_tx(&self) -> Result<Tx<'_, Sqlite>> {
+    pub(super) async fn handoff_tx(&self, _scope: crate::store::Scope<'_>) -> Result<Tx<'_, Sqlite>> {
         Ok(Tx { tx: self.begin_write().await?, sql: &self.sql })
     }
 }
