@@ -37,6 +37,14 @@ pub struct ProbeArgs {
     /// default tenant.
     #[arg(long, env = "BATON_PROBE_TENANT")]
     pub tenant: Option<String>,
+    /// API key the probe calls with (`authorization: Bearer`), for a batond with
+    /// `--auth api-key`: a writer key of the probe's tenant.
+    #[arg(long, env = "BATON_PROBE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM CA certificates to trust for an https:// endpoint (a private CA); unset: the
+    /// system's roots are not loaded, so a TLS probe needs this.
+    #[arg(long, env = "BATON_PROBE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Deadline of connecting and of each call, in milliseconds.
     #[arg(long, env = "BATON_PROBE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
@@ -85,8 +93,19 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
         Some(t) => Some(MetadataValue::try_from(t).map_err(|e| failed("tenant", e))?),
         None => None,
     };
-    let channel = Endpoint::from_shared(args.endpoint.clone())
-        .map_err(|e| failed("endpoint", format_args!("{:?} is not a URL: {e}", args.endpoint)))?
+    let authorization = match args.api_key.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => Some(MetadataValue::try_from(format!("Bearer {k}")).map_err(|e| failed("api key", e))?),
+        None => None,
+    };
+    let caller = Caller { tenant, authorization };
+    let mut endpoint = Endpoint::from_shared(args.endpoint.clone())
+        .map_err(|e| failed("endpoint", format_args!("{:?} is not a URL: {e}", args.endpoint)))?;
+    if let Some(ca) = &args.tls_ca {
+        let pem = std::fs::read(ca).map_err(|e| failed("tls ca", format_args!("{}: {e}", ca.display())))?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|e| failed("tls", e))?;
+    }
+    let channel = endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
@@ -109,7 +128,7 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
 
     let session = context
         .create_session(with_tenant(
-            tenant.as_ref(),
+            &caller,
             CreateSessionRequest {
                 session_key: key.clone(),
                 agent: AGENT.to_owned(),
@@ -126,7 +145,7 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
 
     let appended = context
         .append_entries(with_tenant(
-            tenant.as_ref(),
+            &caller,
             AppendEntriesRequest {
                 session_key: key.clone(),
                 entries: vec![NewEntry {
@@ -153,7 +172,7 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
 
     let listed = context
         .list_entries(with_tenant(
-            tenant.as_ref(),
+            &caller,
             ListEntriesRequest { session_key: key.clone(), after_seq: Some(0), page_size: 10, ..Default::default() },
         ))
         .await
@@ -173,16 +192,25 @@ async fn probe(args: &ProbeArgs) -> Result<String, ProbeFailed> {
     }
 
     context
-        .close_session(with_tenant(tenant.as_ref(), CloseSessionRequest { session_key: key.clone() }))
+        .close_session(with_tenant(&caller, CloseSessionRequest { session_key: key.clone() }))
         .await
         .map_err(|s| status("close session", &s))?;
     Ok(format!("health SERVING, session {key}: entry appended, read back and session closed"))
 }
 
-fn with_tenant<T>(tenant: Option<&MetadataValue<Ascii>>, msg: T) -> tonic::Request<T> {
+/// The caller's headers: the tenant and the API key, when given.
+struct Caller {
+    tenant: Option<MetadataValue<Ascii>>,
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+fn with_tenant<T>(caller: &Caller, msg: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(msg);
-    if let Some(t) = tenant {
+    if let Some(t) = &caller.tenant {
         request.metadata_mut().insert("x-baton-tenant", t.clone());
+    }
+    if let Some(a) = &caller.authorization {
+        request.metadata_mut().insert("authorization", a.clone());
     }
     request
 }
