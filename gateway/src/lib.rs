@@ -48,7 +48,7 @@ pub mod serve;
 pub mod telemetry;
 
 pub use config::Config;
-pub use serve::{init_telemetry, run};
+pub use serve::{init_telemetry, run, shutdown_signal};
 
 /// Errors that end the gateway.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

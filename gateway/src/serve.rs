@@ -83,7 +83,14 @@ pub async fn serve_stdio(
     handler: BatonMcp,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    let running = handler.serve(rmcp::transport::stdio()).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let running = tokio::select! {
+        running = handler.serve(rmcp::transport::stdio()) => running?,
+        () = &mut shutdown => {
+            tracing::info!("shutting down before the client initialized");
+            return Ok(());
+        }
+    };
     let cancel = running.cancellation_token();
     tokio::select! {
         quit = running.waiting() => {
@@ -95,6 +102,34 @@ pub async fn serve_stdio(
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C or Ctrl-Break on Windows). The handlers are installed
+/// here, not when the future is first polled, so a signal during start-up is not fatal either:
+/// the gateway stops as soon as it gets to look.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
+    }
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_c};
+        let (mut c, mut brk) = (ctrl_c()?, ctrl_break()?);
+        Ok(async move {
+            tokio::select! {
+                _ = c.recv() => {}
+                _ = brk.recv() => {}
+            }
+        })
+    }
 }
 
 /// Serves MCP Streamable HTTP at `/mcp` (and `GET /health`) on `listener` until `shutdown`.
