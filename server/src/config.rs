@@ -171,6 +171,10 @@ pub struct Config {
     /// PEM private key for TLS on the gRPC port (with --tls-cert).
     #[arg(long, global = true, env = "BATON_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the admin port (/health, /ready, /metrics) over TLS too, with --tls-cert and
+    /// --tls-key (probes then use HTTPS).
+    #[arg(long, global = true, env = "BATON_ADMIN_TLS", requires = "tls_cert", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub admin_tls: bool,
     /// PEM CA certificates: clients must present a certificate signed by one (mTLS).
     #[arg(long, global = true, env = "BATON_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,

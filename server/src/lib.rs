@@ -173,8 +173,15 @@ pub async fn serve(
     tasks.push(tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone())));
     tasks.push(tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval())));
 
-    let admin = axum::serve(listeners.admin, admin::router(Arc::clone(&store), metrics, stop.clone()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let router = admin::router(Arc::clone(&store), metrics, stop.clone());
+    let admin_stop = stop.clone().cancelled_owned();
+    let admin: futures::future::BoxFuture<'static, std::io::Result<()>> = match admin_tls(&config).await? {
+        Some(tls) => {
+            let listener = admin::TlsListener::new(listeners.admin, tls, stop.clone())?;
+            Box::pin(axum::serve(listener, router).with_graceful_shutdown(admin_stop).into_future())
+        }
+        None => Box::pin(axum::serve(listeners.admin, router).with_graceful_shutdown(admin_stop).into_future()),
+    };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = admin.await {
             tracing::warn!(error = %e, "admin server failed");
@@ -262,6 +269,13 @@ async fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTl
         tls = tls.client_ca_root(Certificate::from_pem(read(ca).await?)).client_auth_optional(false);
     }
     Ok(Some(tls))
+}
+
+/// The admin port's TLS configuration, with `--admin-tls`.
+async fn admin_tls(config: &Config) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, BoxError> {
+    let (true, Some(cert), Some(key)) = (config.admin_tls, &config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let (cert, key) = (tokio::fs::read(cert).await?, tokio::fs::read(key).await?);
+    Ok(Some(admin::tls_server_config(&cert, &key).map_err(|e| format!("admin TLS: {e}"))?))
 }
 
 /// Keeps grpc.health.v1 in step with the store: SERVING only while it answers.

@@ -560,6 +560,45 @@ async fn tls_serves_and_plaintext_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_port_serves_https_with_admin_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let pki = pki();
+    let (cert, key) = (pki.write("server.pem", &pki.server_cert), pki.write("server.key", &pki.server_key));
+    let srv = start_server_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.admin_tls = true;
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap()).unwrap();
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(srv.admin_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the admin port");
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    tls.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // Plain HTTP gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(srv.admin_addr).await.unwrap();
+    plain.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(6), plain.read_to_end(&mut reply)).await;
+    assert!(!String::from_utf8_lossy(&reply).contains("200 OK"), "plain HTTP served on a TLS admin port");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mtls_refuses_a_client_without_a_certificate() {
     let pki = pki();
     let (cert, key, ca) = (
