@@ -297,6 +297,7 @@ def run_info(a: argparse.Namespace, machine: dict, date: datetime, pool: str) ->
         },
         "db_max_connections": pool,
         "redis": a.redis,
+        "auth": a.auth,
         "rss_idle_kb": a.rss_idle_kb,
         "rss_after_kb": a.rss_after_kb,
         "rss_hwm_kb": a.rss_hwm_kb,
@@ -462,6 +463,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--shared-buffers", required=True)
     s.add_argument("--batond-help", type=Path, help="batond --help's output (for the pool size)")
     s.add_argument("--redis", required=True, help="the Redis URL, or why there is none")
+    s.add_argument("--auth", default="none", help="how batond authenticated the load (none, or the key setup)")
     s.add_argument("--rss-idle-kb", type=int, required=True, help="batond's RSS after start-up")
     s.add_argument("--rss-after-kb", type=int, required=True, help="batond's RSS after the load")
     s.add_argument("--rss-hwm-kb", type=int, required=True, help="batond's peak RSS (VmHWM)")

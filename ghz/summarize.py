@@ -421,7 +421,8 @@ def render_markdown(summary: dict) -> str:
         f"Run: {run.get('date', '?')}, mode `{run.get('mode', '?')}`, commit `{run.get('commit', '?')}`, "
         f"ghz {run.get('ghz_version', '?')}, store PostgreSQL {pg.get('version', '?')} "
         f"(synchronous_commit={pg.get('synchronous_commit', '?')}, shared_buffers={pg.get('shared_buffers', '?')}, "
-        f"batond pool {run.get('db_max_connections', '?')}), Redis: {run.get('redis', 'not used')}."
+        f"batond pool {run.get('db_max_connections', '?')}), Redis: {run.get('redis', 'not used')}, "
+        f"auth: {run.get('auth', 'none')}."
     )
     lines.append(
         f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu_model', '?')}), "

@@ -53,8 +53,22 @@ impl Args {
 }
 
 /// One replay: the number of entries received, in order and without a gap.
-async fn replay(client: &mut ContextServiceClient<Channel>, session: &str) -> Result<u64, tonic::Status> {
-    let request = StreamEntriesRequest { session_key: session.to_owned(), after_seq: 0, follow: false, max_entries: 0 };
+/// With `api_key`, the call sends it as `authorization: Bearer` (a batond with `--auth api-key`).
+async fn replay(
+    client: &mut ContextServiceClient<Channel>,
+    session: &str,
+    api_key: Option<&str>,
+) -> Result<u64, tonic::Status> {
+    let mut request = tonic::Request::new(StreamEntriesRequest {
+        session_key: session.to_owned(),
+        after_seq: 0,
+        follow: false,
+        max_entries: 0,
+    });
+    if let Some(key) = api_key {
+        let value = format!("Bearer {key}").parse().map_err(|_| tonic::Status::invalid_argument("BATON_API_KEY"))?;
+        request.metadata_mut().insert("authorization", value);
+    }
     let mut stream = client.stream_entries(request).await?.into_inner();
     let mut received = 0u64;
     while let Some(entry) = stream.message().await? {
@@ -75,6 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse(std::env::args().skip(1))?;
     let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.tcp_nodelay(true).connect().await?;
     let mut client = ContextServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let api_key = std::env::var("BATON_API_KEY").ok().filter(|k| !k.is_empty());
 
     let mut latencies = Vec::with_capacity(args.calls as usize);
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
@@ -84,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     for _ in 0..args.calls {
         let t = Instant::now();
-        let outcome = replay(&mut client, &args.session).await;
+        let outcome = replay(&mut client, &args.session, api_key.as_deref()).await;
         let latency = t.elapsed();
         let (status, error) = match outcome {
             Ok(n) if args.expect == 0 || n == args.expect => {
