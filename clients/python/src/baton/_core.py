@@ -93,6 +93,14 @@ RPCS: Dict[str, Rpc] = {
     "SearchEntries": _rpc(
         CONTEXT, "SearchEntries", context_pb2.SearchEntriesRequest, context_pb2.SearchEntriesResponse, SAFE
     ),
+    "DeleteSession": _rpc(
+        CONTEXT, "DeleteSession", context_pb2.DeleteSessionRequest, context_pb2.DeleteSessionResponse, UNSAFE
+    ),
+    "ForkSession": _rpc(CONTEXT, "ForkSession", context_pb2.ForkSessionRequest, common_pb2.Session, UNSAFE),
+    "RedactEntries": _rpc(
+        CONTEXT, "RedactEntries", context_pb2.RedactEntriesRequest, context_pb2.RedactEntriesResponse, UNSAFE
+    ),
+    "CompactSession": _rpc(CONTEXT, "CompactSession", context_pb2.CompactSessionRequest, common_pb2.Session, UNSAFE),
     "RequestHandoff": _rpc(HANDOFF, "RequestHandoff", handoff_pb2.RequestHandoffRequest, common_pb2.Handoff, UNSAFE),
     "GetHandoff": _rpc(HANDOFF, "GetHandoff", handoff_pb2.GetHandoffRequest, common_pb2.Handoff, SAFE),
     "ListHandoffs": _rpc(

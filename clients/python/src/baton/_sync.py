@@ -203,10 +203,14 @@ class Client:
     def update_session(
         self, request: Optional[context_pb2.UpdateSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
     ) -> common_pb2.Session:
-        """Changes a session's metadata, status or time to live (``UpdateSession``).
+        """Changes a session's metadata, status, time to live, legal hold or retention
+        (``UpdateSession``).
 
         Fields: ``session_key``, ``metadata`` (dict), ``status`` (``"active"``, ``"dormant"``,
-        ``"closed"``), ``ttl``.
+        ``"closed"``), ``ttl``, ``legal_hold`` (bool; admin keys only; while set the session
+        cannot be deleted, compacted or redacted), ``retention`` (dict such as
+        ``{"keep_latest": 100, "max_age": timedelta(days=30)}``; both bounds zero: the server's
+        default). Unset fields are left unchanged.
         """
         req = _core.build_request(context_pb2.UpdateSessionRequest, request, fields)
         return cast(common_pb2.Session, self._unary("UpdateSession", req, timeout))
@@ -276,6 +280,59 @@ class Client:
         """
         req = _core.build_request(context_pb2.SearchEntriesRequest, request, fields)
         return cast(context_pb2.SearchEntriesResponse, self._unary("SearchEntries", req, timeout))
+
+    def delete_session(
+        self, request: Optional[context_pb2.DeleteSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.DeleteSessionResponse:
+        """Erases a session for good: its entries, handoffs and idempotency records
+        (``DeleteSession``). Fields: ``session_key``.
+
+        Returns ``deleted_entries``. Followers' streams end with NOT_FOUND. Refused with
+        FAILED_PRECONDITION while the session is under legal hold. Not retried on UNAVAILABLE:
+        after a lost answer the session may be gone already (a retry would be NOT_FOUND).
+        """
+        req = _core.build_request(context_pb2.DeleteSessionRequest, request, fields)
+        return cast(context_pb2.DeleteSessionResponse, self._unary("DeleteSession", req, timeout))
+
+    def fork_session(
+        self, request: Optional[context_pb2.ForkSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Starts a new session whose entries 1..``at_seq`` are copies of another's
+        (``ForkSession``).
+
+        Fields: ``session_key`` (the source), ``at_seq`` (0: the source's newest),
+        ``new_session_key`` (generated when empty), ``agent`` (owner of the fork, required). The
+        fork's ``forked_from`` names the source and seq; handoffs are not copied. Not retried on
+        UNAVAILABLE (a retry could create a second fork).
+        """
+        req = _core.build_request(context_pb2.ForkSessionRequest, request, fields)
+        return cast(common_pb2.Session, self._unary("ForkSession", req, timeout))
+
+    def redact_entries(
+        self, request: Optional[context_pb2.RedactEntriesRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> context_pb2.RedactEntriesResponse:
+        """Erases the content and metadata of entries, keeping their seq, kind, role, author and
+        timestamps (``RedactEntries``).
+
+        Fields: ``session_key``, ``seqs`` (list of seqs), ``reason``, ``agent`` (required),
+        ``expected_last_seq`` (redact only while the session's newest seq is this one, else
+        FAILED_PRECONDITION: retracts exactly the entry you appended last). Returns the entries
+        as they read now, with ``redacted`` true and ``redaction`` saying who, when and why.
+        """
+        req = _core.build_request(context_pb2.RedactEntriesRequest, request, fields)
+        return cast(context_pb2.RedactEntriesResponse, self._unary("RedactEntries", req, timeout))
+
+    def compact_session(
+        self, request: Optional[context_pb2.CompactSessionRequest] = None, *, timeout: Timeout = UNSET, **fields: Any
+    ) -> common_pb2.Session:
+        """Removes the entries before ``before_seq`` (``CompactSession``); the session's
+        ``first_seq`` moves to the oldest one kept, and reads below it fail with OUT_OF_RANGE.
+
+        Fields: ``session_key``, ``before_seq``, ``force`` (also remove the newest SUMMARY
+        entry; without it that is refused with FAILED_PRECONDITION).
+        """
+        req = _core.build_request(context_pb2.CompactSessionRequest, request, fields)
+        return cast(common_pb2.Session, self._unary("CompactSession", req, timeout))
 
     # --- HandoffService -------------------------------------------------------------------
 

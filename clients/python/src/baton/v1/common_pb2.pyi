@@ -1,3 +1,4 @@
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -52,6 +53,7 @@ class HandoffEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDOFF_EVENT_TYPE_COMPLETED: _ClassVar[HandoffEventType]
     HANDOFF_EVENT_TYPE_CANCELLED: _ClassVar[HandoffEventType]
     HANDOFF_EVENT_TYPE_EXPIRED: _ClassVar[HandoffEventType]
+    HANDOFF_EVENT_TYPE_DELETED: _ClassVar[HandoffEventType]
 ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_MESSAGE: EntryKind
 ENTRY_KIND_FILE: EntryKind
@@ -83,9 +85,10 @@ HANDOFF_EVENT_TYPE_REJECTED: HandoffEventType
 HANDOFF_EVENT_TYPE_COMPLETED: HandoffEventType
 HANDOFF_EVENT_TYPE_CANCELLED: HandoffEventType
 HANDOFF_EVENT_TYPE_EXPIRED: HandoffEventType
+HANDOFF_EVENT_TYPE_DELETED: HandoffEventType
 
 class Session(_message.Message):
-    __slots__ = ("session_key", "tenant", "created_by", "owner", "status", "metadata", "last_seq", "created_at", "updated_at", "last_activity_at", "expires_at")
+    __slots__ = ("session_key", "tenant", "created_by", "owner", "status", "metadata", "last_seq", "created_at", "updated_at", "last_activity_at", "expires_at", "forked_from", "first_seq", "legal_hold", "retention")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +100,10 @@ class Session(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_ACTIVITY_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     tenant: str
     created_by: str
@@ -108,10 +115,40 @@ class Session(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     last_activity_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_by: _Optional[str] = ..., owner: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., last_seq: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    forked_from: SessionRef
+    first_seq: int
+    legal_hold: bool
+    retention: Retention
+    def __init__(self, session_key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_by: _Optional[str] = ..., owner: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., last_seq: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., forked_from: _Optional[_Union[SessionRef, _Mapping]] = ..., first_seq: _Optional[int] = ..., legal_hold: bool = ..., retention: _Optional[_Union[Retention, _Mapping]] = ...) -> None: ...
+
+class SessionRef(_message.Message):
+    __slots__ = ("session_key", "seq")
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    session_key: str
+    seq: int
+    def __init__(self, session_key: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("keep_latest", "max_age")
+    KEEP_LATEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    keep_latest: int
+    max_age: _duration_pb2.Duration
+    def __init__(self, keep_latest: _Optional[int] = ..., max_age: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Redaction(_message.Message):
+    __slots__ = ("redacted_by", "redacted_at", "reason")
+    REDACTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    redacted_by: str
+    redacted_at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, redacted_by: _Optional[str] = ..., redacted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ("session_key", "seq", "kind", "role", "author", "text", "data", "media_type", "metadata", "token_count", "idempotency_key", "trace_id", "created_at")
+    __slots__ = ("session_key", "seq", "kind", "role", "author", "text", "data", "media_type", "metadata", "token_count", "idempotency_key", "trace_id", "created_at", "redacted", "redaction")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +162,8 @@ class Entry(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
+    REDACTION_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     seq: int
     kind: EntryKind
@@ -138,7 +177,9 @@ class Entry(_message.Message):
     idempotency_key: str
     trace_id: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_key: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., role: _Optional[str] = ..., author: _Optional[str] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_count: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., trace_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    redacted: bool
+    redaction: Redaction
+    def __init__(self, session_key: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., role: _Optional[str] = ..., author: _Optional[str] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_count: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., trace_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., redacted: bool = ..., redaction: _Optional[_Union[Redaction, _Mapping]] = ...) -> None: ...
 
 class NewEntry(_message.Message):
     __slots__ = ("kind", "role", "author", "text", "data", "media_type", "metadata")

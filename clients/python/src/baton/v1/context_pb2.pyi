@@ -48,16 +48,74 @@ class ListSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[_common_pb2.Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSessionRequest(_message.Message):
-    __slots__ = ("session_key", "metadata", "status", "ttl")
+    __slots__ = ("session_key", "metadata", "status", "ttl", "legal_hold", "retention")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     metadata: _struct_pb2.Struct
     status: _common_pb2.SessionStatus
     ttl: _duration_pb2.Duration
-    def __init__(self, session_key: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.SessionStatus, str]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    legal_hold: bool
+    retention: _common_pb2.Retention
+    def __init__(self, session_key: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.SessionStatus, str]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., legal_hold: bool = ..., retention: _Optional[_Union[_common_pb2.Retention, _Mapping]] = ...) -> None: ...
+
+class DeleteSessionRequest(_message.Message):
+    __slots__ = ("session_key",)
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    session_key: str
+    def __init__(self, session_key: _Optional[str] = ...) -> None: ...
+
+class DeleteSessionResponse(_message.Message):
+    __slots__ = ("deleted_entries",)
+    DELETED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    deleted_entries: int
+    def __init__(self, deleted_entries: _Optional[int] = ...) -> None: ...
+
+class ForkSessionRequest(_message.Message):
+    __slots__ = ("session_key", "at_seq", "new_session_key", "agent")
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    AT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    NEW_SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    session_key: str
+    at_seq: int
+    new_session_key: str
+    agent: str
+    def __init__(self, session_key: _Optional[str] = ..., at_seq: _Optional[int] = ..., new_session_key: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class RedactEntriesRequest(_message.Message):
+    __slots__ = ("session_key", "seqs", "reason", "agent", "expected_last_seq")
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    session_key: str
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    agent: str
+    expected_last_seq: int
+    def __init__(self, session_key: _Optional[str] = ..., seqs: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ..., agent: _Optional[str] = ..., expected_last_seq: _Optional[int] = ...) -> None: ...
+
+class RedactEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ...) -> None: ...
+
+class CompactSessionRequest(_message.Message):
+    __slots__ = ("session_key", "before_seq", "force")
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    session_key: str
+    before_seq: int
+    force: bool
+    def __init__(self, session_key: _Optional[str] = ..., before_seq: _Optional[int] = ..., force: bool = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_key",)

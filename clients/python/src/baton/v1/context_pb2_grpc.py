@@ -66,6 +66,26 @@ class ContextServiceStub(object):
                 request_serializer=baton_dot_v1_dot_context__pb2.SearchEntriesRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_context__pb2.SearchEntriesResponse.FromString,
                 )
+        self.DeleteSession = channel.unary_unary(
+                '/baton.v1.ContextService/DeleteSession',
+                request_serializer=baton_dot_v1_dot_context__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_context__pb2.DeleteSessionResponse.FromString,
+                )
+        self.ForkSession = channel.unary_unary(
+                '/baton.v1.ContextService/ForkSession',
+                request_serializer=baton_dot_v1_dot_context__pb2.ForkSessionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_common__pb2.Session.FromString,
+                )
+        self.RedactEntries = channel.unary_unary(
+                '/baton.v1.ContextService/RedactEntries',
+                request_serializer=baton_dot_v1_dot_context__pb2.RedactEntriesRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_context__pb2.RedactEntriesResponse.FromString,
+                )
+        self.CompactSession = channel.unary_unary(
+                '/baton.v1.ContextService/CompactSession',
+                request_serializer=baton_dot_v1_dot_context__pb2.CompactSessionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_common__pb2.Session.FromString,
+                )
 
 
 class ContextServiceServicer(object):
@@ -143,6 +163,39 @@ class ContextServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteSession(self, request, context):
+        """Erases a session for good: its entries, handoffs and idempotency records, in one
+        transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+        DELETED event per handoff. Refused while the session is under legal hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForkSession(self, request, context):
+        """Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+        agent, with forked_from pointing at the source. Handoffs are not copied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedactEntries(self, request, context):
+        """Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+        timestamps, reads back with redacted = true, and leaves context windows and search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompactSession(self, request, context):
+        """Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+        (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContextServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +248,26 @@ def add_ContextServiceServicer_to_server(servicer, server):
                     servicer.SearchEntries,
                     request_deserializer=baton_dot_v1_dot_context__pb2.SearchEntriesRequest.FromString,
                     response_serializer=baton_dot_v1_dot_context__pb2.SearchEntriesResponse.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=baton_dot_v1_dot_context__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_context__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'ForkSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkSession,
+                    request_deserializer=baton_dot_v1_dot_context__pb2.ForkSessionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_common__pb2.Session.SerializeToString,
+            ),
+            'RedactEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedactEntries,
+                    request_deserializer=baton_dot_v1_dot_context__pb2.RedactEntriesRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_context__pb2.RedactEntriesResponse.SerializeToString,
+            ),
+            'CompactSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompactSession,
+                    request_deserializer=baton_dot_v1_dot_context__pb2.CompactSessionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_common__pb2.Session.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -374,5 +447,73 @@ class ContextService(object):
         return grpc.experimental.unary_unary(request, target, '/baton.v1.ContextService/SearchEntries',
             baton_dot_v1_dot_context__pb2.SearchEntriesRequest.SerializeToString,
             baton_dot_v1_dot_context__pb2.SearchEntriesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/baton.v1.ContextService/DeleteSession',
+            baton_dot_v1_dot_context__pb2.DeleteSessionRequest.SerializeToString,
+            baton_dot_v1_dot_context__pb2.DeleteSessionResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ForkSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/baton.v1.ContextService/ForkSession',
+            baton_dot_v1_dot_context__pb2.ForkSessionRequest.SerializeToString,
+            baton_dot_v1_dot_common__pb2.Session.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RedactEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/baton.v1.ContextService/RedactEntries',
+            baton_dot_v1_dot_context__pb2.RedactEntriesRequest.SerializeToString,
+            baton_dot_v1_dot_context__pb2.RedactEntriesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CompactSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/baton.v1.ContextService/CompactSession',
+            baton_dot_v1_dot_context__pb2.CompactSessionRequest.SerializeToString,
+            baton_dot_v1_dot_common__pb2.Session.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

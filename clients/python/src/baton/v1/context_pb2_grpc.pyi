@@ -84,6 +84,39 @@ class ContextServiceStub:
     ]
     """Full-text search over entries' text, best matches first."""
 
+    DeleteSession: grpc.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.DeleteSessionRequest,
+        baton.v1.context_pb2.DeleteSessionResponse,
+    ]
+    """Erases a session for good: its entries, handoffs and idempotency records, in one
+    transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+    DELETED event per handoff. Refused while the session is under legal hold.
+    """
+
+    ForkSession: grpc.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.ForkSessionRequest,
+        baton.v1.common_pb2.Session,
+    ]
+    """Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+    agent, with forked_from pointing at the source. Handoffs are not copied.
+    """
+
+    RedactEntries: grpc.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.RedactEntriesRequest,
+        baton.v1.context_pb2.RedactEntriesResponse,
+    ]
+    """Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+    timestamps, reads back with redacted = true, and leaves context windows and search.
+    """
+
+    CompactSession: grpc.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.CompactSessionRequest,
+        baton.v1.common_pb2.Session,
+    ]
+    """Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+    (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+    """
+
 class ContextServiceAsyncStub:
     """Sessions and their strictly ordered context entries."""
 
@@ -148,6 +181,39 @@ class ContextServiceAsyncStub:
         baton.v1.context_pb2.SearchEntriesResponse,
     ]
     """Full-text search over entries' text, best matches first."""
+
+    DeleteSession: grpc.aio.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.DeleteSessionRequest,
+        baton.v1.context_pb2.DeleteSessionResponse,
+    ]
+    """Erases a session for good: its entries, handoffs and idempotency records, in one
+    transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+    DELETED event per handoff. Refused while the session is under legal hold.
+    """
+
+    ForkSession: grpc.aio.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.ForkSessionRequest,
+        baton.v1.common_pb2.Session,
+    ]
+    """Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+    agent, with forked_from pointing at the source. Handoffs are not copied.
+    """
+
+    RedactEntries: grpc.aio.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.RedactEntriesRequest,
+        baton.v1.context_pb2.RedactEntriesResponse,
+    ]
+    """Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+    timestamps, reads back with redacted = true, and leaves context windows and search.
+    """
+
+    CompactSession: grpc.aio.UnaryUnaryMultiCallable[
+        baton.v1.context_pb2.CompactSessionRequest,
+        baton.v1.common_pb2.Session,
+    ]
+    """Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+    (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+    """
 
 class ContextServiceServicer(metaclass=abc.ABCMeta):
     """Sessions and their strictly ordered context entries."""
@@ -233,5 +299,46 @@ class ContextServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[baton.v1.context_pb2.SearchEntriesResponse, collections.abc.Awaitable[baton.v1.context_pb2.SearchEntriesResponse]]:
         """Full-text search over entries' text, best matches first."""
+
+    @abc.abstractmethod
+    def DeleteSession(
+        self,
+        request: baton.v1.context_pb2.DeleteSessionRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[baton.v1.context_pb2.DeleteSessionResponse, collections.abc.Awaitable[baton.v1.context_pb2.DeleteSessionResponse]]:
+        """Erases a session for good: its entries, handoffs and idempotency records, in one
+        transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+        DELETED event per handoff. Refused while the session is under legal hold.
+        """
+
+    @abc.abstractmethod
+    def ForkSession(
+        self,
+        request: baton.v1.context_pb2.ForkSessionRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[baton.v1.common_pb2.Session, collections.abc.Awaitable[baton.v1.common_pb2.Session]]:
+        """Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+        agent, with forked_from pointing at the source. Handoffs are not copied.
+        """
+
+    @abc.abstractmethod
+    def RedactEntries(
+        self,
+        request: baton.v1.context_pb2.RedactEntriesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[baton.v1.context_pb2.RedactEntriesResponse, collections.abc.Awaitable[baton.v1.context_pb2.RedactEntriesResponse]]:
+        """Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+        timestamps, reads back with redacted = true, and leaves context windows and search.
+        """
+
+    @abc.abstractmethod
+    def CompactSession(
+        self,
+        request: baton.v1.context_pb2.CompactSessionRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[baton.v1.common_pb2.Session, collections.abc.Awaitable[baton.v1.common_pb2.Session]]:
+        """Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+        (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+        """
 
 def add_ContextServiceServicer_to_server(servicer: ContextServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
