@@ -9,12 +9,16 @@ import type { Entry, Handoff, HandoffEvent, NewEntry, Session } from "./gen/bato
 import {
   AppendEntriesRequestSchema,
   CloseSessionRequestSchema,
+  CompactSessionRequestSchema,
   ContextService,
   CreateSessionRequestSchema,
+  DeleteSessionRequestSchema,
+  ForkSessionRequestSchema,
   GetContextWindowRequestSchema,
   GetSessionRequestSchema,
   ListEntriesRequestSchema,
   ListSessionsRequestSchema,
+  RedactEntriesRequestSchema,
   SearchEntriesRequestSchema,
   StreamEntriesRequestSchema,
   UpdateSessionRequestSchema,
@@ -22,9 +26,11 @@ import {
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  DeleteSessionResponse,
   GetContextWindowResponse,
   ListEntriesResponse,
   ListSessionsResponse,
+  RedactEntriesResponse,
   SearchEntriesResponse,
 } from "./gen/baton/v1/context_pb.js";
 import {
@@ -331,7 +337,10 @@ export class BatonClient {
     return this.unary("ListSessions", true, options, (co) => this.context.listSessions(req, co));
   }
 
-  /** Changes a session's metadata, status or time to live (unset fields are kept). */
+  /**
+   * Changes a session's metadata, status, time to live, legal hold (`legalHold`, admin keys
+   * only) or retention (`retention: { keepLatest, maxAge }`); unset fields are kept.
+   */
   async updateSession(request: RequestShape<typeof UpdateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
     const req = create(UpdateSessionRequestSchema, request);
     return this.unary("UpdateSession", false, options, (co) => this.context.updateSession(req, co));
@@ -416,6 +425,53 @@ export class BatonClient {
   ): Promise<SearchEntriesResponse> {
     const req = create(SearchEntriesRequestSchema, request);
     return this.unary("SearchEntries", true, options, (co) => this.context.searchEntries(req, co));
+  }
+
+  /**
+   * Erases a session for good: its entries, handoffs and idempotency records. Followers'
+   * streams end with NOT_FOUND. Fails with FAILED_PRECONDITION while the session is under legal
+   * hold. Not retried after a lost answer (the session may be gone already).
+   */
+  async deleteSession(
+    request: RequestShape<typeof DeleteSessionRequestSchema>,
+    options?: CallOptions,
+  ): Promise<DeleteSessionResponse> {
+    const req = create(DeleteSessionRequestSchema, request);
+    return this.unary("DeleteSession", false, options, (co) => this.context.deleteSession(req, co));
+  }
+
+  /**
+   * Starts a new session, owned by `agent`, whose entries 1..`atSeq` (0: the source's newest)
+   * are copies of another session's; its `forkedFrom` names the source and seq. Handoffs are
+   * not copied. Not retried after a lost answer (a retry could fork twice).
+   */
+  async forkSession(request: RequestShape<typeof ForkSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+    const req = create(ForkSessionRequestSchema, request);
+    return this.unary("ForkSession", false, options, (co) => this.context.forkSession(req, co));
+  }
+
+  /**
+   * Erases the content and metadata of entries (`seqs`), keeping their seq, kind, role, author
+   * and timestamps; they read back with `redacted` true and a `redaction` (who, when, why).
+   * With `expectedLastSeq` it redacts only while that is the session's newest seq
+   * (FAILED_PRECONDITION otherwise): a retraction of exactly the entry appended last.
+   */
+  async redactEntries(
+    request: RequestShape<typeof RedactEntriesRequestSchema>,
+    options?: CallOptions,
+  ): Promise<RedactEntriesResponse> {
+    const req = create(RedactEntriesRequestSchema, request);
+    return this.unary("RedactEntries", false, options, (co) => this.context.redactEntries(req, co));
+  }
+
+  /**
+   * Removes the entries before `beforeSeq`; the session's `firstSeq` moves to the oldest one
+   * kept, and reads below it fail with OUT_OF_RANGE. Removing the newest SUMMARY entry needs
+   * `force`.
+   */
+  async compactSession(request: RequestShape<typeof CompactSessionRequestSchema>, options?: CallOptions): Promise<Session> {
+    const req = create(CompactSessionRequestSchema, request);
+    return this.unary("CompactSession", false, options, (co) => this.context.compactSession(req, co));
   }
 
   // --- HandoffService ---------------------------------------------------------------------

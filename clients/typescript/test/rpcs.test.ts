@@ -52,7 +52,7 @@ describe("every RPC", () => {
   test("each RPC of ContextService and HandoffService has a camelCase method", () => {
     const client = new BatonClient(server.target);
     const names = [...ContextService.methods, ...HandoffService.methods].map((m) => m.localName);
-    assert.equal(names.length, 19);
+    assert.equal(names.length, 23);
     for (const name of names) {
       assert.equal(typeof (client as unknown as Record<string, unknown>)[name], "function", name);
     }
@@ -158,6 +158,15 @@ describe("every RPC", () => {
       });
       const cancelled = await client.cancelHandoff({ handoffId: third.handoffId, agent: "coder", reason: "done already" });
       assert.equal(cancelled.status, HandoffStatus.CANCELLED);
+
+      const fork = await client.forkSession({ sessionKey: "rpc-s1", atSeq: 2n, newSessionKey: "rpc-s1-fork", agent: "coder" });
+      assert.equal(fork.forkedFrom?.sessionKey, "rpc-s1");
+      const redacted = await client.redactEntries({ sessionKey: "rpc-s1-fork", seqs: [1n], reason: "test", agent: "coder" });
+      assert.equal(redacted.entries[0]!.redacted, true);
+      const compacted = await client.compactSession({ sessionKey: "rpc-s1-fork", beforeSeq: 2n });
+      assert.equal(compacted.firstSeq, 2n);
+      const deleted = await client.deleteSession({ sessionKey: "rpc-s1-fork" });
+      assert.equal(deleted.deletedEntries, 1n);
 
       const closed = await client.closeSession({ sessionKey: "rpc-s1" });
       assert.equal(closed.status, SessionStatus.CLOSED);

@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file baton/v1/common.proto.
  */
 export const file_baton_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIv0CCgdTZXNzaW9uEhMKC3Nlc3Npb25fa2V5GAEgASgJEg4KBnRlbmFudBgCIAEoCRISCgpjcmVhdGVkX2J5GAMgASgJEg0KBW93bmVyGAQgASgJEicKBnN0YXR1cxgFIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSKQoIbWV0YWRhdGEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGxhc3Rfc2VxGAcgASgEEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxhc3RfYWN0aXZpdHlfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsQCCgVFbnRyeRITCgtzZXNzaW9uX2tleRgBIAEoCRILCgNzZXEYAiABKAQSIQoEa2luZBgDIAEoDjITLmJhdG9uLnYxLkVudHJ5S2luZBIMCgRyb2xlGAQgASgJEg4KBmF1dGhvchgFIAEoCRIOCgR0ZXh0GAYgASgJSAASDgoEZGF0YRgHIAEoDEgAEhIKCm1lZGlhX3R5cGUYCCABKAkSKQoIbWV0YWRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC3Rva2VuX2NvdW50GAogASgNEhcKD2lkZW1wb3RlbmN5X2tleRgLIAEoCRIQCgh0cmFjZV9pZBgMIAEoCRIuCgpjcmVhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIJCgdjb250ZW50IrUBCghOZXdFbnRyeRIhCgRraW5kGAEgASgOMhMuYmF0b24udjEuRW50cnlLaW5kEgwKBHJvbGUYAiABKAkSDgoGYXV0aG9yGAMgASgJEg4KBHRleHQYBCABKAlIABIOCgRkYXRhGAUgASgMSAASEgoKbWVkaWFfdHlwZRgGIAEoCRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHY29udGVudCKSAwoHSGFuZG9mZhISCgpoYW5kb2ZmX2lkGAEgASgJEhMKC3Nlc3Npb25fa2V5GAIgASgJEhIKCmZyb21fYWdlbnQYAyABKAkSEAoIdG9fYWdlbnQYBCABKAkSIwoEdHlwZRgFIAEoDjIVLmJhdG9uLnYxLkhhbmRvZmZUeXBlEicKBnN0YXR1cxgGIAEoDjIXLmJhdG9uLnYxLkhhbmRvZmZTdGF0dXMSFAoMaW5zdHJ1Y3Rpb25zGAcgASgJEg8KB3N1bW1hcnkYCCABKAkSEQoJdXBfdG9fc2VxGAkgASgEEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGRlYWRsaW5lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YDSABKAkSEgoKbWF4X3Rva2VucxgOIAEoDSJsCgxIYW5kb2ZmRXZlbnQSDgoGY3Vyc29yGAEgASgEEigKBHR5cGUYAiABKA4yGi5iYXRvbi52MS5IYW5kb2ZmRXZlbnRUeXBlEiIKB2hhbmRvZmYYAyABKAsyES5iYXRvbi52MS5IYW5kb2ZmKrkBCglFbnRyeUtpbmQSGgoWRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEhYKEkVOVFJZX0tJTkRfTUVTU0FHRRABEhMKD0VOVFJZX0tJTkRfRklMRRACEhgKFEVOVFJZX0tJTkRfVE9PTF9DQUxMEAMSGgoWRU5UUllfS0lORF9UT09MX1JFU1VMVBAEEhUKEUVOVFJZX0tJTkRfU1lTVEVNEAUSFgoSRU5UUllfS0lORF9TVU1NQVJZEAYqvAEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVTRVNTSU9OX1NUQVRVU19BQ1RJVkUQARIaChZTRVNTSU9OX1NUQVRVU19ET1JNQU5UEAISHQoZU0VTU0lPTl9TVEFUVVNfSEFOREVEX09GRhADEhkKFVNFU1NJT05fU1RBVFVTX0NMT1NFRBAEEhoKFlNFU1NJT05fU1RBVFVTX0VYUElSRUQQBSqNAQoLSGFuZG9mZlR5cGUSHAoYSEFORE9GRl9UWVBFX1VOU1BFQ0lGSUVEEAASIQodSEFORE9GRl9UWVBFX0NPTlRFWFRfVFJBTlNGRVIQARIdChlIQU5ET0ZGX1RZUEVfRlVMTF9IQU5ET0ZGEAISHgoaSEFORE9GRl9UWVBFX0NPTExBQk9SQVRJT04QAyrdAQoNSGFuZG9mZlN0YXR1cxIeChpIQU5ET0ZGX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFkhBTkRPRkZfU1RBVFVTX1BFTkRJTkcQARIbChdIQU5ET0ZGX1NUQVRVU19BQ0NFUFRFRBACEhsKF0hBTkRPRkZfU1RBVFVTX1JFSkVDVEVEEAMSHAoYSEFORE9GRl9TVEFUVVNfQ09NUExFVEVEEAQSHAoYSEFORE9GRl9TVEFUVVNfQ0FOQ0VMTEVEEAUSGgoWSEFORE9GRl9TVEFUVVNfRVhQSVJFRBAGKvwBChBIYW5kb2ZmRXZlbnRUeXBlEiIKHkhBTkRPRkZfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGkhBTkRPRkZfRVZFTlRfVFlQRV9DUkVBVEVEEAESHwobSEFORE9GRl9FVkVOVF9UWVBFX0FDQ0VQVEVEEAISHwobSEFORE9GRl9FVkVOVF9UWVBFX1JFSkVDVEVEEAMSIAocSEFORE9GRl9FVkVOVF9UWVBFX0NPTVBMRVRFRBAEEiAKHEhBTkRPRkZfRVZFTlRfVFlQRV9DQU5DRUxMRUQQBRIeChpIQU5ET0ZGX0VWRU5UX1RZUEVfRVhQSVJFRBAGQlQKDGRldi5iYXRvbi52MUILQ29tbW9uUHJvdG9QAVo1Z2l0aHViLmNvbS9iYXRvbi1kZXYvYmF0b24vY2xpZW50cy9nby9iYXRvbnYxO2JhdG9udjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIvcDCgdTZXNzaW9uEhMKC3Nlc3Npb25fa2V5GAEgASgJEg4KBnRlbmFudBgCIAEoCRISCgpjcmVhdGVkX2J5GAMgASgJEg0KBW93bmVyGAQgASgJEicKBnN0YXR1cxgFIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSKQoIbWV0YWRhdGEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGxhc3Rfc2VxGAcgASgEEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxhc3RfYWN0aXZpdHlfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKC2ZvcmtlZF9mcm9tGAwgASgLMhQuYmF0b24udjEuU2Vzc2lvblJlZhIRCglmaXJzdF9zZXEYDSABKAQSEgoKbGVnYWxfaG9sZBgOIAEoCBImCglyZXRlbnRpb24YDyABKAsyEy5iYXRvbi52MS5SZXRlbnRpb24iLgoKU2Vzc2lvblJlZhITCgtzZXNzaW9uX2tleRgBIAEoCRILCgNzZXEYAiABKAQiTAoJUmV0ZW50aW9uEhMKC2tlZXBfbGF0ZXN0GAEgASgEEioKB21heF9hZ2UYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iYQoJUmVkYWN0aW9uEhMKC3JlZGFjdGVkX2J5GAEgASgJEi8KC3JlZGFjdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YAyABKAki/gIKBUVudHJ5EhMKC3Nlc3Npb25fa2V5GAEgASgJEgsKA3NlcRgCIAEoBBIhCgRraW5kGAMgASgOMhMuYmF0b24udjEuRW50cnlLaW5kEgwKBHJvbGUYBCABKAkSDgoGYXV0aG9yGAUgASgJEg4KBHRleHQYBiABKAlIABIOCgRkYXRhGAcgASgMSAASEgoKbWVkaWFfdHlwZRgIIAEoCRIpCghtZXRhZGF0YRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLdG9rZW5fY291bnQYCiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEi4KCmNyZWF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlZGFjdGVkGA4gASgIEiYKCXJlZGFjdGlvbhgPIAEoCzITLmJhdG9uLnYxLlJlZGFjdGlvbkIJCgdjb250ZW50IrUBCghOZXdFbnRyeRIhCgRraW5kGAEgASgOMhMuYmF0b24udjEuRW50cnlLaW5kEgwKBHJvbGUYAiABKAkSDgoGYXV0aG9yGAMgASgJEg4KBHRleHQYBCABKAlIABIOCgRkYXRhGAUgASgMSAASEgoKbWVkaWFfdHlwZRgGIAEoCRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHY29udGVudCKSAwoHSGFuZG9mZhISCgpoYW5kb2ZmX2lkGAEgASgJEhMKC3Nlc3Npb25fa2V5GAIgASgJEhIKCmZyb21fYWdlbnQYAyABKAkSEAoIdG9fYWdlbnQYBCABKAkSIwoEdHlwZRgFIAEoDjIVLmJhdG9uLnYxLkhhbmRvZmZUeXBlEicKBnN0YXR1cxgGIAEoDjIXLmJhdG9uLnYxLkhhbmRvZmZTdGF0dXMSFAoMaW5zdHJ1Y3Rpb25zGAcgASgJEg8KB3N1bW1hcnkYCCABKAkSEQoJdXBfdG9fc2VxGAkgASgEEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGRlYWRsaW5lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YDSABKAkSEgoKbWF4X3Rva2VucxgOIAEoDSJsCgxIYW5kb2ZmRXZlbnQSDgoGY3Vyc29yGAEgASgEEigKBHR5cGUYAiABKA4yGi5iYXRvbi52MS5IYW5kb2ZmRXZlbnRUeXBlEiIKB2hhbmRvZmYYAyABKAsyES5iYXRvbi52MS5IYW5kb2ZmKrkBCglFbnRyeUtpbmQSGgoWRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEhYKEkVOVFJZX0tJTkRfTUVTU0FHRRABEhMKD0VOVFJZX0tJTkRfRklMRRACEhgKFEVOVFJZX0tJTkRfVE9PTF9DQUxMEAMSGgoWRU5UUllfS0lORF9UT09MX1JFU1VMVBAEEhUKEUVOVFJZX0tJTkRfU1lTVEVNEAUSFgoSRU5UUllfS0lORF9TVU1NQVJZEAYqvAEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVTRVNTSU9OX1NUQVRVU19BQ1RJVkUQARIaChZTRVNTSU9OX1NUQVRVU19ET1JNQU5UEAISHQoZU0VTU0lPTl9TVEFUVVNfSEFOREVEX09GRhADEhkKFVNFU1NJT05fU1RBVFVTX0NMT1NFRBAEEhoKFlNFU1NJT05fU1RBVFVTX0VYUElSRUQQBSqNAQoLSGFuZG9mZlR5cGUSHAoYSEFORE9GRl9UWVBFX1VOU1BFQ0lGSUVEEAASIQodSEFORE9GRl9UWVBFX0NPTlRFWFRfVFJBTlNGRVIQARIdChlIQU5ET0ZGX1RZUEVfRlVMTF9IQU5ET0ZGEAISHgoaSEFORE9GRl9UWVBFX0NPTExBQk9SQVRJT04QAyrdAQoNSGFuZG9mZlN0YXR1cxIeChpIQU5ET0ZGX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFkhBTkRPRkZfU1RBVFVTX1BFTkRJTkcQARIbChdIQU5ET0ZGX1NUQVRVU19BQ0NFUFRFRBACEhsKF0hBTkRPRkZfU1RBVFVTX1JFSkVDVEVEEAMSHAoYSEFORE9GRl9TVEFUVVNfQ09NUExFVEVEEAQSHAoYSEFORE9GRl9TVEFUVVNfQ0FOQ0VMTEVEEAUSGgoWSEFORE9GRl9TVEFUVVNfRVhQSVJFRBAGKpwCChBIYW5kb2ZmRXZlbnRUeXBlEiIKHkhBTkRPRkZfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGkhBTkRPRkZfRVZFTlRfVFlQRV9DUkVBVEVEEAESHwobSEFORE9GRl9FVkVOVF9UWVBFX0FDQ0VQVEVEEAISHwobSEFORE9GRl9FVkVOVF9UWVBFX1JFSkVDVEVEEAMSIAocSEFORE9GRl9FVkVOVF9UWVBFX0NPTVBMRVRFRBAEEiAKHEhBTkRPRkZfRVZFTlRfVFlQRV9DQU5DRUxMRUQQBRIeChpIQU5ET0ZGX0VWRU5UX1RZUEVfRVhQSVJFRBAGEh4KGkhBTkRPRkZfRVZFTlRfVFlQRV9ERUxFVEVEEAdCVAoMZGV2LmJhdG9uLnYxQgtDb21tb25Qcm90b1ABWjVnaXRodWIuY29tL2JhdG9uLWRldi9iYXRvbi9jbGllbnRzL2dvL2JhdG9udjE7YmF0b252MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A session: an ordered log of context entries owned by one agent at a time.
@@ -96,6 +96,36 @@ export type Session = Message<"baton.v1.Session"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 11;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * The session and seq this session was forked from (ForkSession); unset for an original.
+   * Follow forked_from of the parent session to see the whole lineage.
+   *
+   * @generated from field: baton.v1.SessionRef forked_from = 12;
+   */
+  forkedFrom?: SessionRef | undefined;
+
+  /**
+   * The oldest seq still stored (1 until CompactSession or retention removes older entries;
+   * last_seq + 1 when everything was compacted away). Reads below it fail with OUT_OF_RANGE.
+   *
+   * @generated from field: uint64 first_seq = 13;
+   */
+  firstSeq: bigint;
+
+  /**
+   * While set, the session cannot be deleted, compacted, redacted, retained or purged.
+   *
+   * @generated from field: bool legal_hold = 14;
+   */
+  legalHold: boolean;
+
+  /**
+   * What the sweeper removes from the session over time; unset: the server's default.
+   *
+   * @generated from field: baton.v1.Retention retention = 15;
+   */
+  retention?: Retention | undefined;
 };
 
 /**
@@ -104,6 +134,99 @@ export type Session = Message<"baton.v1.Session"> & {
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
   messageDesc(file_baton_v1_common, 0);
+
+/**
+ * A position in another session.
+ *
+ * @generated from message baton.v1.SessionRef
+ */
+export type SessionRef = Message<"baton.v1.SessionRef"> & {
+  /**
+   * Key of the session.
+   *
+   * @generated from field: string session_key = 1;
+   */
+  sessionKey: string;
+
+  /**
+   * Sequence number in that session.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message baton.v1.SessionRef.
+ * Use `create(SessionRefSchema)` to create a new message.
+ */
+export const SessionRefSchema: GenMessage<SessionRef> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 1);
+
+/**
+ * How much of a session is kept: the sweeper compacts away entries that fall outside both
+ * bounds set (an unset or zero bound does not limit). The newest SUMMARY entry is never
+ * compacted away by retention.
+ *
+ * @generated from message baton.v1.Retention
+ */
+export type Retention = Message<"baton.v1.Retention"> & {
+  /**
+   * Keep at least the newest keep_latest entries (0: no count limit).
+   *
+   * @generated from field: uint64 keep_latest = 1;
+   */
+  keepLatest: bigint;
+
+  /**
+   * Remove entries older than this (unset or zero: no age limit).
+   *
+   * @generated from field: google.protobuf.Duration max_age = 2;
+   */
+  maxAge?: Duration | undefined;
+};
+
+/**
+ * Describes the message baton.v1.Retention.
+ * Use `create(RetentionSchema)` to create a new message.
+ */
+export const RetentionSchema: GenMessage<Retention> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 2);
+
+/**
+ * Who erased an entry's content, when and why.
+ *
+ * @generated from message baton.v1.Redaction
+ */
+export type Redaction = Message<"baton.v1.Redaction"> & {
+  /**
+   * The agent (or key) that asked for the redaction.
+   *
+   * @generated from field: string redacted_by = 1;
+   */
+  redactedBy: string;
+
+  /**
+   * When the content was erased.
+   *
+   * @generated from field: google.protobuf.Timestamp redacted_at = 2;
+   */
+  redactedAt?: Timestamp | undefined;
+
+  /**
+   * Why, as the request said.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message baton.v1.Redaction.
+ * Use `create(RedactionSchema)` to create a new message.
+ */
+export const RedactionSchema: GenMessage<Redaction> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 3);
 
 /**
  * A context entry as stored: immutable once appended.
@@ -210,6 +333,21 @@ export type Entry = Message<"baton.v1.Entry"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 13;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * True when the entry's content and metadata were erased (RedactEntries); its seq, kind,
+   * role, author and timestamps remain.
+   *
+   * @generated from field: bool redacted = 14;
+   */
+  redacted: boolean;
+
+  /**
+   * Who redacted the entry, when and why; set when redacted.
+   *
+   * @generated from field: baton.v1.Redaction redaction = 15;
+   */
+  redaction?: Redaction | undefined;
 };
 
 /**
@@ -217,7 +355,7 @@ export type Entry = Message<"baton.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 1);
+  messageDesc(file_baton_v1_common, 4);
 
 /**
  * A context entry to append.
@@ -289,7 +427,7 @@ export type NewEntry = Message<"baton.v1.NewEntry"> & {
  * Use `create(NewEntrySchema)` to create a new message.
  */
 export const NewEntrySchema: GenMessage<NewEntry> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 2);
+  messageDesc(file_baton_v1_common, 5);
 
 /**
  * A request to pass work on a session from one agent to another.
@@ -401,7 +539,7 @@ export type Handoff = Message<"baton.v1.Handoff"> & {
  * Use `create(HandoffSchema)` to create a new message.
  */
 export const HandoffSchema: GenMessage<Handoff> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 3);
+  messageDesc(file_baton_v1_common, 6);
 
 /**
  * An event in an agent's handoff inbox.
@@ -436,7 +574,7 @@ export type HandoffEvent = Message<"baton.v1.HandoffEvent"> & {
  * Use `create(HandoffEventSchema)` to create a new message.
  */
 export const HandoffEventSchema: GenMessage<HandoffEvent> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 4);
+  messageDesc(file_baton_v1_common, 7);
 
 /**
  * The kind of a context entry.
@@ -713,6 +851,14 @@ export enum HandoffEventType {
    * @generated from enum value: HANDOFF_EVENT_TYPE_EXPIRED = 6;
    */
   EXPIRED = 6,
+
+  /**
+   * Its session was deleted: the handoff is gone (only handoff_id remains). Earlier events of
+   * the handoff keep their cursors and read back as DELETED too.
+   *
+   * @generated from enum value: HANDOFF_EVENT_TYPE_DELETED = 7;
+   */
+  DELETED = 7,
 }
 
 /**

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Entry, EntryKind, EntrySchema, NewEntry, Session, SessionSchema, SessionStatus } from "./common_pb.js";
+import type { Entry, EntryKind, EntrySchema, NewEntry, Retention, Session, SessionSchema, SessionStatus } from "./common_pb.js";
 import { file_baton_v1_common } from "./common_pb.js";
 import { file_baton_v1_options } from "./options_pb.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
@@ -15,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/context.proto.
  */
 export const file_baton_v1_context: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9jb250ZXh0LnByb3RvEghiYXRvbi52MSKNAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSDQoFYWdlbnQYAiABKAkSKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIoChFHZXRTZXNzaW9uUmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCSJ0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eg0KBWFnZW50GAEgASgJEicKBnN0YXR1cxgCIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiVAoUTGlzdFNlc3Npb25zUmVzcG9uc2USIwoIc2Vzc2lvbnMYASADKAsyES5iYXRvbi52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKnAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSKQoIbWV0YWRhdGEYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBnN0YXR1cxgDIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSJgoDdHRsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIioKE0Nsb3NlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkinwEKFEFwcGVuZEVudHJpZXNSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEiMKB2VudHJpZXMYAiADKAsyEi5iYXRvbi52MS5OZXdFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSHgoRZXhwZWN0ZWRfbGFzdF9zZXEYBCABKARIAIgBAUIUChJfZXhwZWN0ZWRfbGFzdF9zZXEiXgoVQXBwZW5kRW50cmllc1Jlc3BvbnNlEhEKCWZpcnN0X3NlcRgBIAEoBBIQCghsYXN0X3NlcRgCIAEoBBIgCgdlbnRyaWVzGAMgAygLMg8uYmF0b24udjEuRW50cnkiwgEKEkxpc3RFbnRyaWVzUmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBARIXCgpiZWZvcmVfc2VxGAMgASgESAGIAQESIgoFa2luZHMYBCADKA4yEy5iYXRvbi52MS5FbnRyeUtpbmQSEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAlCDAoKX2FmdGVyX3NlcUINCgtfYmVmb3JlX3NlcSJQChNMaXN0RW50cmllc1Jlc3BvbnNlEiAKB2VudHJpZXMYASADKAsyDy5iYXRvbi52MS5FbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYwoUU3RyZWFtRW50cmllc1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg4KBmZvbGxvdxgDIAEoCBITCgttYXhfZW50cmllcxgEIAEoDSJXChdHZXRDb250ZXh0V2luZG93UmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCRISCgptYXhfdG9rZW5zGAIgASgNEhMKC21heF9lbnRyaWVzGAMgASgNIpkBChhHZXRDb250ZXh0V2luZG93UmVzcG9uc2USIAoHc3VtbWFyeRgBIAEoCzIPLmJhdG9uLnYxLkVudHJ5EiAKB2VudHJpZXMYAiADKAsyDy5iYXRvbi52MS5FbnRyeRIUCgx0b3RhbF90b2tlbnMYAyABKA0SEAoIbGFzdF9zZXEYBCABKAQSEQoJdHJ1bmNhdGVkGAUgASgIImEKFFNlYXJjaEVudHJpZXNSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEg0KBXF1ZXJ5GAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIksKCVNlYXJjaEhpdBIeCgVlbnRyeRgBIAEoCzIPLmJhdG9uLnYxLkVudHJ5Eg0KBXNjb3JlGAIgASgBEg8KB3NuaXBwZXQYAyABKAkiUwoVU2VhcmNoRW50cmllc1Jlc3BvbnNlEiEKBGhpdHMYASADKAsyEy5iYXRvbi52MS5TZWFyY2hIaXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMtgHCg5Db250ZXh0U2VydmljZRJaCg1DcmVhdGVTZXNzaW9uEh4uYmF0b24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaES5iYXRvbi52MS5TZXNzaW9uIhaq1BgSChByZWdpc3Rlcl9zZXNzaW9uElEKCkdldFNlc3Npb24SGy5iYXRvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoRLmJhdG9uLnYxLlNlc3Npb24iE6rUGA8KC2dldF9zZXNzaW9uEAESZAoMTGlzdFNlc3Npb25zEh0uYmF0b24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBoeLmJhdG9uLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIhWq1BgRCg1saXN0X3Nlc3Npb25zEAESWAoNVXBkYXRlU2Vzc2lvbhIeLmJhdG9uLnYxLlVwZGF0ZVNlc3Npb25SZXF1ZXN0GhEuYmF0b24udjEuU2Vzc2lvbiIUqtQYEAoOdXBkYXRlX3Nlc3Npb24SVwoMQ2xvc2VTZXNzaW9uEh0uYmF0b24udjEuQ2xvc2VTZXNzaW9uUmVxdWVzdBoRLmJhdG9uLnYxLlNlc3Npb24iFarUGBEKDWNsb3NlX3Nlc3Npb24gARJmCg1BcHBlbmRFbnRyaWVzEh4uYmF0b24udjEuQXBwZW5kRW50cmllc1JlcXVlc3QaHy5iYXRvbi52MS5BcHBlbmRFbnRyaWVzUmVzcG9uc2UiFKrUGBAKDnVwZGF0ZV9jb250ZXh0EmAKC0xpc3RFbnRyaWVzEhwuYmF0b24udjEuTGlzdEVudHJpZXNSZXF1ZXN0Gh0uYmF0b24udjEuTGlzdEVudHJpZXNSZXNwb25zZSIUqtQYEAoMbGlzdF9lbnRyaWVzEAESWgoNU3RyZWFtRW50cmllcxIeLmJhdG9uLnYxLlN0cmVhbUVudHJpZXNSZXF1ZXN0Gg8uYmF0b24udjEuRW50cnkiFqrUGBIKDnN0cmVhbV9lbnRyaWVzEAEwARJuChBHZXRDb250ZXh0V2luZG93EiEuYmF0b24udjEuR2V0Q29udGV4dFdpbmRvd1JlcXVlc3QaIi5iYXRvbi52MS5HZXRDb250ZXh0V2luZG93UmVzcG9uc2UiE6rUGA8KC2dldF9jb250ZXh0EAESaAoNU2VhcmNoRW50cmllcxIeLmJhdG9uLnYxLlNlYXJjaEVudHJpZXNSZXF1ZXN0Gh8uYmF0b24udjEuU2VhcmNoRW50cmllc1Jlc3BvbnNlIhaq1BgSCg5zZWFyY2hfY29udGV4dBABQlUKDGRldi5iYXRvbi52MUIMQ29udGV4dFByb3RvUAFaNWdpdGh1Yi5jb20vYmF0b24tZGV2L2JhdG9uL2NsaWVudHMvZ28vYmF0b252MTtiYXRvbnYxYgZwcm90bzM", [file_baton_v1_common, file_baton_v1_options, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("ChZiYXRvbi92MS9jb250ZXh0LnByb3RvEghiYXRvbi52MSKNAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSDQoFYWdlbnQYAiABKAkSKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIoChFHZXRTZXNzaW9uUmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCSJ0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eg0KBWFnZW50GAEgASgJEicKBnN0YXR1cxgCIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiVAoUTGlzdFNlc3Npb25zUmVzcG9uc2USIwoIc2Vzc2lvbnMYASADKAsyES5iYXRvbi52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL3AQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSKQoIbWV0YWRhdGEYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBnN0YXR1cxgDIAEoDjIXLmJhdG9uLnYxLlNlc3Npb25TdGF0dXMSJgoDdHRsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKCmxlZ2FsX2hvbGQYBSABKAhIAIgBARImCglyZXRlbnRpb24YBiABKAsyEy5iYXRvbi52MS5SZXRlbnRpb25CDQoLX2xlZ2FsX2hvbGQiKwoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkiMAoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhcKD2RlbGV0ZWRfZW50cmllcxgBIAEoBCJhChJGb3JrU2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSDgoGYXRfc2VxGAIgASgEEhcKD25ld19zZXNzaW9uX2tleRgDIAEoCRINCgVhZ2VudBgEIAEoCSKOAQoUUmVkYWN0RW50cmllc1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSDAoEc2VxcxgCIAMoBBIOCgZyZWFzb24YAyABKAkSDQoFYWdlbnQYBCABKAkSHgoRZXhwZWN0ZWRfbGFzdF9zZXEYBSABKARIAIgBAUIUChJfZXhwZWN0ZWRfbGFzdF9zZXEiOQoVUmVkYWN0RW50cmllc1Jlc3BvbnNlEiAKB2VudHJpZXMYASADKAsyDy5iYXRvbi52MS5FbnRyeSJPChVDb21wYWN0U2Vzc2lvblJlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVmb3JjZRgDIAEoCCIqChNDbG9zZVNlc3Npb25SZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJIp8BChRBcHBlbmRFbnRyaWVzUmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCRIjCgdlbnRyaWVzGAIgAygLMhIuYmF0b24udjEuTmV3RW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEh4KEWV4cGVjdGVkX2xhc3Rfc2VxGAQgASgESACIAQFCFAoSX2V4cGVjdGVkX2xhc3Rfc2VxIl4KFUFwcGVuZEVudHJpZXNSZXNwb25zZRIRCglmaXJzdF9zZXEYASABKAQSEAoIbGFzdF9zZXEYAiABKAQSIAoHZW50cmllcxgDIAMoCzIPLmJhdG9uLnYxLkVudHJ5IsIBChJMaXN0RW50cmllc1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQESFwoKYmVmb3JlX3NlcRgDIAEoBEgBiAEBEiIKBWtpbmRzGAQgAygOMhMuYmF0b24udjEuRW50cnlLaW5kEhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJQgwKCl9hZnRlcl9zZXFCDQoLX2JlZm9yZV9zZXEiUAoTTGlzdEVudHJpZXNSZXNwb25zZRIgCgdlbnRyaWVzGAEgAygLMg8uYmF0b24udjEuRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImMKFFN0cmVhbUVudHJpZXNSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBBIOCgZmb2xsb3cYAyABKAgSEwoLbWF4X2VudHJpZXMYBCABKA0iVwoXR2V0Q29udGV4dFdpbmRvd1JlcXVlc3QSEwoLc2Vzc2lvbl9rZXkYASABKAkSEgoKbWF4X3Rva2VucxgCIAEoDRITCgttYXhfZW50cmllcxgDIAEoDSKZAQoYR2V0Q29udGV4dFdpbmRvd1Jlc3BvbnNlEiAKB3N1bW1hcnkYASABKAsyDy5iYXRvbi52MS5FbnRyeRIgCgdlbnRyaWVzGAIgAygLMg8uYmF0b24udjEuRW50cnkSFAoMdG90YWxfdG9rZW5zGAMgASgNEhAKCGxhc3Rfc2VxGAQgASgEEhEKCXRydW5jYXRlZBgFIAEoCCJhChRTZWFyY2hFbnRyaWVzUmVxdWVzdBITCgtzZXNzaW9uX2tleRgBIAEoCRINCgVxdWVyeRgCIAEoCRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJLCglTZWFyY2hIaXQSHgoFZW50cnkYASABKAsyDy5iYXRvbi52MS5FbnRyeRINCgVzY29yZRgCIAEoARIPCgdzbmlwcGV0GAMgASgJIlMKFVNlYXJjaEVudHJpZXNSZXNwb25zZRIhCgRoaXRzGAEgAygLMhMuYmF0b24udjEuU2VhcmNoSGl0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLfCgoOQ29udGV4dFNlcnZpY2USWgoNQ3JlYXRlU2Vzc2lvbhIeLmJhdG9uLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GhEuYmF0b24udjEuU2Vzc2lvbiIWqtQYEgoQcmVnaXN0ZXJfc2Vzc2lvbhJRCgpHZXRTZXNzaW9uEhsuYmF0b24udjEuR2V0U2Vzc2lvblJlcXVlc3QaES5iYXRvbi52MS5TZXNzaW9uIhOq1BgPCgtnZXRfc2Vzc2lvbhABEmQKDExpc3RTZXNzaW9ucxIdLmJhdG9uLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHi5iYXRvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIVqtQYEQoNbGlzdF9zZXNzaW9ucxABElgKDVVwZGF0ZVNlc3Npb24SHi5iYXRvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBoRLmJhdG9uLnYxLlNlc3Npb24iFKrUGBAKDnVwZGF0ZV9zZXNzaW9uElcKDENsb3NlU2Vzc2lvbhIdLmJhdG9uLnYxLkNsb3NlU2Vzc2lvblJlcXVlc3QaES5iYXRvbi52MS5TZXNzaW9uIhWq1BgRCg1jbG9zZV9zZXNzaW9uIAESZgoNQXBwZW5kRW50cmllcxIeLmJhdG9uLnYxLkFwcGVuZEVudHJpZXNSZXF1ZXN0Gh8uYmF0b24udjEuQXBwZW5kRW50cmllc1Jlc3BvbnNlIhSq1BgQCg51cGRhdGVfY29udGV4dBJgCgtMaXN0RW50cmllcxIcLmJhdG9uLnYxLkxpc3RFbnRyaWVzUmVxdWVzdBodLmJhdG9uLnYxLkxpc3RFbnRyaWVzUmVzcG9uc2UiFKrUGBAKDGxpc3RfZW50cmllcxABEloKDVN0cmVhbUVudHJpZXMSHi5iYXRvbi52MS5TdHJlYW1FbnRyaWVzUmVxdWVzdBoPLmJhdG9uLnYxLkVudHJ5Ihaq1BgSCg5zdHJlYW1fZW50cmllcxABMAESbgoQR2V0Q29udGV4dFdpbmRvdxIhLmJhdG9uLnYxLkdldENvbnRleHRXaW5kb3dSZXF1ZXN0GiIuYmF0b24udjEuR2V0Q29udGV4dFdpbmRvd1Jlc3BvbnNlIhOq1BgPCgtnZXRfY29udGV4dBABEmgKDVNlYXJjaEVudHJpZXMSHi5iYXRvbi52MS5TZWFyY2hFbnRyaWVzUmVxdWVzdBofLmJhdG9uLnYxLlNlYXJjaEVudHJpZXNSZXNwb25zZSIWqtQYEgoOc2VhcmNoX2NvbnRleHQQARJoCg1EZWxldGVTZXNzaW9uEh4uYmF0b24udjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaHy5iYXRvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2UiFqrUGBIKDmRlbGV0ZV9zZXNzaW9uIAESUgoLRm9ya1Nlc3Npb24SHC5iYXRvbi52MS5Gb3JrU2Vzc2lvblJlcXVlc3QaES5iYXRvbi52MS5TZXNzaW9uIhKq1BgOCgxmb3JrX3Nlc3Npb24SaAoNUmVkYWN0RW50cmllcxIeLmJhdG9uLnYxLlJlZGFjdEVudHJpZXNSZXF1ZXN0Gh8uYmF0b24udjEuUmVkYWN0RW50cmllc1Jlc3BvbnNlIhaq1BgSCg5yZWRhY3RfZW50cmllcyABEl0KDkNvbXBhY3RTZXNzaW9uEh8uYmF0b24udjEuQ29tcGFjdFNlc3Npb25SZXF1ZXN0GhEuYmF0b24udjEuU2Vzc2lvbiIXqtQYEwoPY29tcGFjdF9zZXNzaW9uIAFCVQoMZGV2LmJhdG9uLnYxQgxDb250ZXh0UHJvdG9QAVo1Z2l0aHViLmNvbS9iYXRvbi1kZXYvYmF0b24vY2xpZW50cy9nby9iYXRvbnYxO2JhdG9udjFiBnByb3RvMw", [file_baton_v1_common, file_baton_v1_options, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * Opens a session.
@@ -184,6 +184,21 @@ export type UpdateSessionRequest = Message<"baton.v1.UpdateSessionRequest"> & {
    * @generated from field: google.protobuf.Duration ttl = 4;
    */
   ttl?: Duration | undefined;
+
+  /**
+   * Sets or lifts the legal hold (admin keys only); unset: unchanged.
+   *
+   * @generated from field: optional bool legal_hold = 5;
+   */
+  legalHold?: boolean | undefined;
+
+  /**
+   * Replaces the session's retention; a Retention with both bounds zero returns the session
+   * to the server's default. Unset: unchanged.
+   *
+   * @generated from field: baton.v1.Retention retention = 6;
+   */
+  retention?: Retention | undefined;
 };
 
 /**
@@ -192,6 +207,196 @@ export type UpdateSessionRequest = Message<"baton.v1.UpdateSessionRequest"> & {
  */
 export const UpdateSessionRequestSchema: GenMessage<UpdateSessionRequest> = /*@__PURE__*/
   messageDesc(file_baton_v1_context, 4);
+
+/**
+ * Deletes a session.
+ *
+ * @generated from message baton.v1.DeleteSessionRequest
+ */
+export type DeleteSessionRequest = Message<"baton.v1.DeleteSessionRequest"> & {
+  /**
+   * Key of the session (required).
+   *
+   * @generated from field: string session_key = 1;
+   */
+  sessionKey: string;
+};
+
+/**
+ * Describes the message baton.v1.DeleteSessionRequest.
+ * Use `create(DeleteSessionRequestSchema)` to create a new message.
+ */
+export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 5);
+
+/**
+ * What DeleteSession erased.
+ *
+ * @generated from message baton.v1.DeleteSessionResponse
+ */
+export type DeleteSessionResponse = Message<"baton.v1.DeleteSessionResponse"> & {
+  /**
+   * How many entries were erased.
+   *
+   * @generated from field: uint64 deleted_entries = 1;
+   */
+  deletedEntries: bigint;
+};
+
+/**
+ * Describes the message baton.v1.DeleteSessionResponse.
+ * Use `create(DeleteSessionResponseSchema)` to create a new message.
+ */
+export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 6);
+
+/**
+ * Forks a session.
+ *
+ * @generated from message baton.v1.ForkSessionRequest
+ */
+export type ForkSessionRequest = Message<"baton.v1.ForkSessionRequest"> & {
+  /**
+   * Key of the source session (required).
+   *
+   * @generated from field: string session_key = 1;
+   */
+  sessionKey: string;
+
+  /**
+   * The last seq copied: 0 (or unset) for the source's newest; at most its last_seq.
+   *
+   * @generated from field: uint64 at_seq = 2;
+   */
+  atSeq: bigint;
+
+  /**
+   * Key of the new session; generated when empty.
+   *
+   * @generated from field: string new_session_key = 3;
+   */
+  newSessionKey: string;
+
+  /**
+   * The agent creating and owning the fork (required).
+   *
+   * @generated from field: string agent = 4;
+   */
+  agent: string;
+};
+
+/**
+ * Describes the message baton.v1.ForkSessionRequest.
+ * Use `create(ForkSessionRequestSchema)` to create a new message.
+ */
+export const ForkSessionRequestSchema: GenMessage<ForkSessionRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 7);
+
+/**
+ * Redacts entries.
+ *
+ * @generated from message baton.v1.RedactEntriesRequest
+ */
+export type RedactEntriesRequest = Message<"baton.v1.RedactEntriesRequest"> & {
+  /**
+   * Key of the session (required).
+   *
+   * @generated from field: string session_key = 1;
+   */
+  sessionKey: string;
+
+  /**
+   * Seqs of the entries to redact (1 to 1000, each at least first_seq and at most last_seq).
+   *
+   * @generated from field: repeated uint64 seqs = 2;
+   */
+  seqs: bigint[];
+
+  /**
+   * Why (kept with each entry and in the audit log; at most 1024 characters).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * The agent asking (required).
+   *
+   * @generated from field: string agent = 4;
+   */
+  agent: string;
+
+  /**
+   * Redact only if the session's newest seq is this one (FAILED_PRECONDITION otherwise,
+   * nothing changes): lets a client retract exactly the entry it appended last.
+   *
+   * @generated from field: optional uint64 expected_last_seq = 5;
+   */
+  expectedLastSeq?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.RedactEntriesRequest.
+ * Use `create(RedactEntriesRequestSchema)` to create a new message.
+ */
+export const RedactEntriesRequestSchema: GenMessage<RedactEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 8);
+
+/**
+ * The redacted entries.
+ *
+ * @generated from message baton.v1.RedactEntriesResponse
+ */
+export type RedactEntriesResponse = Message<"baton.v1.RedactEntriesResponse"> & {
+  /**
+   * The entries as they read now, in seq order.
+   *
+   * @generated from field: repeated baton.v1.Entry entries = 1;
+   */
+  entries: Entry[];
+};
+
+/**
+ * Describes the message baton.v1.RedactEntriesResponse.
+ * Use `create(RedactEntriesResponseSchema)` to create a new message.
+ */
+export const RedactEntriesResponseSchema: GenMessage<RedactEntriesResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 9);
+
+/**
+ * Compacts a session.
+ *
+ * @generated from message baton.v1.CompactSessionRequest
+ */
+export type CompactSessionRequest = Message<"baton.v1.CompactSessionRequest"> & {
+  /**
+   * Key of the session (required).
+   *
+   * @generated from field: string session_key = 1;
+   */
+  sessionKey: string;
+
+  /**
+   * Entries with seq below this are removed (at most last_seq + 1).
+   *
+   * @generated from field: uint64 before_seq = 2;
+   */
+  beforeSeq: bigint;
+
+  /**
+   * Allow removing the newest SUMMARY entry too.
+   *
+   * @generated from field: bool force = 3;
+   */
+  force: boolean;
+};
+
+/**
+ * Describes the message baton.v1.CompactSessionRequest.
+ * Use `create(CompactSessionRequestSchema)` to create a new message.
+ */
+export const CompactSessionRequestSchema: GenMessage<CompactSessionRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_context, 10);
 
 /**
  * Closes a session.
@@ -212,7 +417,7 @@ export type CloseSessionRequest = Message<"baton.v1.CloseSessionRequest"> & {
  * Use `create(CloseSessionRequestSchema)` to create a new message.
  */
 export const CloseSessionRequestSchema: GenMessage<CloseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 5);
+  messageDesc(file_baton_v1_context, 11);
 
 /**
  * Appends entries to a session.
@@ -256,7 +461,7 @@ export type AppendEntriesRequest = Message<"baton.v1.AppendEntriesRequest"> & {
  * Use `create(AppendEntriesRequestSchema)` to create a new message.
  */
 export const AppendEntriesRequestSchema: GenMessage<AppendEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 6);
+  messageDesc(file_baton_v1_context, 12);
 
 /**
  * The result of an append.
@@ -291,7 +496,7 @@ export type AppendEntriesResponse = Message<"baton.v1.AppendEntriesResponse"> & 
  * Use `create(AppendEntriesResponseSchema)` to create a new message.
  */
 export const AppendEntriesResponseSchema: GenMessage<AppendEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 7);
+  messageDesc(file_baton_v1_context, 13);
 
 /**
  * Lists entries.
@@ -347,7 +552,7 @@ export type ListEntriesRequest = Message<"baton.v1.ListEntriesRequest"> & {
  * Use `create(ListEntriesRequestSchema)` to create a new message.
  */
 export const ListEntriesRequestSchema: GenMessage<ListEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 8);
+  messageDesc(file_baton_v1_context, 14);
 
 /**
  * A page of entries.
@@ -375,7 +580,7 @@ export type ListEntriesResponse = Message<"baton.v1.ListEntriesResponse"> & {
  * Use `create(ListEntriesResponseSchema)` to create a new message.
  */
 export const ListEntriesResponseSchema: GenMessage<ListEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 9);
+  messageDesc(file_baton_v1_context, 15);
 
 /**
  * Streams entries.
@@ -417,7 +622,7 @@ export type StreamEntriesRequest = Message<"baton.v1.StreamEntriesRequest"> & {
  * Use `create(StreamEntriesRequestSchema)` to create a new message.
  */
 export const StreamEntriesRequestSchema: GenMessage<StreamEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 10);
+  messageDesc(file_baton_v1_context, 16);
 
 /**
  * Reads the context window.
@@ -452,7 +657,7 @@ export type GetContextWindowRequest = Message<"baton.v1.GetContextWindowRequest"
  * Use `create(GetContextWindowRequestSchema)` to create a new message.
  */
 export const GetContextWindowRequestSchema: GenMessage<GetContextWindowRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 11);
+  messageDesc(file_baton_v1_context, 17);
 
 /**
  * The newest context that fits the budget.
@@ -501,7 +706,7 @@ export type GetContextWindowResponse = Message<"baton.v1.GetContextWindowRespons
  * Use `create(GetContextWindowResponseSchema)` to create a new message.
  */
 export const GetContextWindowResponseSchema: GenMessage<GetContextWindowResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 12);
+  messageDesc(file_baton_v1_context, 18);
 
 /**
  * Full-text search.
@@ -543,7 +748,7 @@ export type SearchEntriesRequest = Message<"baton.v1.SearchEntriesRequest"> & {
  * Use `create(SearchEntriesRequestSchema)` to create a new message.
  */
 export const SearchEntriesRequestSchema: GenMessage<SearchEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 13);
+  messageDesc(file_baton_v1_context, 19);
 
 /**
  * One search hit.
@@ -578,7 +783,7 @@ export type SearchHit = Message<"baton.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 14);
+  messageDesc(file_baton_v1_context, 20);
 
 /**
  * A page of search hits.
@@ -606,7 +811,7 @@ export type SearchEntriesResponse = Message<"baton.v1.SearchEntriesResponse"> & 
  * Use `create(SearchEntriesResponseSchema)` to create a new message.
  */
 export const SearchEntriesResponseSchema: GenMessage<SearchEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_context, 15);
+  messageDesc(file_baton_v1_context, 21);
 
 /**
  * Sessions and their strictly ordered context entries.
@@ -714,6 +919,51 @@ export const ContextService: GenService<{
     methodKind: "unary";
     input: typeof SearchEntriesRequestSchema;
     output: typeof SearchEntriesResponseSchema;
+  },
+  /**
+   * Erases a session for good: its entries, handoffs and idempotency records, in one
+   * transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+   * DELETED event per handoff. Refused while the session is under legal hold.
+   *
+   * @generated from rpc baton.v1.ContextService.DeleteSession
+   */
+  deleteSession: {
+    methodKind: "unary";
+    input: typeof DeleteSessionRequestSchema;
+    output: typeof DeleteSessionResponseSchema;
+  },
+  /**
+   * Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+   * agent, with forked_from pointing at the source. Handoffs are not copied.
+   *
+   * @generated from rpc baton.v1.ContextService.ForkSession
+   */
+  forkSession: {
+    methodKind: "unary";
+    input: typeof ForkSessionRequestSchema;
+    output: typeof SessionSchema;
+  },
+  /**
+   * Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+   * timestamps, reads back with redacted = true, and leaves context windows and search.
+   *
+   * @generated from rpc baton.v1.ContextService.RedactEntries
+   */
+  redactEntries: {
+    methodKind: "unary";
+    input: typeof RedactEntriesRequestSchema;
+    output: typeof RedactEntriesResponseSchema;
+  },
+  /**
+   * Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+   * (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+   *
+   * @generated from rpc baton.v1.ContextService.CompactSession
+   */
+  compactSession: {
+    methodKind: "unary";
+    input: typeof CompactSessionRequestSchema;
+    output: typeof SessionSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_baton_v1_context, 0);
