@@ -163,7 +163,8 @@ func (c *Client) ListSessions(ctx context.Context, req *batonv1.ListSessionsRequ
 	return c.contexts.ListSessions(ctx, req, opts...)
 }
 
-// UpdateSession changes a session's metadata, status or time to live.
+// UpdateSession changes a session's metadata, status or time to live, sets or lifts its legal
+// hold (LegalHold, admin keys only; nil leaves it unchanged) or replaces its Retention.
 func (c *Client) UpdateSession(ctx context.Context, req *batonv1.UpdateSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
 	return c.contexts.UpdateSession(ctx, req, opts...)
 }
@@ -198,6 +199,35 @@ func (c *Client) GetContextWindow(ctx context.Context, req *batonv1.GetContextWi
 // SearchEntries searches the entries' text, best matches first.
 func (c *Client) SearchEntries(ctx context.Context, req *batonv1.SearchEntriesRequest, opts ...grpc.CallOption) (*batonv1.SearchEntriesResponse, error) {
 	return c.contexts.SearchEntries(ctx, req, opts...)
+}
+
+// DeleteSession erases a session for good: its entries, handoffs and idempotency records.
+// Followers' streams end with NOT_FOUND. It fails with FAILED_PRECONDITION while the session
+// is under legal hold, and is not repeated after a lost answer (the session may be gone).
+func (c *Client) DeleteSession(ctx context.Context, req *batonv1.DeleteSessionRequest, opts ...grpc.CallOption) (*batonv1.DeleteSessionResponse, error) {
+	return c.contexts.DeleteSession(ctx, req, opts...)
+}
+
+// ForkSession starts a new session, owned by req.Agent, whose entries 1..AtSeq (0: the
+// source's newest) are copies of another session's; its ForkedFrom names the source and seq.
+// Handoffs are not copied.
+func (c *Client) ForkSession(ctx context.Context, req *batonv1.ForkSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.ForkSession(ctx, req, opts...)
+}
+
+// RedactEntries erases the content and metadata of the entries req.Seqs; each keeps its seq,
+// kind, role, author and timestamps and reads back with Redacted set and a Redaction (who,
+// when, why). With ExpectedLastSeq it redacts only while that is the session's newest seq
+// (FAILED_PRECONDITION otherwise), so an agent can retract exactly the entry it appended last.
+func (c *Client) RedactEntries(ctx context.Context, req *batonv1.RedactEntriesRequest, opts ...grpc.CallOption) (*batonv1.RedactEntriesResponse, error) {
+	return c.contexts.RedactEntries(ctx, req, opts...)
+}
+
+// CompactSession removes the entries before req.BeforeSeq; the session's FirstSeq moves to
+// the oldest one kept, and reads below it fail with OUT_OF_RANGE. Removing the newest SUMMARY
+// entry needs Force.
+func (c *Client) CompactSession(ctx context.Context, req *batonv1.CompactSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
+	return c.contexts.CompactSession(ctx, req, opts...)
 }
 
 // --- HandoffService ------------------------------------------------------------------------

@@ -60,17 +60,17 @@ func (p RetryPolicy) backoff(attempt int, serverDelay time.Duration) time.Durati
 // AppendEntries (idempotency key) and UpdateSession (sets values). The others are retried only
 // when the server says it did nothing.
 var safeToRepeat = map[string]bool{
-	batonv1.ContextService_GetSession_FullMethodName:          true,
-	batonv1.ContextService_ListSessions_FullMethodName:        true,
-	batonv1.ContextService_UpdateSession_FullMethodName:       true,
-	batonv1.ContextService_AppendEntries_FullMethodName:       true,
-	batonv1.ContextService_ListEntries_FullMethodName:         true,
-	batonv1.ContextService_StreamEntries_FullMethodName:       true,
-	batonv1.ContextService_GetContextWindow_FullMethodName:    true,
-	batonv1.ContextService_SearchEntries_FullMethodName:       true,
-	batonv1.HandoffService_GetHandoff_FullMethodName:          true,
-	batonv1.HandoffService_ListHandoffs_FullMethodName:        true,
-	batonv1.HandoffService_WatchHandoffs_FullMethodName:       true,
+	batonv1.ContextService_GetSession_FullMethodName:           true,
+	batonv1.ContextService_ListSessions_FullMethodName:         true,
+	batonv1.ContextService_UpdateSession_FullMethodName:        true,
+	batonv1.ContextService_AppendEntries_FullMethodName:        true,
+	batonv1.ContextService_ListEntries_FullMethodName:          true,
+	batonv1.ContextService_StreamEntries_FullMethodName:        true,
+	batonv1.ContextService_GetContextWindow_FullMethodName:     true,
+	batonv1.ContextService_SearchEntries_FullMethodName:        true,
+	batonv1.HandoffService_GetHandoff_FullMethodName:           true,
+	batonv1.HandoffService_ListHandoffs_FullMethodName:         true,
+	batonv1.HandoffService_WatchHandoffs_FullMethodName:        true,
 	batonv1.HandoffService_StreamHandoffContext_FullMethodName: true,
 }
 

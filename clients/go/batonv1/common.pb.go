@@ -9,6 +9,7 @@ package batonv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -302,6 +303,9 @@ const (
 	HandoffEventType_HANDOFF_EVENT_TYPE_CANCELLED HandoffEventType = 5
 	// Its deadline passed while pending.
 	HandoffEventType_HANDOFF_EVENT_TYPE_EXPIRED HandoffEventType = 6
+	// Its session was deleted: the handoff is gone (only handoff_id remains). Earlier events of
+	// the handoff keep their cursors and read back as DELETED too.
+	HandoffEventType_HANDOFF_EVENT_TYPE_DELETED HandoffEventType = 7
 )
 
 // Enum value maps for HandoffEventType.
@@ -314,6 +318,7 @@ var (
 		4: "HANDOFF_EVENT_TYPE_COMPLETED",
 		5: "HANDOFF_EVENT_TYPE_CANCELLED",
 		6: "HANDOFF_EVENT_TYPE_EXPIRED",
+		7: "HANDOFF_EVENT_TYPE_DELETED",
 	}
 	HandoffEventType_value = map[string]int32{
 		"HANDOFF_EVENT_TYPE_UNSPECIFIED": 0,
@@ -323,6 +328,7 @@ var (
 		"HANDOFF_EVENT_TYPE_COMPLETED":   4,
 		"HANDOFF_EVENT_TYPE_CANCELLED":   5,
 		"HANDOFF_EVENT_TYPE_EXPIRED":     6,
+		"HANDOFF_EVENT_TYPE_DELETED":     7,
 	}
 )
 
@@ -377,7 +383,17 @@ type Session struct {
 	// When an entry was last appended (or the session created).
 	LastActivityAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_activity_at,json=lastActivityAt,proto3" json:"last_activity_at,omitempty"`
 	// When the session expires; unset when it has no time to live.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The session and seq this session was forked from (ForkSession); unset for an original.
+	// Follow forked_from of the parent session to see the whole lineage.
+	ForkedFrom *SessionRef `protobuf:"bytes,12,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	// The oldest seq still stored (1 until CompactSession or retention removes older entries;
+	// last_seq + 1 when everything was compacted away). Reads below it fail with OUT_OF_RANGE.
+	FirstSeq uint64 `protobuf:"varint,13,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	// While set, the session cannot be deleted, compacted, redacted, retained or purged.
+	LegalHold bool `protobuf:"varint,14,opt,name=legal_hold,json=legalHold,proto3" json:"legal_hold,omitempty"`
+	// What the sweeper removes from the session over time; unset: the server's default.
+	Retention     *Retention `protobuf:"bytes,15,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +505,210 @@ func (x *Session) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Session) GetForkedFrom() *SessionRef {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return nil
+}
+
+func (x *Session) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
+func (x *Session) GetLegalHold() bool {
+	if x != nil {
+		return x.LegalHold
+	}
+	return false
+}
+
+func (x *Session) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+// A position in another session.
+type SessionRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the session.
+	SessionKey string `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// Sequence number in that session.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRef) Reset() {
+	*x = SessionRef{}
+	mi := &file_baton_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRef) ProtoMessage() {}
+
+func (x *SessionRef) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRef.ProtoReflect.Descriptor instead.
+func (*SessionRef) Descriptor() ([]byte, []int) {
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SessionRef) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+func (x *SessionRef) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// How much of a session is kept: the sweeper compacts away entries that fall outside both
+// bounds set (an unset or zero bound does not limit). The newest SUMMARY entry is never
+// compacted away by retention.
+type Retention struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keep at least the newest keep_latest entries (0: no count limit).
+	KeepLatest uint64 `protobuf:"varint,1,opt,name=keep_latest,json=keepLatest,proto3" json:"keep_latest,omitempty"`
+	// Remove entries older than this (unset or zero: no age limit).
+	MaxAge        *durationpb.Duration `protobuf:"bytes,2,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retention) Reset() {
+	*x = Retention{}
+	mi := &file_baton_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retention) ProtoMessage() {}
+
+func (x *Retention) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retention.ProtoReflect.Descriptor instead.
+func (*Retention) Descriptor() ([]byte, []int) {
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Retention) GetKeepLatest() uint64 {
+	if x != nil {
+		return x.KeepLatest
+	}
+	return 0
+}
+
+func (x *Retention) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+// Who erased an entry's content, when and why.
+type Redaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent (or key) that asked for the redaction.
+	RedactedBy string `protobuf:"bytes,1,opt,name=redacted_by,json=redactedBy,proto3" json:"redacted_by,omitempty"`
+	// When the content was erased.
+	RedactedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=redacted_at,json=redactedAt,proto3" json:"redacted_at,omitempty"`
+	// Why, as the request said.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redaction) Reset() {
+	*x = Redaction{}
+	mi := &file_baton_v1_common_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redaction) ProtoMessage() {}
+
+func (x *Redaction) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_common_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redaction.ProtoReflect.Descriptor instead.
+func (*Redaction) Descriptor() ([]byte, []int) {
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Redaction) GetRedactedBy() string {
+	if x != nil {
+		return x.RedactedBy
+	}
+	return ""
+}
+
+func (x *Redaction) GetRedactedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RedactedAt
+	}
+	return nil
+}
+
+func (x *Redaction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // A context entry as stored: immutable once appended.
 type Entry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -520,14 +740,19 @@ type Entry struct {
 	// W3C trace id (32 hex digits) of the request that wrote the entry, if traced.
 	TraceId string `protobuf:"bytes,12,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// When the entry was appended.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// True when the entry's content and metadata were erased (RedactEntries); its seq, kind,
+	// role, author and timestamps remain.
+	Redacted bool `protobuf:"varint,14,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	// Who redacted the entry, when and why; set when redacted.
+	Redaction     *Redaction `protobuf:"bytes,15,opt,name=redaction,proto3" json:"redaction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_baton_v1_common_proto_msgTypes[1]
+	mi := &file_baton_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +764,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_common_proto_msgTypes[1]
+	mi := &file_baton_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +777,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_baton_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Entry) GetSessionKey() string {
@@ -657,6 +882,20 @@ func (x *Entry) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Entry) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
+}
+
+func (x *Entry) GetRedaction() *Redaction {
+	if x != nil {
+		return x.Redaction
+	}
+	return nil
+}
+
 type isEntry_Content interface {
 	isEntry_Content()
 }
@@ -701,7 +940,7 @@ type NewEntry struct {
 
 func (x *NewEntry) Reset() {
 	*x = NewEntry{}
-	mi := &file_baton_v1_common_proto_msgTypes[2]
+	mi := &file_baton_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +952,7 @@ func (x *NewEntry) String() string {
 func (*NewEntry) ProtoMessage() {}
 
 func (x *NewEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_common_proto_msgTypes[2]
+	mi := &file_baton_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +965,7 @@ func (x *NewEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewEntry.ProtoReflect.Descriptor instead.
 func (*NewEntry) Descriptor() ([]byte, []int) {
-	return file_baton_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NewEntry) GetKind() EntryKind {
@@ -844,7 +1083,7 @@ type Handoff struct {
 
 func (x *Handoff) Reset() {
 	*x = Handoff{}
-	mi := &file_baton_v1_common_proto_msgTypes[3]
+	mi := &file_baton_v1_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1095,7 @@ func (x *Handoff) String() string {
 func (*Handoff) ProtoMessage() {}
 
 func (x *Handoff) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_common_proto_msgTypes[3]
+	mi := &file_baton_v1_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1108,7 @@ func (x *Handoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
 func (*Handoff) Descriptor() ([]byte, []int) {
-	return file_baton_v1_common_proto_rawDescGZIP(), []int{3}
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Handoff) GetHandoffId() string {
@@ -985,7 +1224,7 @@ type HandoffEvent struct {
 
 func (x *HandoffEvent) Reset() {
 	*x = HandoffEvent{}
-	mi := &file_baton_v1_common_proto_msgTypes[4]
+	mi := &file_baton_v1_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1236,7 @@ func (x *HandoffEvent) String() string {
 func (*HandoffEvent) ProtoMessage() {}
 
 func (x *HandoffEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_common_proto_msgTypes[4]
+	mi := &file_baton_v1_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1249,7 @@ func (x *HandoffEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffEvent.ProtoReflect.Descriptor instead.
 func (*HandoffEvent) Descriptor() ([]byte, []int) {
-	return file_baton_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_baton_v1_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HandoffEvent) GetCursor() uint64 {
@@ -1038,7 +1277,7 @@ var File_baton_v1_common_proto protoreflect.FileDescriptor
 
 const file_baton_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x15baton/v1/common.proto\x12\bbaton.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x03\n" +
+	"\x15baton/v1/common.proto\x12\bbaton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x05\n" +
 	"\aSession\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x16\n" +
@@ -1056,7 +1295,28 @@ const file_baton_v1_common_proto_rawDesc = "" +
 	"\x10last_activity_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0elastActivityAt\x129\n" +
 	"\n" +
-	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xba\x03\n" +
+	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x125\n" +
+	"\vforked_from\x18\f \x01(\v2\x14.baton.v1.SessionRefR\n" +
+	"forkedFrom\x12\x1b\n" +
+	"\tfirst_seq\x18\r \x01(\x04R\bfirstSeq\x12\x1d\n" +
+	"\n" +
+	"legal_hold\x18\x0e \x01(\bR\tlegalHold\x121\n" +
+	"\tretention\x18\x0f \x01(\v2\x13.baton.v1.RetentionR\tretention\"?\n" +
+	"\n" +
+	"SessionRef\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\tR\n" +
+	"sessionKey\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"`\n" +
+	"\tRetention\x12\x1f\n" +
+	"\vkeep_latest\x18\x01 \x01(\x04R\n" +
+	"keepLatest\x122\n" +
+	"\amax_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\"\x81\x01\n" +
+	"\tRedaction\x12\x1f\n" +
+	"\vredacted_by\x18\x01 \x01(\tR\n" +
+	"redactedBy\x12;\n" +
+	"\vredacted_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"redactedAt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x89\x04\n" +
 	"\x05Entry\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x10\n" +
@@ -1075,7 +1335,9 @@ const file_baton_v1_common_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12\x19\n" +
 	"\btrace_id\x18\f \x01(\tR\atraceId\x129\n" +
 	"\n" +
-	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAtB\t\n" +
+	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
+	"\bredacted\x18\x0e \x01(\bR\bredacted\x121\n" +
+	"\tredaction\x18\x0f \x01(\v2\x13.baton.v1.RedactionR\tredactionB\t\n" +
 	"\acontent\"\xea\x01\n" +
 	"\bNewEntry\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.baton.v1.EntryKindR\x04kind\x12\x12\n" +
@@ -1140,7 +1402,7 @@ const file_baton_v1_common_proto_rawDesc = "" +
 	"\x17HANDOFF_STATUS_REJECTED\x10\x03\x12\x1c\n" +
 	"\x18HANDOFF_STATUS_COMPLETED\x10\x04\x12\x1c\n" +
 	"\x18HANDOFF_STATUS_CANCELLED\x10\x05\x12\x1a\n" +
-	"\x16HANDOFF_STATUS_EXPIRED\x10\x06*\xfc\x01\n" +
+	"\x16HANDOFF_STATUS_EXPIRED\x10\x06*\x9c\x02\n" +
 	"\x10HandoffEventType\x12\"\n" +
 	"\x1eHANDOFF_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aHANDOFF_EVENT_TYPE_CREATED\x10\x01\x12\x1f\n" +
@@ -1148,7 +1410,8 @@ const file_baton_v1_common_proto_rawDesc = "" +
 	"\x1bHANDOFF_EVENT_TYPE_REJECTED\x10\x03\x12 \n" +
 	"\x1cHANDOFF_EVENT_TYPE_COMPLETED\x10\x04\x12 \n" +
 	"\x1cHANDOFF_EVENT_TYPE_CANCELLED\x10\x05\x12\x1e\n" +
-	"\x1aHANDOFF_EVENT_TYPE_EXPIRED\x10\x06BT\n" +
+	"\x1aHANDOFF_EVENT_TYPE_EXPIRED\x10\x06\x12\x1e\n" +
+	"\x1aHANDOFF_EVENT_TYPE_DELETED\x10\aBT\n" +
 	"\fdev.baton.v1B\vCommonProtoP\x01Z5github.com/baton-dev/baton/clients/go/batonv1;batonv1b\x06proto3"
 
 var (
@@ -1164,7 +1427,7 @@ func file_baton_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_baton_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_baton_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_baton_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_baton_v1_common_proto_goTypes = []any{
 	(EntryKind)(0),                // 0: baton.v1.EntryKind
 	(SessionStatus)(0),            // 1: baton.v1.SessionStatus
@@ -1172,37 +1435,46 @@ var file_baton_v1_common_proto_goTypes = []any{
 	(HandoffStatus)(0),            // 3: baton.v1.HandoffStatus
 	(HandoffEventType)(0),         // 4: baton.v1.HandoffEventType
 	(*Session)(nil),               // 5: baton.v1.Session
-	(*Entry)(nil),                 // 6: baton.v1.Entry
-	(*NewEntry)(nil),              // 7: baton.v1.NewEntry
-	(*Handoff)(nil),               // 8: baton.v1.Handoff
-	(*HandoffEvent)(nil),          // 9: baton.v1.HandoffEvent
-	(*structpb.Struct)(nil),       // 10: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*SessionRef)(nil),            // 6: baton.v1.SessionRef
+	(*Retention)(nil),             // 7: baton.v1.Retention
+	(*Redaction)(nil),             // 8: baton.v1.Redaction
+	(*Entry)(nil),                 // 9: baton.v1.Entry
+	(*NewEntry)(nil),              // 10: baton.v1.NewEntry
+	(*Handoff)(nil),               // 11: baton.v1.Handoff
+	(*HandoffEvent)(nil),          // 12: baton.v1.HandoffEvent
+	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_baton_v1_common_proto_depIdxs = []int32{
 	1,  // 0: baton.v1.Session.status:type_name -> baton.v1.SessionStatus
-	10, // 1: baton.v1.Session.metadata:type_name -> google.protobuf.Struct
-	11, // 2: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	11, // 3: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 4: baton.v1.Session.last_activity_at:type_name -> google.protobuf.Timestamp
-	11, // 5: baton.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: baton.v1.Entry.kind:type_name -> baton.v1.EntryKind
-	10, // 7: baton.v1.Entry.metadata:type_name -> google.protobuf.Struct
-	11, // 8: baton.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: baton.v1.NewEntry.kind:type_name -> baton.v1.EntryKind
-	10, // 10: baton.v1.NewEntry.metadata:type_name -> google.protobuf.Struct
-	2,  // 11: baton.v1.Handoff.type:type_name -> baton.v1.HandoffType
-	3,  // 12: baton.v1.Handoff.status:type_name -> baton.v1.HandoffStatus
-	11, // 13: baton.v1.Handoff.created_at:type_name -> google.protobuf.Timestamp
-	11, // 14: baton.v1.Handoff.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 15: baton.v1.Handoff.deadline:type_name -> google.protobuf.Timestamp
-	4,  // 16: baton.v1.HandoffEvent.type:type_name -> baton.v1.HandoffEventType
-	8,  // 17: baton.v1.HandoffEvent.handoff:type_name -> baton.v1.Handoff
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 1: baton.v1.Session.metadata:type_name -> google.protobuf.Struct
+	14, // 2: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	14, // 3: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 4: baton.v1.Session.last_activity_at:type_name -> google.protobuf.Timestamp
+	14, // 5: baton.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 6: baton.v1.Session.forked_from:type_name -> baton.v1.SessionRef
+	7,  // 7: baton.v1.Session.retention:type_name -> baton.v1.Retention
+	15, // 8: baton.v1.Retention.max_age:type_name -> google.protobuf.Duration
+	14, // 9: baton.v1.Redaction.redacted_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: baton.v1.Entry.kind:type_name -> baton.v1.EntryKind
+	13, // 11: baton.v1.Entry.metadata:type_name -> google.protobuf.Struct
+	14, // 12: baton.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: baton.v1.Entry.redaction:type_name -> baton.v1.Redaction
+	0,  // 14: baton.v1.NewEntry.kind:type_name -> baton.v1.EntryKind
+	13, // 15: baton.v1.NewEntry.metadata:type_name -> google.protobuf.Struct
+	2,  // 16: baton.v1.Handoff.type:type_name -> baton.v1.HandoffType
+	3,  // 17: baton.v1.Handoff.status:type_name -> baton.v1.HandoffStatus
+	14, // 18: baton.v1.Handoff.created_at:type_name -> google.protobuf.Timestamp
+	14, // 19: baton.v1.Handoff.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 20: baton.v1.Handoff.deadline:type_name -> google.protobuf.Timestamp
+	4,  // 21: baton.v1.HandoffEvent.type:type_name -> baton.v1.HandoffEventType
+	11, // 22: baton.v1.HandoffEvent.handoff:type_name -> baton.v1.Handoff
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_common_proto_init() }
@@ -1210,11 +1482,11 @@ func file_baton_v1_common_proto_init() {
 	if File_baton_v1_common_proto != nil {
 		return
 	}
-	file_baton_v1_common_proto_msgTypes[1].OneofWrappers = []any{
+	file_baton_v1_common_proto_msgTypes[4].OneofWrappers = []any{
 		(*Entry_Text)(nil),
 		(*Entry_Data)(nil),
 	}
-	file_baton_v1_common_proto_msgTypes[2].OneofWrappers = []any{
+	file_baton_v1_common_proto_msgTypes[5].OneofWrappers = []any{
 		(*NewEntry_Text)(nil),
 		(*NewEntry_Data)(nil),
 	}
@@ -1224,7 +1496,7 @@ func file_baton_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_common_proto_rawDesc), len(file_baton_v1_common_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

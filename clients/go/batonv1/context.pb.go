@@ -281,7 +281,12 @@ type UpdateSessionRequest struct {
 	// New status: ACTIVE, DORMANT or CLOSED (UNSPECIFIED: unchanged).
 	Status SessionStatus `protobuf:"varint,3,opt,name=status,proto3,enum=baton.v1.SessionStatus" json:"status,omitempty"`
 	// New time to live, counted from now (zero: no expiry).
-	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Sets or lifts the legal hold (admin keys only); unset: unchanged.
+	LegalHold *bool `protobuf:"varint,5,opt,name=legal_hold,json=legalHold,proto3,oneof" json:"legal_hold,omitempty"`
+	// Replaces the session's retention; a Retention with both bounds zero returns the session
+	// to the server's default. Unset: unchanged.
+	Retention     *Retention `protobuf:"bytes,6,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +349,378 @@ func (x *UpdateSessionRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *UpdateSessionRequest) GetLegalHold() bool {
+	if x != nil && x.LegalHold != nil {
+		return *x.LegalHold
+	}
+	return false
+}
+
+func (x *UpdateSessionRequest) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+// Deletes a session.
+type DeleteSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the session (required).
+	SessionKey    string `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSessionRequest) Reset() {
+	*x = DeleteSessionRequest{}
+	mi := &file_baton_v1_context_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSessionRequest) ProtoMessage() {}
+
+func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeleteSessionRequest) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+// What DeleteSession erased.
+type DeleteSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many entries were erased.
+	DeletedEntries uint64 `protobuf:"varint,1,opt,name=deleted_entries,json=deletedEntries,proto3" json:"deleted_entries,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteSessionResponse) Reset() {
+	*x = DeleteSessionResponse{}
+	mi := &file_baton_v1_context_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSessionResponse) ProtoMessage() {}
+
+func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteSessionResponse) GetDeletedEntries() uint64 {
+	if x != nil {
+		return x.DeletedEntries
+	}
+	return 0
+}
+
+// Forks a session.
+type ForkSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the source session (required).
+	SessionKey string `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// The last seq copied: 0 (or unset) for the source's newest; at most its last_seq.
+	AtSeq uint64 `protobuf:"varint,2,opt,name=at_seq,json=atSeq,proto3" json:"at_seq,omitempty"`
+	// Key of the new session; generated when empty.
+	NewSessionKey string `protobuf:"bytes,3,opt,name=new_session_key,json=newSessionKey,proto3" json:"new_session_key,omitempty"`
+	// The agent creating and owning the fork (required).
+	Agent         string `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForkSessionRequest) Reset() {
+	*x = ForkSessionRequest{}
+	mi := &file_baton_v1_context_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForkSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForkSessionRequest) ProtoMessage() {}
+
+func (x *ForkSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForkSessionRequest.ProtoReflect.Descriptor instead.
+func (*ForkSessionRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ForkSessionRequest) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+func (x *ForkSessionRequest) GetAtSeq() uint64 {
+	if x != nil {
+		return x.AtSeq
+	}
+	return 0
+}
+
+func (x *ForkSessionRequest) GetNewSessionKey() string {
+	if x != nil {
+		return x.NewSessionKey
+	}
+	return ""
+}
+
+func (x *ForkSessionRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+// Redacts entries.
+type RedactEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the session (required).
+	SessionKey string `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// Seqs of the entries to redact (1 to 1000, each at least first_seq and at most last_seq).
+	Seqs []uint64 `protobuf:"varint,2,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	// Why (kept with each entry and in the audit log; at most 1024 characters).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The agent asking (required).
+	Agent string `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
+	// Redact only if the session's newest seq is this one (FAILED_PRECONDITION otherwise,
+	// nothing changes): lets a client retract exactly the entry it appended last.
+	ExpectedLastSeq *uint64 `protobuf:"varint,5,opt,name=expected_last_seq,json=expectedLastSeq,proto3,oneof" json:"expected_last_seq,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RedactEntriesRequest) Reset() {
+	*x = RedactEntriesRequest{}
+	mi := &file_baton_v1_context_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactEntriesRequest) ProtoMessage() {}
+
+func (x *RedactEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactEntriesRequest.ProtoReflect.Descriptor instead.
+func (*RedactEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RedactEntriesRequest) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+func (x *RedactEntriesRequest) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *RedactEntriesRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RedactEntriesRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *RedactEntriesRequest) GetExpectedLastSeq() uint64 {
+	if x != nil && x.ExpectedLastSeq != nil {
+		return *x.ExpectedLastSeq
+	}
+	return 0
+}
+
+// The redacted entries.
+type RedactEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries as they read now, in seq order.
+	Entries       []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedactEntriesResponse) Reset() {
+	*x = RedactEntriesResponse{}
+	mi := &file_baton_v1_context_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactEntriesResponse) ProtoMessage() {}
+
+func (x *RedactEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactEntriesResponse.ProtoReflect.Descriptor instead.
+func (*RedactEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RedactEntriesResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// Compacts a session.
+type CompactSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the session (required).
+	SessionKey string `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// Entries with seq below this are removed (at most last_seq + 1).
+	BeforeSeq uint64 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
+	// Allow removing the newest SUMMARY entry too.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactSessionRequest) Reset() {
+	*x = CompactSessionRequest{}
+	mi := &file_baton_v1_context_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactSessionRequest) ProtoMessage() {}
+
+func (x *CompactSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_context_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactSessionRequest.ProtoReflect.Descriptor instead.
+func (*CompactSessionRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CompactSessionRequest) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+func (x *CompactSessionRequest) GetBeforeSeq() uint64 {
+	if x != nil {
+		return x.BeforeSeq
+	}
+	return 0
+}
+
+func (x *CompactSessionRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 // Closes a session.
 type CloseSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -355,7 +732,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[5]
+	mi := &file_baton_v1_context_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +744,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[5]
+	mi := &file_baton_v1_context_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +757,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{5}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CloseSessionRequest) GetSessionKey() string {
@@ -409,7 +786,7 @@ type AppendEntriesRequest struct {
 
 func (x *AppendEntriesRequest) Reset() {
 	*x = AppendEntriesRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[6]
+	mi := &file_baton_v1_context_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +798,7 @@ func (x *AppendEntriesRequest) String() string {
 func (*AppendEntriesRequest) ProtoMessage() {}
 
 func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[6]
+	mi := &file_baton_v1_context_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +811,7 @@ func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesRequest.ProtoReflect.Descriptor instead.
 func (*AppendEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{6}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppendEntriesRequest) GetSessionKey() string {
@@ -480,7 +857,7 @@ type AppendEntriesResponse struct {
 
 func (x *AppendEntriesResponse) Reset() {
 	*x = AppendEntriesResponse{}
-	mi := &file_baton_v1_context_proto_msgTypes[7]
+	mi := &file_baton_v1_context_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +869,7 @@ func (x *AppendEntriesResponse) String() string {
 func (*AppendEntriesResponse) ProtoMessage() {}
 
 func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[7]
+	mi := &file_baton_v1_context_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +882,7 @@ func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesResponse.ProtoReflect.Descriptor instead.
 func (*AppendEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{7}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppendEntriesResponse) GetFirstSeq() uint64 {
@@ -550,7 +927,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[8]
+	mi := &file_baton_v1_context_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +939,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[8]
+	mi := &file_baton_v1_context_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +952,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{8}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListEntriesRequest) GetSessionKey() string {
@@ -633,7 +1010,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_baton_v1_context_proto_msgTypes[9]
+	mi := &file_baton_v1_context_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +1022,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[9]
+	mi := &file_baton_v1_context_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +1035,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{9}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -692,7 +1069,7 @@ type StreamEntriesRequest struct {
 
 func (x *StreamEntriesRequest) Reset() {
 	*x = StreamEntriesRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[10]
+	mi := &file_baton_v1_context_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +1081,7 @@ func (x *StreamEntriesRequest) String() string {
 func (*StreamEntriesRequest) ProtoMessage() {}
 
 func (x *StreamEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[10]
+	mi := &file_baton_v1_context_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +1094,7 @@ func (x *StreamEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEntriesRequest.ProtoReflect.Descriptor instead.
 func (*StreamEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{10}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamEntriesRequest) GetSessionKey() string {
@@ -763,7 +1140,7 @@ type GetContextWindowRequest struct {
 
 func (x *GetContextWindowRequest) Reset() {
 	*x = GetContextWindowRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[11]
+	mi := &file_baton_v1_context_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1152,7 @@ func (x *GetContextWindowRequest) String() string {
 func (*GetContextWindowRequest) ProtoMessage() {}
 
 func (x *GetContextWindowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[11]
+	mi := &file_baton_v1_context_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1165,7 @@ func (x *GetContextWindowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextWindowRequest.ProtoReflect.Descriptor instead.
 func (*GetContextWindowRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{11}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetContextWindowRequest) GetSessionKey() string {
@@ -831,7 +1208,7 @@ type GetContextWindowResponse struct {
 
 func (x *GetContextWindowResponse) Reset() {
 	*x = GetContextWindowResponse{}
-	mi := &file_baton_v1_context_proto_msgTypes[12]
+	mi := &file_baton_v1_context_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1220,7 @@ func (x *GetContextWindowResponse) String() string {
 func (*GetContextWindowResponse) ProtoMessage() {}
 
 func (x *GetContextWindowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[12]
+	mi := &file_baton_v1_context_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1233,7 @@ func (x *GetContextWindowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextWindowResponse.ProtoReflect.Descriptor instead.
 func (*GetContextWindowResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{12}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetContextWindowResponse) GetSummary() *Entry {
@@ -911,7 +1288,7 @@ type SearchEntriesRequest struct {
 
 func (x *SearchEntriesRequest) Reset() {
 	*x = SearchEntriesRequest{}
-	mi := &file_baton_v1_context_proto_msgTypes[13]
+	mi := &file_baton_v1_context_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1300,7 @@ func (x *SearchEntriesRequest) String() string {
 func (*SearchEntriesRequest) ProtoMessage() {}
 
 func (x *SearchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[13]
+	mi := &file_baton_v1_context_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1313,7 @@ func (x *SearchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*SearchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{13}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SearchEntriesRequest) GetSessionKey() string {
@@ -982,7 +1359,7 @@ type SearchHit struct {
 
 func (x *SearchHit) Reset() {
 	*x = SearchHit{}
-	mi := &file_baton_v1_context_proto_msgTypes[14]
+	mi := &file_baton_v1_context_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1371,7 @@ func (x *SearchHit) String() string {
 func (*SearchHit) ProtoMessage() {}
 
 func (x *SearchHit) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[14]
+	mi := &file_baton_v1_context_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1384,7 @@ func (x *SearchHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHit.ProtoReflect.Descriptor instead.
 func (*SearchHit) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{14}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SearchHit) GetEntry() *Entry {
@@ -1044,7 +1421,7 @@ type SearchEntriesResponse struct {
 
 func (x *SearchEntriesResponse) Reset() {
 	*x = SearchEntriesResponse{}
-	mi := &file_baton_v1_context_proto_msgTypes[15]
+	mi := &file_baton_v1_context_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1433,7 @@ func (x *SearchEntriesResponse) String() string {
 func (*SearchEntriesResponse) ProtoMessage() {}
 
 func (x *SearchEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_context_proto_msgTypes[15]
+	mi := &file_baton_v1_context_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1446,7 @@ func (x *SearchEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchEntriesResponse.ProtoReflect.Descriptor instead.
 func (*SearchEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_context_proto_rawDescGZIP(), []int{15}
+	return file_baton_v1_context_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SearchEntriesResponse) GetHits() []*SearchHit {
@@ -1108,13 +1485,44 @@ const file_baton_v1_context_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"m\n" +
 	"\x14ListSessionsResponse\x12-\n" +
 	"\bsessions\x18\x01 \x03(\v2\x11.baton.v1.SessionR\bsessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xca\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb0\x02\n" +
 	"\x14UpdateSessionRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x123\n" +
 	"\bmetadata\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12/\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x17.baton.v1.SessionStatusR\x06status\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"6\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\"\n" +
+	"\n" +
+	"legal_hold\x18\x05 \x01(\bH\x00R\tlegalHold\x88\x01\x01\x121\n" +
+	"\tretention\x18\x06 \x01(\v2\x13.baton.v1.RetentionR\tretentionB\r\n" +
+	"\v_legal_hold\"7\n" +
+	"\x14DeleteSessionRequest\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\tR\n" +
+	"sessionKey\"@\n" +
+	"\x15DeleteSessionResponse\x12'\n" +
+	"\x0fdeleted_entries\x18\x01 \x01(\x04R\x0edeletedEntries\"\x8a\x01\n" +
+	"\x12ForkSessionRequest\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\tR\n" +
+	"sessionKey\x12\x15\n" +
+	"\x06at_seq\x18\x02 \x01(\x04R\x05atSeq\x12&\n" +
+	"\x0fnew_session_key\x18\x03 \x01(\tR\rnewSessionKey\x12\x14\n" +
+	"\x05agent\x18\x04 \x01(\tR\x05agent\"\xc0\x01\n" +
+	"\x14RedactEntriesRequest\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\tR\n" +
+	"sessionKey\x12\x12\n" +
+	"\x04seqs\x18\x02 \x03(\x04R\x04seqs\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05agent\x18\x04 \x01(\tR\x05agent\x12/\n" +
+	"\x11expected_last_seq\x18\x05 \x01(\x04H\x00R\x0fexpectedLastSeq\x88\x01\x01B\x14\n" +
+	"\x12_expected_last_seq\"B\n" +
+	"\x15RedactEntriesResponse\x12)\n" +
+	"\aentries\x18\x01 \x03(\v2\x0f.baton.v1.EntryR\aentries\"m\n" +
+	"\x15CompactSessionRequest\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\tR\n" +
+	"sessionKey\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\x02 \x01(\x04R\tbeforeSeq\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"6\n" +
 	"\x13CloseSessionRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\"\xd5\x01\n" +
@@ -1178,7 +1586,8 @@ const file_baton_v1_context_proto_rawDesc = "" +
 	"\asnippet\x18\x03 \x01(\tR\asnippet\"h\n" +
 	"\x15SearchEntriesResponse\x12'\n" +
 	"\x04hits\x18\x01 \x03(\v2\x13.baton.v1.SearchHitR\x04hits\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd8\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xdf\n" +
+	"\n" +
 	"\x0eContextService\x12Z\n" +
 	"\rCreateSession\x12\x1e.baton.v1.CreateSessionRequest\x1a\x11.baton.v1.Session\"\x16\xaa\xd4\x18\x12\n" +
 	"\x10register_session\x12Q\n" +
@@ -1200,7 +1609,15 @@ const file_baton_v1_context_proto_rawDesc = "" +
 	"\x10GetContextWindow\x12!.baton.v1.GetContextWindowRequest\x1a\".baton.v1.GetContextWindowResponse\"\x13\xaa\xd4\x18\x0f\n" +
 	"\vget_context\x10\x01\x12h\n" +
 	"\rSearchEntries\x12\x1e.baton.v1.SearchEntriesRequest\x1a\x1f.baton.v1.SearchEntriesResponse\"\x16\xaa\xd4\x18\x12\n" +
-	"\x0esearch_context\x10\x01BU\n" +
+	"\x0esearch_context\x10\x01\x12h\n" +
+	"\rDeleteSession\x12\x1e.baton.v1.DeleteSessionRequest\x1a\x1f.baton.v1.DeleteSessionResponse\"\x16\xaa\xd4\x18\x12\n" +
+	"\x0edelete_session \x01\x12R\n" +
+	"\vForkSession\x12\x1c.baton.v1.ForkSessionRequest\x1a\x11.baton.v1.Session\"\x12\xaa\xd4\x18\x0e\n" +
+	"\ffork_session\x12h\n" +
+	"\rRedactEntries\x12\x1e.baton.v1.RedactEntriesRequest\x1a\x1f.baton.v1.RedactEntriesResponse\"\x16\xaa\xd4\x18\x12\n" +
+	"\x0eredact_entries \x01\x12]\n" +
+	"\x0eCompactSession\x12\x1f.baton.v1.CompactSessionRequest\x1a\x11.baton.v1.Session\"\x17\xaa\xd4\x18\x13\n" +
+	"\x0fcompact_session \x01BU\n" +
 	"\fdev.baton.v1B\fContextProtoP\x01Z5github.com/baton-dev/baton/clients/go/batonv1;batonv1b\x06proto3"
 
 var (
@@ -1215,73 +1632,90 @@ func file_baton_v1_context_proto_rawDescGZIP() []byte {
 	return file_baton_v1_context_proto_rawDescData
 }
 
-var file_baton_v1_context_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_baton_v1_context_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_baton_v1_context_proto_goTypes = []any{
 	(*CreateSessionRequest)(nil),     // 0: baton.v1.CreateSessionRequest
 	(*GetSessionRequest)(nil),        // 1: baton.v1.GetSessionRequest
 	(*ListSessionsRequest)(nil),      // 2: baton.v1.ListSessionsRequest
 	(*ListSessionsResponse)(nil),     // 3: baton.v1.ListSessionsResponse
 	(*UpdateSessionRequest)(nil),     // 4: baton.v1.UpdateSessionRequest
-	(*CloseSessionRequest)(nil),      // 5: baton.v1.CloseSessionRequest
-	(*AppendEntriesRequest)(nil),     // 6: baton.v1.AppendEntriesRequest
-	(*AppendEntriesResponse)(nil),    // 7: baton.v1.AppendEntriesResponse
-	(*ListEntriesRequest)(nil),       // 8: baton.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),      // 9: baton.v1.ListEntriesResponse
-	(*StreamEntriesRequest)(nil),     // 10: baton.v1.StreamEntriesRequest
-	(*GetContextWindowRequest)(nil),  // 11: baton.v1.GetContextWindowRequest
-	(*GetContextWindowResponse)(nil), // 12: baton.v1.GetContextWindowResponse
-	(*SearchEntriesRequest)(nil),     // 13: baton.v1.SearchEntriesRequest
-	(*SearchHit)(nil),                // 14: baton.v1.SearchHit
-	(*SearchEntriesResponse)(nil),    // 15: baton.v1.SearchEntriesResponse
-	(*structpb.Struct)(nil),          // 16: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
-	(SessionStatus)(0),               // 18: baton.v1.SessionStatus
-	(*Session)(nil),                  // 19: baton.v1.Session
-	(*NewEntry)(nil),                 // 20: baton.v1.NewEntry
-	(*Entry)(nil),                    // 21: baton.v1.Entry
-	(EntryKind)(0),                   // 22: baton.v1.EntryKind
+	(*DeleteSessionRequest)(nil),     // 5: baton.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),    // 6: baton.v1.DeleteSessionResponse
+	(*ForkSessionRequest)(nil),       // 7: baton.v1.ForkSessionRequest
+	(*RedactEntriesRequest)(nil),     // 8: baton.v1.RedactEntriesRequest
+	(*RedactEntriesResponse)(nil),    // 9: baton.v1.RedactEntriesResponse
+	(*CompactSessionRequest)(nil),    // 10: baton.v1.CompactSessionRequest
+	(*CloseSessionRequest)(nil),      // 11: baton.v1.CloseSessionRequest
+	(*AppendEntriesRequest)(nil),     // 12: baton.v1.AppendEntriesRequest
+	(*AppendEntriesResponse)(nil),    // 13: baton.v1.AppendEntriesResponse
+	(*ListEntriesRequest)(nil),       // 14: baton.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),      // 15: baton.v1.ListEntriesResponse
+	(*StreamEntriesRequest)(nil),     // 16: baton.v1.StreamEntriesRequest
+	(*GetContextWindowRequest)(nil),  // 17: baton.v1.GetContextWindowRequest
+	(*GetContextWindowResponse)(nil), // 18: baton.v1.GetContextWindowResponse
+	(*SearchEntriesRequest)(nil),     // 19: baton.v1.SearchEntriesRequest
+	(*SearchHit)(nil),                // 20: baton.v1.SearchHit
+	(*SearchEntriesResponse)(nil),    // 21: baton.v1.SearchEntriesResponse
+	(*structpb.Struct)(nil),          // 22: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
+	(SessionStatus)(0),               // 24: baton.v1.SessionStatus
+	(*Session)(nil),                  // 25: baton.v1.Session
+	(*Retention)(nil),                // 26: baton.v1.Retention
+	(*Entry)(nil),                    // 27: baton.v1.Entry
+	(*NewEntry)(nil),                 // 28: baton.v1.NewEntry
+	(EntryKind)(0),                   // 29: baton.v1.EntryKind
 }
 var file_baton_v1_context_proto_depIdxs = []int32{
-	16, // 0: baton.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	17, // 1: baton.v1.CreateSessionRequest.ttl:type_name -> google.protobuf.Duration
-	18, // 2: baton.v1.ListSessionsRequest.status:type_name -> baton.v1.SessionStatus
-	19, // 3: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
-	16, // 4: baton.v1.UpdateSessionRequest.metadata:type_name -> google.protobuf.Struct
-	18, // 5: baton.v1.UpdateSessionRequest.status:type_name -> baton.v1.SessionStatus
-	17, // 6: baton.v1.UpdateSessionRequest.ttl:type_name -> google.protobuf.Duration
-	20, // 7: baton.v1.AppendEntriesRequest.entries:type_name -> baton.v1.NewEntry
-	21, // 8: baton.v1.AppendEntriesResponse.entries:type_name -> baton.v1.Entry
-	22, // 9: baton.v1.ListEntriesRequest.kinds:type_name -> baton.v1.EntryKind
-	21, // 10: baton.v1.ListEntriesResponse.entries:type_name -> baton.v1.Entry
-	21, // 11: baton.v1.GetContextWindowResponse.summary:type_name -> baton.v1.Entry
-	21, // 12: baton.v1.GetContextWindowResponse.entries:type_name -> baton.v1.Entry
-	21, // 13: baton.v1.SearchHit.entry:type_name -> baton.v1.Entry
-	14, // 14: baton.v1.SearchEntriesResponse.hits:type_name -> baton.v1.SearchHit
-	0,  // 15: baton.v1.ContextService.CreateSession:input_type -> baton.v1.CreateSessionRequest
-	1,  // 16: baton.v1.ContextService.GetSession:input_type -> baton.v1.GetSessionRequest
-	2,  // 17: baton.v1.ContextService.ListSessions:input_type -> baton.v1.ListSessionsRequest
-	4,  // 18: baton.v1.ContextService.UpdateSession:input_type -> baton.v1.UpdateSessionRequest
-	5,  // 19: baton.v1.ContextService.CloseSession:input_type -> baton.v1.CloseSessionRequest
-	6,  // 20: baton.v1.ContextService.AppendEntries:input_type -> baton.v1.AppendEntriesRequest
-	8,  // 21: baton.v1.ContextService.ListEntries:input_type -> baton.v1.ListEntriesRequest
-	10, // 22: baton.v1.ContextService.StreamEntries:input_type -> baton.v1.StreamEntriesRequest
-	11, // 23: baton.v1.ContextService.GetContextWindow:input_type -> baton.v1.GetContextWindowRequest
-	13, // 24: baton.v1.ContextService.SearchEntries:input_type -> baton.v1.SearchEntriesRequest
-	19, // 25: baton.v1.ContextService.CreateSession:output_type -> baton.v1.Session
-	19, // 26: baton.v1.ContextService.GetSession:output_type -> baton.v1.Session
-	3,  // 27: baton.v1.ContextService.ListSessions:output_type -> baton.v1.ListSessionsResponse
-	19, // 28: baton.v1.ContextService.UpdateSession:output_type -> baton.v1.Session
-	19, // 29: baton.v1.ContextService.CloseSession:output_type -> baton.v1.Session
-	7,  // 30: baton.v1.ContextService.AppendEntries:output_type -> baton.v1.AppendEntriesResponse
-	9,  // 31: baton.v1.ContextService.ListEntries:output_type -> baton.v1.ListEntriesResponse
-	21, // 32: baton.v1.ContextService.StreamEntries:output_type -> baton.v1.Entry
-	12, // 33: baton.v1.ContextService.GetContextWindow:output_type -> baton.v1.GetContextWindowResponse
-	15, // 34: baton.v1.ContextService.SearchEntries:output_type -> baton.v1.SearchEntriesResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 0: baton.v1.CreateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	23, // 1: baton.v1.CreateSessionRequest.ttl:type_name -> google.protobuf.Duration
+	24, // 2: baton.v1.ListSessionsRequest.status:type_name -> baton.v1.SessionStatus
+	25, // 3: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
+	22, // 4: baton.v1.UpdateSessionRequest.metadata:type_name -> google.protobuf.Struct
+	24, // 5: baton.v1.UpdateSessionRequest.status:type_name -> baton.v1.SessionStatus
+	23, // 6: baton.v1.UpdateSessionRequest.ttl:type_name -> google.protobuf.Duration
+	26, // 7: baton.v1.UpdateSessionRequest.retention:type_name -> baton.v1.Retention
+	27, // 8: baton.v1.RedactEntriesResponse.entries:type_name -> baton.v1.Entry
+	28, // 9: baton.v1.AppendEntriesRequest.entries:type_name -> baton.v1.NewEntry
+	27, // 10: baton.v1.AppendEntriesResponse.entries:type_name -> baton.v1.Entry
+	29, // 11: baton.v1.ListEntriesRequest.kinds:type_name -> baton.v1.EntryKind
+	27, // 12: baton.v1.ListEntriesResponse.entries:type_name -> baton.v1.Entry
+	27, // 13: baton.v1.GetContextWindowResponse.summary:type_name -> baton.v1.Entry
+	27, // 14: baton.v1.GetContextWindowResponse.entries:type_name -> baton.v1.Entry
+	27, // 15: baton.v1.SearchHit.entry:type_name -> baton.v1.Entry
+	20, // 16: baton.v1.SearchEntriesResponse.hits:type_name -> baton.v1.SearchHit
+	0,  // 17: baton.v1.ContextService.CreateSession:input_type -> baton.v1.CreateSessionRequest
+	1,  // 18: baton.v1.ContextService.GetSession:input_type -> baton.v1.GetSessionRequest
+	2,  // 19: baton.v1.ContextService.ListSessions:input_type -> baton.v1.ListSessionsRequest
+	4,  // 20: baton.v1.ContextService.UpdateSession:input_type -> baton.v1.UpdateSessionRequest
+	11, // 21: baton.v1.ContextService.CloseSession:input_type -> baton.v1.CloseSessionRequest
+	12, // 22: baton.v1.ContextService.AppendEntries:input_type -> baton.v1.AppendEntriesRequest
+	14, // 23: baton.v1.ContextService.ListEntries:input_type -> baton.v1.ListEntriesRequest
+	16, // 24: baton.v1.ContextService.StreamEntries:input_type -> baton.v1.StreamEntriesRequest
+	17, // 25: baton.v1.ContextService.GetContextWindow:input_type -> baton.v1.GetContextWindowRequest
+	19, // 26: baton.v1.ContextService.SearchEntries:input_type -> baton.v1.SearchEntriesRequest
+	5,  // 27: baton.v1.ContextService.DeleteSession:input_type -> baton.v1.DeleteSessionRequest
+	7,  // 28: baton.v1.ContextService.ForkSession:input_type -> baton.v1.ForkSessionRequest
+	8,  // 29: baton.v1.ContextService.RedactEntries:input_type -> baton.v1.RedactEntriesRequest
+	10, // 30: baton.v1.ContextService.CompactSession:input_type -> baton.v1.CompactSessionRequest
+	25, // 31: baton.v1.ContextService.CreateSession:output_type -> baton.v1.Session
+	25, // 32: baton.v1.ContextService.GetSession:output_type -> baton.v1.Session
+	3,  // 33: baton.v1.ContextService.ListSessions:output_type -> baton.v1.ListSessionsResponse
+	25, // 34: baton.v1.ContextService.UpdateSession:output_type -> baton.v1.Session
+	25, // 35: baton.v1.ContextService.CloseSession:output_type -> baton.v1.Session
+	13, // 36: baton.v1.ContextService.AppendEntries:output_type -> baton.v1.AppendEntriesResponse
+	15, // 37: baton.v1.ContextService.ListEntries:output_type -> baton.v1.ListEntriesResponse
+	27, // 38: baton.v1.ContextService.StreamEntries:output_type -> baton.v1.Entry
+	18, // 39: baton.v1.ContextService.GetContextWindow:output_type -> baton.v1.GetContextWindowResponse
+	21, // 40: baton.v1.ContextService.SearchEntries:output_type -> baton.v1.SearchEntriesResponse
+	6,  // 41: baton.v1.ContextService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
+	25, // 42: baton.v1.ContextService.ForkSession:output_type -> baton.v1.Session
+	9,  // 43: baton.v1.ContextService.RedactEntries:output_type -> baton.v1.RedactEntriesResponse
+	25, // 44: baton.v1.ContextService.CompactSession:output_type -> baton.v1.Session
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_context_proto_init() }
@@ -1291,15 +1725,17 @@ func file_baton_v1_context_proto_init() {
 	}
 	file_baton_v1_common_proto_init()
 	file_baton_v1_options_proto_init()
-	file_baton_v1_context_proto_msgTypes[6].OneofWrappers = []any{}
+	file_baton_v1_context_proto_msgTypes[4].OneofWrappers = []any{}
 	file_baton_v1_context_proto_msgTypes[8].OneofWrappers = []any{}
+	file_baton_v1_context_proto_msgTypes[12].OneofWrappers = []any{}
+	file_baton_v1_context_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_context_proto_rawDesc), len(file_baton_v1_context_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,10 @@ const (
 	ContextService_StreamEntries_FullMethodName    = "/baton.v1.ContextService/StreamEntries"
 	ContextService_GetContextWindow_FullMethodName = "/baton.v1.ContextService/GetContextWindow"
 	ContextService_SearchEntries_FullMethodName    = "/baton.v1.ContextService/SearchEntries"
+	ContextService_DeleteSession_FullMethodName    = "/baton.v1.ContextService/DeleteSession"
+	ContextService_ForkSession_FullMethodName      = "/baton.v1.ContextService/ForkSession"
+	ContextService_RedactEntries_FullMethodName    = "/baton.v1.ContextService/RedactEntries"
+	ContextService_CompactSession_FullMethodName   = "/baton.v1.ContextService/CompactSession"
 )
 
 // ContextServiceClient is the client API for ContextService service.
@@ -58,6 +62,19 @@ type ContextServiceClient interface {
 	GetContextWindow(ctx context.Context, in *GetContextWindowRequest, opts ...grpc.CallOption) (*GetContextWindowResponse, error)
 	// Full-text search over entries' text, best matches first.
 	SearchEntries(ctx context.Context, in *SearchEntriesRequest, opts ...grpc.CallOption) (*SearchEntriesResponse, error)
+	// Erases a session for good: its entries, handoffs and idempotency records, in one
+	// transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+	// DELETED event per handoff. Refused while the session is under legal hold.
+	DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error)
+	// Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+	// agent, with forked_from pointing at the source. Handoffs are not copied.
+	ForkSession(ctx context.Context, in *ForkSessionRequest, opts ...grpc.CallOption) (*Session, error)
+	// Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+	// timestamps, reads back with redacted = true, and leaves context windows and search.
+	RedactEntries(ctx context.Context, in *RedactEntriesRequest, opts ...grpc.CallOption) (*RedactEntriesResponse, error)
+	// Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+	// (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+	CompactSession(ctx context.Context, in *CompactSessionRequest, opts ...grpc.CallOption) (*Session, error)
 }
 
 type contextServiceClient struct {
@@ -177,6 +194,46 @@ func (c *contextServiceClient) SearchEntries(ctx context.Context, in *SearchEntr
 	return out, nil
 }
 
+func (c *contextServiceClient) DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSessionResponse)
+	err := c.cc.Invoke(ctx, ContextService_DeleteSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *contextServiceClient) ForkSession(ctx context.Context, in *ForkSessionRequest, opts ...grpc.CallOption) (*Session, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Session)
+	err := c.cc.Invoke(ctx, ContextService_ForkSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *contextServiceClient) RedactEntries(ctx context.Context, in *RedactEntriesRequest, opts ...grpc.CallOption) (*RedactEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedactEntriesResponse)
+	err := c.cc.Invoke(ctx, ContextService_RedactEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *contextServiceClient) CompactSession(ctx context.Context, in *CompactSessionRequest, opts ...grpc.CallOption) (*Session, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Session)
+	err := c.cc.Invoke(ctx, ContextService_CompactSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ContextServiceServer is the server API for ContextService service.
 // All implementations must embed UnimplementedContextServiceServer
 // for forward compatibility.
@@ -204,6 +261,19 @@ type ContextServiceServer interface {
 	GetContextWindow(context.Context, *GetContextWindowRequest) (*GetContextWindowResponse, error)
 	// Full-text search over entries' text, best matches first.
 	SearchEntries(context.Context, *SearchEntriesRequest) (*SearchEntriesResponse, error)
+	// Erases a session for good: its entries, handoffs and idempotency records, in one
+	// transaction. Followers' streams end with NOT_FOUND; the inboxes of the agents involved get a
+	// DELETED event per handoff. Refused while the session is under legal hold.
+	DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error)
+	// Starts a new session whose entries 1..at_seq are copies of another session's, owned by
+	// agent, with forked_from pointing at the source. Handoffs are not copied.
+	ForkSession(context.Context, *ForkSessionRequest) (*Session, error)
+	// Erases the content and metadata of entries: each keeps its seq, kind, role, author and
+	// timestamps, reads back with redacted = true, and leaves context windows and search.
+	RedactEntries(context.Context, *RedactEntriesRequest) (*RedactEntriesResponse, error)
+	// Removes the entries before before_seq; first_seq moves to the oldest one kept. Refused
+	// (FAILED_PRECONDITION) past the newest SUMMARY entry unless force is set.
+	CompactSession(context.Context, *CompactSessionRequest) (*Session, error)
 	mustEmbedUnimplementedContextServiceServer()
 }
 
@@ -243,6 +313,18 @@ func (UnimplementedContextServiceServer) GetContextWindow(context.Context, *GetC
 }
 func (UnimplementedContextServiceServer) SearchEntries(context.Context, *SearchEntriesRequest) (*SearchEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SearchEntries not implemented")
+}
+func (UnimplementedContextServiceServer) DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSession not implemented")
+}
+func (UnimplementedContextServiceServer) ForkSession(context.Context, *ForkSessionRequest) (*Session, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForkSession not implemented")
+}
+func (UnimplementedContextServiceServer) RedactEntries(context.Context, *RedactEntriesRequest) (*RedactEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedactEntries not implemented")
+}
+func (UnimplementedContextServiceServer) CompactSession(context.Context, *CompactSessionRequest) (*Session, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompactSession not implemented")
 }
 func (UnimplementedContextServiceServer) mustEmbedUnimplementedContextServiceServer() {}
 func (UnimplementedContextServiceServer) testEmbeddedByValue()                        {}
@@ -438,6 +520,78 @@ func _ContextService_SearchEntries_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ContextService_DeleteSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContextServiceServer).DeleteSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ContextService_DeleteSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContextServiceServer).DeleteSession(ctx, req.(*DeleteSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ContextService_ForkSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForkSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContextServiceServer).ForkSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ContextService_ForkSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContextServiceServer).ForkSession(ctx, req.(*ForkSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ContextService_RedactEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedactEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContextServiceServer).RedactEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ContextService_RedactEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContextServiceServer).RedactEntries(ctx, req.(*RedactEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ContextService_CompactSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContextServiceServer).CompactSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ContextService_CompactSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContextServiceServer).CompactSession(ctx, req.(*CompactSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ContextService_ServiceDesc is the grpc.ServiceDesc for ContextService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -480,6 +634,22 @@ var ContextService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SearchEntries",
 			Handler:    _ContextService_SearchEntries_Handler,
+		},
+		{
+			MethodName: "DeleteSession",
+			Handler:    _ContextService_DeleteSession_Handler,
+		},
+		{
+			MethodName: "ForkSession",
+			Handler:    _ContextService_ForkSession_Handler,
+		},
+		{
+			MethodName: "RedactEntries",
+			Handler:    _ContextService_RedactEntries_Handler,
+		},
+		{
+			MethodName: "CompactSession",
+			Handler:    _ContextService_CompactSession_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
