@@ -5,10 +5,14 @@ import dev.baton.v1.AppendEntriesRequest;
 import dev.baton.v1.AppendEntriesResponse;
 import dev.baton.v1.CancelHandoffRequest;
 import dev.baton.v1.CloseSessionRequest;
+import dev.baton.v1.CompactSessionRequest;
 import dev.baton.v1.CompleteHandoffRequest;
 import dev.baton.v1.ContextServiceGrpc;
 import dev.baton.v1.CreateSessionRequest;
+import dev.baton.v1.DeleteSessionRequest;
+import dev.baton.v1.DeleteSessionResponse;
 import dev.baton.v1.Entry;
+import dev.baton.v1.ForkSessionRequest;
 import dev.baton.v1.GetContextWindowRequest;
 import dev.baton.v1.GetContextWindowResponse;
 import dev.baton.v1.GetHandoffRequest;
@@ -22,6 +26,8 @@ import dev.baton.v1.ListHandoffsRequest;
 import dev.baton.v1.ListHandoffsResponse;
 import dev.baton.v1.ListSessionsRequest;
 import dev.baton.v1.ListSessionsResponse;
+import dev.baton.v1.RedactEntriesRequest;
+import dev.baton.v1.RedactEntriesResponse;
 import dev.baton.v1.RejectHandoffRequest;
 import dev.baton.v1.RequestHandoffRequest;
 import dev.baton.v1.SearchEntriesRequest;
@@ -188,7 +194,10 @@ public final class BatonClient implements AutoCloseable {
   }
 
   /**
-   * Changes a session's metadata, status or time to live ({@code UpdateSession}).
+   * Changes a session's metadata, status, time to live, legal hold or retention ({@code
+   * UpdateSession}). Unset fields are left as they are; {@code setLegalHold} (admin keys only)
+   * sets or lifts the hold, {@code setRetention} replaces the retention ({@code keep_latest},
+   * {@code max_age}; both zero: the server's default).
    *
    * @param request the session key and the fields to change
    * @return the session after the change
@@ -288,6 +297,65 @@ public final class BatonClient implements AutoCloseable {
    */
   public SearchEntriesResponse searchEntries(SearchEntriesRequest request) {
     return unary(ContextServiceGrpc.getSearchEntriesMethod(), request, RetryPolicy.Safety.SAFE);
+  }
+
+  /**
+   * Erases a session for good: its entries, handoffs and idempotency records ({@code
+   * DeleteSession}). Streams following it end with {@code NOT_FOUND}. Not retried after a lost
+   * answer: the session may be gone already.
+   *
+   * @param request the session key
+   * @return how many entries were erased
+   * @throws BatonException {@code NOT_FOUND}, {@code FAILED_PRECONDITION} while the session is
+   *     under legal hold
+   */
+  public DeleteSessionResponse deleteSession(DeleteSessionRequest request) {
+    return unary(ContextServiceGrpc.getDeleteSessionMethod(), request, RetryPolicy.Safety.UNSAFE);
+  }
+
+  /**
+   * Starts a new session whose entries 1..{@code at_seq} are copies of another session's
+   * ({@code ForkSession}); its {@code forked_from} names the source and seq. Handoffs are not
+   * copied. Not retried after a lost answer: a retry could fork twice.
+   *
+   * @param request the source session, {@code at_seq} (0: its newest), the new key (generated
+   *     when empty) and the agent that owns the fork
+   * @return the new session
+   * @throws BatonException {@code NOT_FOUND}, {@code INVALID_ARGUMENT}, {@code ALREADY_EXISTS}
+   */
+  public Session forkSession(ForkSessionRequest request) {
+    return unary(ContextServiceGrpc.getForkSessionMethod(), request, RetryPolicy.Safety.UNSAFE);
+  }
+
+  /**
+   * Erases the content and metadata of entries ({@code RedactEntries}): each keeps its seq,
+   * kind, role, author and timestamps and reads back with {@code redacted} true and a {@code
+   * redaction} (who, when, why). With {@code expected_last_seq} it redacts only while that is
+   * the session's newest seq, so an agent can retract exactly the entry it appended last.
+   *
+   * @param request the session key, the seqs, the reason, the agent and optionally the
+   *     expected last seq
+   * @return the redacted entries as they read now
+   * @throws BatonException {@code NOT_FOUND}, {@code INVALID_ARGUMENT}, {@code
+   *     FAILED_PRECONDITION} (legal hold, or {@code expected_last_seq} mismatch)
+   */
+  public RedactEntriesResponse redactEntries(RedactEntriesRequest request) {
+    return unary(ContextServiceGrpc.getRedactEntriesMethod(), request, RetryPolicy.Safety.UNSAFE);
+  }
+
+  /**
+   * Removes the entries before {@code before_seq} ({@code CompactSession}); the session's
+   * {@code first_seq} moves to the oldest one kept, and reads below it fail with {@code
+   * OUT_OF_RANGE}.
+   *
+   * @param request the session key, {@code before_seq} and {@code force} (needed to remove the
+   *     newest SUMMARY entry)
+   * @return the session after compaction
+   * @throws BatonException {@code NOT_FOUND}, {@code INVALID_ARGUMENT}, {@code
+   *     FAILED_PRECONDITION} (legal hold, or past the newest summary without force)
+   */
+  public Session compactSession(CompactSessionRequest request) {
+    return unary(ContextServiceGrpc.getCompactSessionMethod(), request, RetryPolicy.Safety.UNSAFE);
   }
 
   // --- HandoffService ----------------------------------------------------------------------
