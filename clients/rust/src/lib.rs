@@ -197,7 +197,9 @@ impl Client {
         list_sessions, context, ListSessionsRequest => ListSessionsResponse, Idempotent
     );
     unary!(
-        /// Changes a session's metadata, status or time to live.
+        /// Changes a session's metadata, status or time to live, sets or lifts its legal hold
+        /// (`legal_hold: Some(..)`, admin keys only) or replaces its retention; unset fields are
+        /// left as they are.
         update_session, context, UpdateSessionRequest => Session, NotIdempotent
     );
     unary!(
@@ -265,6 +267,32 @@ impl Client {
     unary!(
         /// Full-text search over entries' text, best matches first.
         search_entries, context, SearchEntriesRequest => SearchEntriesResponse, Idempotent
+    );
+
+    unary!(
+        /// Erases a session for good: its entries, handoffs and idempotency records. Followers'
+        /// streams end with `NOT_FOUND`; `FAILED_PRECONDITION` while the session is under legal
+        /// hold. Not retried after a lost connection: the session may be gone already.
+        delete_session, context, DeleteSessionRequest => DeleteSessionResponse, NotIdempotent
+    );
+    unary!(
+        /// Starts a new session, owned by `agent`, whose entries 1..`at_seq` (0: the source's
+        /// newest) are copies of another session's; its `forked_from` names the source and seq.
+        /// Handoffs are not copied. Not retried after a lost connection.
+        fork_session, context, ForkSessionRequest => Session, NotIdempotent
+    );
+    unary!(
+        /// Erases the content and metadata of the entries `seqs`: each keeps its seq, kind,
+        /// role, author and timestamps and reads back with `redacted` set and a `redaction` (who,
+        /// when, why). With `expected_last_seq` it redacts only while that is the session's
+        /// newest seq (`FAILED_PRECONDITION` otherwise), to retract exactly the last entry.
+        redact_entries, context, RedactEntriesRequest => RedactEntriesResponse, NotIdempotent
+    );
+    unary!(
+        /// Removes the entries before `before_seq`; the session's `first_seq` moves to the
+        /// oldest one kept, and reads below it fail with `OUT_OF_RANGE`. Removing the newest
+        /// SUMMARY entry needs `force`.
+        compact_session, context, CompactSessionRequest => Session, NotIdempotent
     );
 
     // ---- HandoffService ----
