@@ -58,6 +58,16 @@ def render_error(values_files=(), sets=(), kube=KUBE_DEFAULT):
     return proc.stderr
 
 
+def notes(values_files=(), sets=()):
+    """The NOTES.txt text of `helm install --dry-run=client` with these values."""
+    cmd = ["install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
+    for f in values_files:
+        cmd += ["-f", str(f)]
+    for s in sets:
+        cmd += ["--set", s]
+    return helm(*cmd).stdout.split("NOTES:", 1)[1]
+
+
 def by_kind(objects, kind, name=None):
     found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
     return found

@@ -19,7 +19,8 @@ CI_IDS = [p.name for p in CI_VALUES]
 
 def test_ci_values_cover_the_required_shapes():
     names = {p.stem for p in CI_VALUES}
-    assert {"default-values", "ha-values", "existing-secret-values", "hooks-off-values"} <= names
+    assert {"default-values", "ha-values", "existing-secret-values", "hooks-off-values", "tls-values",
+            "mtls-values"} <= names
 
 
 @pytest.mark.parametrize("kube", KUBE_VERSIONS)

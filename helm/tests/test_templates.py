@@ -4,14 +4,13 @@ the values schema and the fail messages."""
 import base64
 import json
 import os
-import pathlib
 import re
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import (CHART, PG_URL, RELEASE, NAMESPACE, by_kind, container, env_of, helm, one, render,
+from conftest import (CHART, PG_URL, RELEASE, NAMESPACE, by_kind, container, env_of, notes, one, render,
                       render_error)
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
@@ -19,6 +18,9 @@ HA = CHART / "ci" / "ha-values.yaml"
 EXISTING = CHART / "ci" / "existing-secret-values.yaml"
 HOOKS_OFF = CHART / "ci" / "hooks-off-values.yaml"
 EMBEDDED = CHART / "ci" / "embedded-values.yaml"
+TLS = CHART / "ci" / "tls-values.yaml"
+MTLS = CHART / "ci" / "mtls-values.yaml"
+OWNER_URL = "postgres://baton_owner:ownersecret@postgres.db.svc:5432/baton"
 FULL = f"{RELEASE}-baton"
 REPO = CHART.parent.parent
 
@@ -61,9 +63,11 @@ def test_migration_job_is_a_pre_install_pre_upgrade_hook():
     assert int(sann["helm.sh/hook-weight"]) < int(ann["helm.sh/hook-weight"])
     assert "hook-succeeded" in sann["helm.sh/hook-delete-policy"]
     assert base64.b64decode(hook_secret["data"]["DATABASE_URL"]).decode() == PG_URL
-    # With the Job on, batond itself does not migrate.
-    args = container(server(objs))["args"]
-    assert "--migrate=false" in args and args[-1] == "serve" and args.index("--migrate=false") < args.index("serve")
+    # With the Job on, batond itself does not migrate: an env var, so that `kubectl exec ...
+    # batond keys` does not either.
+    c = container(server(objs))
+    assert c["args"] == ["serve"]
+    assert env_of(c)["BATON_MIGRATE"]["value"] == "false"
 
 
 def test_hooks_off_renders_a_plain_job_named_after_the_image():
@@ -73,11 +77,17 @@ def test_hooks_off_renders_a_plain_job_named_after_the_image():
     assert not any(k.startswith("helm.sh/hook") for k in ann)
     assert ann["argocd.argoproj.io/sync-wave"] == "-1"
     assert re.fullmatch(rf"{FULL}-migrate-[0-9a-f]{{10}}", j["metadata"]["name"])
-    ref = env_of(container(j))["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": FULL, "key": "DATABASE_URL"}
+    env = env_of(container(j))
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "DATABASE_URL"}
+    # The plain Job reads the owner URL from the release's Secret; batond never gets it.
+    assert env["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": FULL, "key": "BATON_MIGRATE_DATABASE_URL"}
+    secret = one(objs, "Secret", FULL)
+    assert base64.b64decode(secret["data"]["BATON_MIGRATE_DATABASE_URL"]).decode().startswith("postgres://baton_owner:")
     assert not by_kind(objs, "Secret", f"{FULL}-migrations")
     assert j["spec"]["template"]["spec"]["serviceAccountName"] == FULL
-    assert "--migrate=false" in container(server(objs))["args"]
+    server_env = env_of(container(server(objs)))
+    assert server_env["BATON_MIGRATE"]["value"] == "false" and "BATON_MIGRATE_DATABASE_URL" not in server_env
     other = render([HOOKS_OFF], sets=["image.tag=0.2.0"])
     assert job(other)["metadata"]["name"] != j["metadata"]["name"]
 
@@ -85,14 +95,56 @@ def test_hooks_off_renders_a_plain_job_named_after_the_image():
 def test_migrations_off_lets_batond_migrate_at_start():
     objs = render([DEFAULT], sets=["migrations.enabled=false"])
     assert not by_kind(objs, "Job")
-    assert "--migrate=false" not in container(server(objs))["args"]
+    env = env_of(container(server(objs)))
+    assert "BATON_MIGRATE" not in env and "BATON_MIGRATE_DATABASE_URL" not in env
+    # With an owner URL, batond itself needs it to migrate at start-up (from the release's Secret).
+    objs = render([DEFAULT], sets=["migrations.enabled=false", f"database.migrationUrl={OWNER_URL}"])
+    env = env_of(container(server(objs)))
+    assert env["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": FULL, "key": "BATON_MIGRATE_DATABASE_URL"}
+    data = one(objs, "Secret", FULL)["data"]
+    assert base64.b64decode(data["BATON_MIGRATE_DATABASE_URL"]).decode() == OWNER_URL
 
 
 def test_existing_secret_job_reads_it_directly():
     objs = render([EXISTING])
-    ref = env_of(container(job(objs)))["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "baton-urls", "key": "database-url"}
+    env = env_of(container(job(objs)))
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "baton-urls", "key": "database-url"}
+    assert env["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "baton-urls", "key": "migrate-database-url"}
     assert not by_kind(objs, "Secret")
+    # The owner URL may live in a Secret of its own.
+    objs = render([EXISTING], sets=["database.migrationExistingSecret=baton-owner"])
+    ref = env_of(container(job(objs)))["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "baton-owner", "key": "migrate-database-url"}
+    assert "BATON_MIGRATE_DATABASE_URL" not in env_of(container(server(objs)))
+
+
+def test_serving_and_owner_urls_are_kept_apart():
+    """The owner's URL reaches the migration Job only: the hook Secret (deleted once the hook
+    succeeded) holds it, the release's Secret and batond's pod do not."""
+    objs = render([HA])
+    j = container(job(objs))
+    env = env_of(j)
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-migrations", "key": "DATABASE_URL"}
+    assert env["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{FULL}-migrations", "key": "BATON_MIGRATE_DATABASE_URL"}
+    hook = one(objs, "Secret", f"{FULL}-migrations")
+    assert base64.b64decode(hook["data"]["BATON_MIGRATE_DATABASE_URL"]).decode() == OWNER_URL
+    assert "BATON_MIGRATE_DATABASE_URL" not in one(objs, "Secret", FULL)["data"]
+    for d in by_kind(objs, "Deployment"):
+        assert "baton_owner" not in yaml.safe_dump(d) and "BATON_MIGRATE_DATABASE_URL" not in yaml.safe_dump(d)
+    # Without an owner URL the Job migrates as the serving role, and NOTES say so.
+    objs = render([DEFAULT])
+    assert "BATON_MIGRATE_DATABASE_URL" not in env_of(container(job(objs)))
+    assert set(one(objs, "Secret", f"{FULL}-migrations")["data"]) == {"DATABASE_URL"}
+    # The owner URL from a value with the serving URL from the user's Secret.
+    objs = render([EXISTING], sets=["database.migrationExistingSecretKey=", f"database.migrationUrl={OWNER_URL}"])
+    hook = one(objs, "Secret", f"{FULL}-migrations")
+    assert set(hook["data"]) == {"BATON_MIGRATE_DATABASE_URL"}
+    env = env_of(container(job(objs)))
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "baton-urls", "key": "database-url"}
+    assert env["BATON_MIGRATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULL}-migrations"
 
 
 def test_embedded_store_single_replica_on_a_volume():
@@ -102,7 +154,8 @@ def test_embedded_store_single_replica_on_a_volume():
     c = container(d)
     env = env_of(c)
     assert "DATABASE_URL" not in env and env["BATON_DATA_DIR"]["value"] == "/var/lib/baton"
-    assert "--migrate=false" not in c["args"]
+    assert "BATON_MIGRATE" not in env and "BATON_MIGRATE_DATABASE_URL" not in env
+    assert env["BATON_AUTH"]["value"] == "api-key"
     assert d["spec"]["strategy"] == {"type": "Recreate"}
     assert d["spec"]["replicas"] == 1
     pvc = one(objs, "PersistentVolumeClaim")
@@ -159,7 +212,7 @@ def test_prestop_off():
 # --- security ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [DEFAULT, HA, EMBEDDED, HOOKS_OFF], ids=lambda p: p.stem)
+@pytest.mark.parametrize("values", [DEFAULT, HA, EMBEDDED, HOOKS_OFF, TLS, MTLS], ids=lambda p: p.stem)
 def test_every_pod_is_hardened(values):
     objs = render([values])
     seen = 0
@@ -196,7 +249,7 @@ def test_urls_live_in_secrets_only():
     assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]["name"] == FULL
     # No password, URL or header value appears in clear anywhere but in Secrets.
     clear = yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
-    for needle in ("secret@", "redis.db.svc", "x-api-key"):
+    for needle in ("secret@", "redis.db.svc", "x-api-key", "baton_owner"):
         assert needle not in clear
     # The pods roll when the Secret's content changes.
     a = server(objs)["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
@@ -211,7 +264,145 @@ def test_existing_secrets_are_referenced():
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "baton-urls", "key": "redis-url"}
     assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"] == {
         "name": "otel-auth", "key": "OTEL_EXPORTER_OTLP_HEADERS"}
+    assert env["BATON_KEY_PEPPER"]["valueFrom"]["secretKeyRef"] == {"name": "baton-auth", "key": "pepper"}
     assert not by_kind(objs, "Secret")
+
+
+# --- authentication, quotas, TLS ------------------------------------------------------------
+
+
+def test_auth_defaults_to_api_key_with_a_generated_pepper():
+    objs = render([DEFAULT])
+    env = env_of(container(server(objs)))
+    assert env["BATON_AUTH"]["value"] == "api-key"
+    assert env["BATON_AUTH_CACHE_SECS"]["value"] == "30"
+    ref = env["BATON_KEY_PEPPER"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"{FULL}-key-pepper", "key": "BATON_KEY_PEPPER"}
+    secret = one(objs, "Secret", f"{FULL}-key-pepper")
+    # Kept by `helm uninstall`: a reinstall keeps the keys in the database valid.
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    pepper = base64.b64decode(secret["data"]["BATON_KEY_PEPPER"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", pepper), pepper
+    # Without a cluster to read it back from (helm template), every render draws a new one:
+    # the reason auth.keyPepper.existingSecret exists for Argo CD.
+    again = one(render([DEFAULT]), "Secret", f"{FULL}-key-pepper")["data"]["BATON_KEY_PEPPER"]
+    assert again != secret["data"]["BATON_KEY_PEPPER"]
+    # The pepper never shows outside its Secret, and the migration Job does not get it.
+    assert pepper not in yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
+    assert "BATON_KEY_PEPPER" not in env_of(container(job(objs)))
+
+
+def test_existing_pepper_secret_replaces_the_generated_one():
+    objs = render([DEFAULT], sets=["auth.keyPepper.existingSecret=my-pepper"])
+    assert not by_kind(objs, "Secret", f"{FULL}-key-pepper")
+    ref = env_of(container(server(objs)))["BATON_KEY_PEPPER"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "my-pepper", "key": "BATON_KEY_PEPPER"}
+
+
+def test_auth_none_is_explicit_and_warned_about():
+    objs = render([DEFAULT], sets=["auth.mode=none", "auth.cacheSecs=5"])
+    env = env_of(container(server(objs)))
+    assert env["BATON_AUTH"]["value"] == "none" and env["BATON_AUTH_CACHE_SECS"]["value"] == "5"
+    text = notes([DEFAULT], ["auth.mode=none"])
+    assert "WARNING: authentication is off" in text and "keys create" not in text
+
+
+def test_quotas_reach_batond():
+    env = env_of(container(server(render([TLS]))))
+    assert {k: env[k]["value"] for k in ("BATON_RATE_LIMIT_RPS", "BATON_RATE_LIMIT_BURST",
+                                          "BATON_MAX_STREAMS_PER_PRINCIPAL", "BATON_MAX_STREAMS_PER_CONNECTION",
+                                          "BATON_AUTH_CACHE_SECS")} == {
+        "BATON_RATE_LIMIT_RPS": "200", "BATON_RATE_LIMIT_BURST": "400", "BATON_MAX_STREAMS_PER_PRINCIPAL": "100",
+        "BATON_MAX_STREAMS_PER_CONNECTION": "50", "BATON_AUTH_CACHE_SECS": "10"}
+    env = env_of(container(server(render([DEFAULT]))))
+    assert env["BATON_RATE_LIMIT_RPS"]["value"] == "1000" and env["BATON_MAX_STREAMS_PER_CONNECTION"]["value"] == "500"
+
+
+def mounted_file(obj, c, path):
+    """The (Secret name, key) a file path of a container comes from, through its volumeMounts."""
+    spec = obj["spec"]["template"]["spec"] if obj["kind"] != "Pod" else obj["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for m in c.get("volumeMounts", []):
+        prefix = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(prefix):
+            assert m.get("readOnly") is True, m
+            secret = volumes[m["name"]]["secret"]
+            item = next(i for i in secret["items"] if i["path"] == path[len(prefix):])
+            return secret["secretName"], item["key"], secret["defaultMode"]
+    raise AssertionError(f"{path} is on no volume of {c['name']}")
+
+
+def test_tls_mounts_the_certificate_and_keeps_probes_on_http():
+    objs = render([TLS])
+    d = server(objs)
+    c = container(d)
+    env = env_of(c)
+    assert mounted_file(d, c, env["BATON_TLS_CERT"]["value"]) == ("baton-tls", "tls.crt", 0o440)
+    assert mounted_file(d, c, env["BATON_TLS_KEY"]["value"]) == ("baton-tls", "tls.key", 0o440)
+    assert "BATON_TLS_CLIENT_CA" not in env
+    # The kubelet's probes stay on the admin port's plain HTTP (no gRPC health over TLS).
+    for p in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[p]["httpGet"]["port"] == "admin"
+    # helm test: https to the Service with the CA from the same Secret (only ca.crt is mounted).
+    pod = one(objs, "Pod")
+    tc = container(pod)
+    args = tc["args"]
+    assert args[args.index("--endpoint") + 1] == f"https://{FULL}.{NAMESPACE}.svc:50051"
+    ca = args[args.index("--tls-ca") + 1]
+    assert mounted_file(pod, tc, ca)[:2] == ("baton-tls", "ca.crt")
+    assert [i["key"] for i in pod["spec"]["volumes"][0]["secret"]["items"]] == ["ca.crt"]
+    assert "BATON_PROBE_API_KEY" in env_of(tc)
+    # The CA may come from a Secret of its own.
+    pod = one(render([TLS], sets=["tls.caSecret=my-ca", "tls.caKey=root.pem"]), "Pod")
+    assert mounted_file(pod, container(pod), ca)[:2] == ("my-ca", "root.pem")
+    assert "BATON_ADMIN_TLS" not in env
+    # NOTES tell how to reach it with TLS and that a renewed certificate needs a restart.
+    text = notes([TLS])
+    assert f"-authority {FULL}.{NAMESPACE}.svc" in text and "rollout restart" in text
+
+
+def test_mtls_mounts_the_client_ca_and_the_gateways_certificate():
+    objs = render([MTLS])
+    d = server(objs)
+    c = container(d)
+    env = env_of(c)
+    assert mounted_file(d, c, env["BATON_TLS_CLIENT_CA"]["value"]) == ("baton-client-ca", "ca.crt", 0o440)
+    assert mounted_file(d, c, env["BATON_TLS_CERT"]["value"])[:2] == ("baton-tls", "tls.crt")
+    assert not by_kind(objs, "Pod")
+    # baton-mcp: https to the Service, the CA, and its own client certificate.
+    g = one(objs, "Deployment", f"{FULL}-mcp")
+    gc = container(g)
+    genv = env_of(gc)
+    assert genv["BATON_ENDPOINT"]["value"] == f"https://{FULL}.{NAMESPACE}.svc:50051"
+    assert mounted_file(g, gc, genv["BATON_TLS_CA"]["value"]) == ("baton-tls", "ca.crt", 0o444)
+    assert mounted_file(g, gc, genv["BATON_MCP_TLS_CERT"]["value"]) == ("baton-mcp-client", "tls.crt", 0o440)
+    assert mounted_file(g, gc, genv["BATON_MCP_TLS_KEY"]["value"]) == ("baton-mcp-client", "tls.key", 0o440)
+    # The gateway never mounts batond's own key.
+    assert all(i["key"] != "tls.key" or v["secret"]["secretName"] != "baton-tls"
+               for v in g["spec"]["template"]["spec"]["volumes"] if "secret" in v for i in v["secret"]["items"])
+    # TLS without mTLS: the gateway trusts the CA and presents no certificate.
+    genv = env_of(container(one(render([TLS], sets=["gateway.enabled=true"]), "Deployment", f"{FULL}-mcp")))
+    assert "BATON_TLS_CA" in genv and "BATON_MCP_TLS_CERT" not in genv
+    # The client CA under another key of its Secret.
+    d = server(render([MTLS], sets=["tls.clientCaKey=bundle.pem"]))
+    c = container(d)
+    assert mounted_file(d, c, env_of(c)["BATON_TLS_CLIENT_CA"]["value"])[:2] == ("baton-client-ca", "bundle.pem")
+
+
+def test_admin_tls_probes_and_scrapes_https():
+    objs = render([MTLS])
+    c = container(server(objs))
+    assert env_of(c)["BATON_ADMIN_TLS"]["value"] == "true"
+    for p in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[p]["httpGet"]["scheme"] == "HTTPS" and c[p]["httpGet"]["port"] == "admin"
+    sm = one(objs, "ServiceMonitor")
+    ep = {e["port"]: e for e in sm["spec"]["endpoints"]}
+    assert ep["admin"]["scheme"] == "https"
+    assert ep["admin"]["tlsConfig"] == {"ca": {"secret": {"name": "baton-tls", "key": "ca.crt"}},
+                                        "serverName": f"{FULL}.{NAMESPACE}.svc"}
+    assert ep["http"]["scheme"] == "http" and "tlsConfig" not in ep["http"]
+    text = notes([MTLS])
+    assert "curl --cacert ca.crt" in text and "mTLS" in text
 
 
 # --- services, scaling, policies -------------------------------------------------------------
@@ -298,6 +489,16 @@ def test_helm_test_pod_runs_batond_probe():
     c = container(pod)
     assert c["command"] == ["/usr/local/bin/batond"]
     assert c["args"][:3] == ["probe", "--endpoint", f"http://{FULL}.{NAMESPACE}.svc:50051"]
+    assert "--tls-ca" not in c["args"] and "volumes" not in pod["spec"]
+    # auth.mode api-key (the default): the probe's writer key from a Secret created after
+    # install; optional, so that without it the probe runs and says Unauthenticated.
+    assert env_of(c)["BATON_PROBE_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{FULL}-probe-key", "key": "api-key", "optional": True}
+    c = container(one(render([EXISTING]), "Pod"))
+    assert env_of(c)["BATON_PROBE_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "baton-probe-key", "key": "key", "optional": True}
+    c = container(one(render([DEFAULT], sets=["auth.mode=none"]), "Pod"))
+    assert "BATON_PROBE_API_KEY" not in env_of(c)
     assert not by_kind(render([DEFAULT], sets=["tests.enabled=false"]), "Pod")
 
 
@@ -334,9 +535,13 @@ def test_every_batond_setting_is_reachable_through_values():
     assert binary, "BATOND_BIN must name the built batond (scripts/parts/helm.sh sets it)"
     wanted = help_env_names(binary)
     assert {"DATABASE_URL", "REDIS_URL", "BATON_SHUTDOWN_GRACE_SECS"} <= wanted
-    # The embedded store's directory is set in embedded mode; BATON_MIGRATE is the --migrate flag.
-    env = set(env_of(container(server(render([HA], sets=ALL_OTEL))))) | {"BATON_DATA_DIR", "BATON_MIGRATE"}
-    assert "BATON_DATA_DIR" in env_of(container(server(render([EMBEDDED]))))
+    # The embedded store's directory is set in embedded mode, the owner URL when batond migrates
+    # itself, TLS in TLS mode: the union of those renders.
+    env = set(env_of(container(server(render([HA], sets=ALL_OTEL)))))
+    env |= set(env_of(container(server(render([EMBEDDED])))))
+    env |= set(env_of(container(server(render([MTLS])))))
+    env |= set(env_of(container(server(render([HOOKS_OFF], sets=["migrations.enabled=false"])))))
+    assert {"BATON_DATA_DIR", "BATON_TLS_CLIENT_CA", "BATON_MIGRATE_DATABASE_URL", "BATON_MIGRATE"} <= env
     missing = wanted - env
     assert not missing, f"batond settings the chart cannot set: {sorted(missing)}"
     otel = readme_otel_names() - {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}
@@ -352,7 +557,12 @@ def test_every_gateway_setting_is_reachable_through_values():
     wanted = help_env_names(binary)
     env = set(env_of(container(one(render([HA], sets=ALL_OTEL + ["gateway.tenant=t"]), "Deployment", f"{FULL}-mcp"))))
     # BATON_TOKEN is the stdio transport's credential; over HTTP each caller's own is forwarded.
-    missing = wanted - env - {"BATON_TOKEN"}
+    # --embedded (its data directory and loopback gRPC address) runs Baton inside baton-mcp on
+    # a laptop; the chart runs batond, and the gateway in front of it.
+    # BATON_TLS_SERVER_NAME: the chart calls batond by its Service name, which the certificate names.
+    env |= set(env_of(container(one(render([MTLS]), "Deployment", f"{FULL}-mcp"))))
+    missing = wanted - env - {"BATON_TOKEN", "BATON_EMBEDDED", "BATON_DATA_DIR", "BATON_MCP_GRPC_ADDR",
+                              "BATON_TLS_SERVER_NAME"}
     assert not missing, f"baton-mcp settings the chart cannot set: {sorted(missing)}"
 
 
@@ -361,7 +571,7 @@ def test_extra_env_args_and_volumes_pass_through():
         "extraArgs[0]=--log-format=text", "extraEnv[0].name=FOO", "extraEnv[0].value=bar",
         "extraVolumes[0].name=certs", "extraVolumes[0].secret.secretName=tls",
         "extraVolumeMounts[0].name=certs", "extraVolumeMounts[0].mountPath=/etc/baton/tls"])))
-    assert c["args"] == ["--migrate=false", "--log-format=text", "serve"]
+    assert c["args"] == ["--log-format=text", "serve"]
     assert env_of(c)["FOO"]["value"] == "bar"
     assert {"name": "certs", "mountPath": "/etc/baton/tls"} in c["volumeMounts"]
 
@@ -399,6 +609,24 @@ def test_chart_readme_documents_every_value():
     (["gateway.port=70000"], "/gateway/port"),
     (["redis.cacheTailLen=5000"], "/redis/cacheTailLen"),
     (["database.url=mysql://x"], "/database/url"),
+    (["database.migrationUrl=mysql://x"], "/database/migrationUrl"),
+    (["auth.mode=basic"], "/auth/mode"),
+    (["auth.mode=api_key"], "/auth/mode"),
+    (["auth.cacheSecs=0"], "/auth/cacheSecs"),
+    (["auth.cacheSecs=3601"], "/auth/cacheSecs"),
+    (["auth.pepper=x"], "pepper"),
+    (["auth.keyPepper.existingSecret=Not_A_Name"], "/auth/keyPepper/existingSecret"),
+    (["tls.enabled=yes"], "/tls/enabled"),
+    (["tls.secretName=Bad/Name"], "/tls/secretName"),
+    (["tls.clientCaKey=a b"], "/tls/clientCaKey"),
+    (["tls.admin=1"], "/tls/admin"),
+    (["gateway.tlsClientSecret=No"], "/gateway/tlsClientSecret"),
+    (["quotas.rateLimitRps=-1"], "/quotas/rateLimitRps"),
+    (["quotas.rateLimitBurst=0"], "/quotas/rateLimitBurst"),
+    (["quotas.maxStreams=3"], "maxStreams"),
+    (["tests.apiKeySecret=UPPER"], "/tests/apiKeySecret"),
+    (["config.purgeExpiredAfter=thirty days"], "/config/purgeExpiredAfter"),
+    (["config.redactSecrets=maybe"], "/config/redactSecrets"),
 ])
 def test_schema_rejects_bad_values(sets, message):
     err = render_error([DEFAULT], sets=sets)
@@ -440,6 +668,18 @@ def test_schema_is_draft_07_and_closed():
     ([HA], ["autoscaling.minReplicas=9"], "autoscaling.minReplicas (9) is above autoscaling.maxReplicas (5)"),
     ([DEFAULT], ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"], "blocks every node drain"),
     ([HA], ["autoscaling.targetCPUUtilizationPercentage=0", "autoscaling.targetMemoryUtilizationPercentage=0"], "needs a target"),
+    ([DEFAULT], ["tls.enabled=true"], "tls.enabled needs tls.secretName"),
+    ([DEFAULT], ["tls.clientCaSecret=ca"], "tls.clientCaSecret (mTLS) needs tls.enabled=true"),
+    ([MTLS], ["tests.enabled=true"], "the `helm test` probe (batond probe) cannot present a client certificate"),
+    ([MTLS], ["gateway.tlsClientSecret="], "set gateway.tlsClientSecret"),
+    ([TLS], ["gateway.enabled=true", "gateway.tlsClientSecret=c"], "batond does not ask for client certificates"),
+    ([DEFAULT], ["tls.admin=true"], "tls.admin serves the admin port with the gRPC port's certificate"),
+    ([DEFAULT], [f"database.migrationUrl={OWNER_URL}", "database.migrationExistingSecretKey=k",
+                 "database.existingSecret=s"], "give the owner URL for migrations one way"),
+    ([EXISTING], ["database.migrationExistingSecretKey=", "database.migrationExistingSecret=o"],
+     "database.migrationExistingSecret is set without database.migrationExistingSecretKey"),
+    ([DEFAULT], ["database.migrationExistingSecretKey=k"], "there is no Secret to read it from"),
+    ([EMBEDDED], [f"database.migrationUrl={OWNER_URL}"], "the embedded store has no roles"),
 ])
 def test_fail_messages(files, sets, message):
     err = render_error(files, sets=sets)
@@ -447,8 +687,14 @@ def test_fail_messages(files, sets, message):
 
 
 def test_notes_tell_how_to_reach_the_service():
-    proc = helm("install", RELEASE, str(CHART), "-f", str(HA), "--namespace", NAMESPACE, "--dry-run=client")
-    notes = proc.stdout.split("NOTES:", 1)[1]
-    assert f"{FULL}.{NAMESPACE}.svc:50051" in notes
-    assert f"helm test {RELEASE}" in notes
-    assert f"http://{FULL}-mcp.{NAMESPACE}.svc:3000/mcp" in notes
+    text = notes([HA])
+    assert f"{FULL}.{NAMESPACE}.svc:50051" in text
+    assert f"helm test {RELEASE}" in text
+    assert f"http://{FULL}-mcp.{NAMESPACE}.svc:3000/mcp" in text
+    # api-key (the default): how to create the first admin key and the probe's key.
+    exec_ = f"kubectl -n {NAMESPACE} exec deploy/{FULL} -c batond -- batond keys create"
+    assert f"{exec_} --tenant default --role admin" in text
+    assert f"create secret generic {FULL}-probe-key" in text and "--tenant baton-probe --role writer" in text
+    # HA serves as a role of its own and migrates as the owner: no warning about it.
+    assert "Database roles" not in text
+    assert "Database roles: batond serves as the role that runs the migrations" in notes([DEFAULT])

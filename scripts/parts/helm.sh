@@ -2,8 +2,10 @@
 # Part "helm": the chart helm/baton. helm lint --strict and helm template for every
 # helm/baton/ci/*.yaml, offline validation of every rendered object (kubernetes-validate for
 # Kubernetes 1.27 and 1.33; ServiceMonitors against the prometheus-operator CRD schema through
-# @kubernetes-models/prometheus-operator), template unit tests and the pod-spec smoke test
-# (helm/tests/, pytest) against the PostgreSQL and Redis that scripts/test starts.
+# @kubernetes-models/prometheus-operator), template unit tests, the key pepper's `lookup`
+# against a stand-in API server, and the pod-spec smoke test (helm/tests/, pytest) against the
+# PostgreSQL (owner and serving roles) and Redis that scripts/test starts; openssl makes the TLS
+# test's certificates.
 #
 # Pins: helm (Go module, below), helm/tests/requirements.txt (PyPI, venv under
 # ~/.cache/baton/venv-helm), helm/tests/servicemonitor/package-lock.json (npm, installed under
@@ -48,7 +50,7 @@ baton_helm_servicemonitor() {
 
 part_helm() {
   local helm_bin venv="$BATON_CACHE_DIR/venv-helm" smdir="$BATON_CACHE_DIR/helm-servicemonitor" log rc=0 tool
-  for tool in python3 node npm psql; do
+  for tool in python3 node npm psql openssl; do
     command -v "$tool" >/dev/null 2>&1 || { echo "helm: $tool not found"; check_failed "helm: $tool missing" 1; return 0; }
   done
   helm_bin=$(baton_go_tool helm "$BATON_HELM_MODULE") || { check_failed "helm: go install $BATON_HELM_MODULE" 1; return 0; }

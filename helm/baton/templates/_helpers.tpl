@@ -97,6 +97,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and (include "baton.usesPostgres" .) .Values.database.url (not .Values.database.existingSecret) }}
 DATABASE_URL: {{ .Values.database.url | b64enc | quote }}
 {{- end }}
+{{- if and (include "baton.ownerUrlFromValue" .) (not (include "baton.migrationHook" .)) }}
+BATON_MIGRATE_DATABASE_URL: {{ .Values.database.migrationUrl | b64enc | quote }}
+{{- end }}
 {{- if and .Values.redis.url (not .Values.redis.existingSecret) }}
 REDIS_URL: {{ .Values.redis.url | b64enc | quote }}
 {{- end }}
@@ -117,6 +120,68 @@ secretKeyRef:
   name: {{ index . 1 }}
   key: DATABASE_URL
   {{- end }}
+{{- end -}}
+
+{{/* The owner URL for migrations (BATON_MIGRATE_DATABASE_URL): from an existing Secret when
+     database.migrationExistingSecretKey is set, from database.migrationUrl otherwise. */}}
+{{- define "baton.ownerUrlFromSecret" -}}
+{{- if and (include "baton.usesPostgres" .) .Values.database.migrationExistingSecretKey -}}true{{- end -}}
+{{- end -}}
+
+{{- define "baton.ownerUrlFromValue" -}}
+{{- if and (include "baton.usesPostgres" .) .Values.database.migrationUrl (not .Values.database.migrationExistingSecretKey) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Migrations run by the pre-install/pre-upgrade hook Job (it cannot read the release's own
+     Secret, which does not exist yet at install). */}}
+{{- define "baton.migrationHook" -}}
+{{- if and .Values.migrations.enabled .Values.migrations.hook (include "baton.usesPostgres" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* secretKeyRef of the owner URL, or nothing; (list $ secretName) as for baton.databaseUrlRef. */}}
+{{- define "baton.ownerUrlRef" -}}
+{{- $root := index . 0 -}}
+{{- $d := $root.Values.database -}}
+{{- if include "baton.ownerUrlFromSecret" $root }}
+secretKeyRef:
+  name: {{ default $d.existingSecret $d.migrationExistingSecret }}
+  key: {{ $d.migrationExistingSecretKey }}
+{{- else if include "baton.ownerUrlFromValue" $root }}
+secretKeyRef:
+  name: {{ index . 1 }}
+  key: BATON_MIGRATE_DATABASE_URL
+{{- end }}
+{{- end -}}
+
+{{/* The Secret holding BATON_KEY_PEPPER: the user's, or the one the chart generates. */}}
+{{- define "baton.pepperSecretName" -}}
+{{- default (include "baton.componentName" (list . "key-pepper")) .Values.auth.keyPepper.existingSecret -}}
+{{- end -}}
+
+{{- define "baton.pepperSecretKey" -}}
+{{- if .Values.auth.keyPepper.existingSecret -}}{{ .Values.auth.keyPepper.existingSecretKey }}{{- else -}}BATON_KEY_PEPPER{{- end -}}
+{{- end -}}
+
+{{/* The Secret the `helm test` probe reads its API key from. */}}
+{{- define "baton.probeKeySecretName" -}}
+{{- default (include "baton.componentName" (list . "probe-key")) .Values.tests.apiKeySecret -}}
+{{- end -}}
+
+{{/* batond's gRPC address inside the cluster, with the scheme clients use. */}}
+{{- define "baton.grpcUrl" -}}
+{{- printf "%s://%s.%s.svc:%v" (ternary "https" "http" .Values.tls.enabled) (include "baton.fullname" .) .Release.Namespace .Values.service.grpcPort -}}
+{{- end -}}
+
+{{/* The volume "ca" with the CA that signed batond's certificate, for the chart's own clients
+     (only the CA is projected: never the server's key). */}}
+{{- define "baton.caVolume" -}}
+- name: ca
+  secret:
+    secretName: {{ default .Values.tls.secretName .Values.tls.caSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.tls.caKey }}
+        path: ca.crt
 {{- end -}}
 
 {{/* The most batond replicas that can run at once. */}}
@@ -215,6 +280,37 @@ lifecycle:
 {{- end -}}
 {{- if and $v.autoscaling.enabled (not $v.autoscaling.targetCPUUtilizationPercentage) (not $v.autoscaling.targetMemoryUtilizationPercentage) -}}
 {{- fail "autoscaling.enabled needs a target: set autoscaling.targetCPUUtilizationPercentage or autoscaling.targetMemoryUtilizationPercentage" -}}
+{{- end -}}
+{{- $d := $v.database -}}
+{{- if and $d.embedded.enabled (or $d.migrationUrl $d.migrationExistingSecret $d.migrationExistingSecretKey) -}}
+{{- fail "database.embedded.enabled is true and an owner URL for migrations is set (database.migrationUrl, database.migrationExistingSecret or database.migrationExistingSecretKey): the embedded store has no roles; unset them" -}}
+{{- end -}}
+{{- if and $d.migrationUrl $d.migrationExistingSecretKey -}}
+{{- fail "database.migrationUrl and database.migrationExistingSecretKey are both set: give the owner URL for migrations one way" -}}
+{{- end -}}
+{{- if and $d.migrationExistingSecret (not $d.migrationExistingSecretKey) -}}
+{{- fail "database.migrationExistingSecret is set without database.migrationExistingSecretKey: name the key of the owner URL in that Secret" -}}
+{{- end -}}
+{{- if and $d.migrationExistingSecretKey (not $d.migrationExistingSecret) (not $d.existingSecret) -}}
+{{- fail "database.migrationExistingSecretKey is set but there is no Secret to read it from: set database.migrationExistingSecret (or database.existingSecret)" -}}
+{{- end -}}
+{{- if and $v.tls.enabled (not $v.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: a Secret of type kubernetes.io/tls (tls.crt, tls.key) holding batond's certificate" -}}
+{{- end -}}
+{{- if and $v.tls.clientCaSecret (not $v.tls.enabled) -}}
+{{- fail "tls.clientCaSecret (mTLS) needs tls.enabled=true and tls.secretName: client certificates are checked only on a TLS port" -}}
+{{- end -}}
+{{- if and $v.tls.clientCaSecret $v.tests.enabled -}}
+{{- fail "tls.clientCaSecret (mTLS) with tests.enabled: the `helm test` probe (batond probe) cannot present a client certificate; set tests.enabled=false" -}}
+{{- end -}}
+{{- if and $v.tls.clientCaSecret $v.gateway.enabled (not $v.gateway.tlsClientSecret) -}}
+{{- fail "tls.clientCaSecret (mTLS) with gateway.enabled: batond accepts only clients with a certificate; set gateway.tlsClientSecret to a kubernetes.io/tls Secret with baton-mcp's certificate, signed by the client CA" -}}
+{{- end -}}
+{{- if and $v.gateway.tlsClientSecret (not $v.tls.clientCaSecret) -}}
+{{- fail "gateway.tlsClientSecret is set but batond does not ask for client certificates: set tls.enabled, tls.secretName and tls.clientCaSecret (mTLS), or unset it" -}}
+{{- end -}}
+{{- if and $v.tls.admin (not $v.tls.enabled) -}}
+{{- fail "tls.admin serves the admin port with the gRPC port's certificate: set tls.enabled=true and tls.secretName" -}}
 {{- end -}}
 {{- $floor := add $v.lifecycle.preStopSleepSeconds $v.config.shutdownGraceSecs -}}
 {{- if and $v.lifecycle.terminationGracePeriodSeconds (le (int $v.lifecycle.terminationGracePeriodSeconds) (int $floor)) -}}
