@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::embedded::EmbeddedConfig;
 use crate::grpc::CallContext;
@@ -63,7 +64,21 @@ pub struct Config {
     /// Guards against DNS rebinding; add the names clients use to reach a shared gateway.
     #[arg(long, env = "BATON_MCP_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub allowed_hosts: Vec<String>,
-    /// Bearer token sent to batond as `authorization` on stdio (HTTP forwards the caller's own).
+    /// PEM CA certificate(s) that batond's TLS certificate must chain to (a private CA); unset:
+    /// the system's trusted roots. TLS is on for `https://` endpoints.
+    #[arg(long, env = "BATON_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for batond's mTLS (with --tls-key).
+    #[arg(long, env = "BATON_MCP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BATON_MCP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name batond's certificate is checked against; default: the endpoint's host.
+    #[arg(long, env = "BATON_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// Baton API key sent to batond as `authorization: Bearer` on stdio. Over HTTP each MCP
+    /// client presents its own key as its bearer token instead.
     #[arg(long, env = "BATON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Tenant sent as `x-baton-tenant` (an HTTP caller's own header wins). Unset: the
@@ -93,6 +108,10 @@ impl std::fmt::Debug for Config {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tenant", &self.tenant)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_server_name", &self.tls_server_name)
             .field("call_timeout_ms", &self.call_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("log_format", &self.log_format)
@@ -124,6 +143,34 @@ impl Config {
                 .ok_or("no home directory to put the embedded store in: pass --data-dir (or BATON_DATA_DIR)")?,
         };
         Ok(Some(EmbeddedConfig { data_dir, grpc_addr: self.grpc_addr }))
+    }
+
+    /// TLS settings for the remote endpoint: `None` for `http://`, and an error for TLS options
+    /// on an `http://` endpoint (they would silently do nothing) or an unreadable file.
+    pub fn tls(&self) -> Result<Option<ClientTlsConfig>, String> {
+        let https = self.endpoint.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        let options = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_server_name.is_some();
+        if !https {
+            return match options {
+                true => Err(format!("--tls-* options need an https:// endpoint, not {}", self.endpoint)),
+                false => Ok(None),
+            };
+        }
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.tls_ca {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca, "CA certificate file")?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert, "client certificate")?, read(key, "client key")?));
+        }
+        if let Some(name) = &self.tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        Ok(Some(tls))
     }
 
     pub fn call_timeout(&self) -> Duration {
@@ -185,6 +232,19 @@ mod tests {
         assert!(config.embedded().unwrap_err().contains("not a loopback address"));
         let config = Config::try_parse_from(["baton-mcp", "--embedded", "--grpc-addr", "[::1]:50051"]).unwrap();
         assert_eq!(config.embedded().unwrap().unwrap().grpc_addr, "[::1]:50051".parse().unwrap());
+    }
+
+    #[test]
+    fn tls_is_for_https_endpoints() {
+        let plain = Config::try_parse_from(["baton-mcp", "--endpoint", "http://h:1"]).unwrap();
+        assert!(plain.tls().unwrap().is_none());
+        let system = Config::try_parse_from(["baton-mcp", "--endpoint", "HTTPS://h:1"]).unwrap();
+        assert!(system.tls().unwrap().is_some());
+        let stray = Config::try_parse_from(["baton-mcp", "--endpoint", "http://h:1", "--tls-ca", "ca.pem"]).unwrap();
+        assert!(stray.tls().unwrap_err().contains("need an https:// endpoint"));
+        let missing = Config::try_parse_from(["baton-mcp", "--endpoint", "https://h:1", "--tls-ca", "/no/ca.pem"]);
+        assert!(missing.unwrap().tls().unwrap_err().contains("/no/ca.pem"));
+        assert!(Config::try_parse_from(["baton-mcp", "--tls-cert", "c.pem"]).is_err(), "a certificate needs its key");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use baton_server::auth::AuthMode;
 use baton_server::clock::SystemClock;
 use baton_server::store::sqlite::SqliteStore;
 use baton_server::{Listeners, Running};
@@ -174,6 +175,9 @@ async fn serve(config: &EmbeddedConfig, lock: DirLock) -> Result<Served, BoxErro
     server.grpc_addr = addr;
     server.admin_addr = admin.local_addr()?;
     server.shutdown_grace_secs = SHUTDOWN_GRACE_SECS;
+    // Loopback only, for this user's own agents: no keys (the server's default, said here
+    // because the service is exposed to no one else).
+    server.auth = AuthMode::None;
     let (stop, stopped) = oneshot::channel::<()>();
     let (up, is_up) = oneshot::channel::<()>();
     let task = tokio::spawn(baton_server::serve(

@@ -11,7 +11,7 @@ use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status, Streaming};
 use tracing::Instrument as _;
 
@@ -114,13 +114,17 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend for `endpoint` that connects on first use and reconnects after failures.
+    /// A backend for `endpoint` (with TLS when `tls` is given) that connects on first use and reconnects after failures.
     pub fn connect_lazy(
         endpoint: &str,
+        tls: Option<ClientTlsConfig>,
         connect_timeout: Duration,
         call_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(endpoint.to_owned())?;
+        let mut endpoint = Endpoint::from_shared(endpoint.to_owned())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
         let uri = endpoint.uri();
         let server = (uri.host().unwrap_or_default().to_owned(), uri.port_u16());
         let channel = settings(endpoint, connect_timeout).connect_lazy();
@@ -157,8 +161,21 @@ impl Backend {
         request: DynamicMessage,
         ctx: &CallContext,
     ) -> Result<DynamicMessage, Status> {
-        let deadline = self.call_timeout;
         let mut call = self.start(method, ctx);
+        let result = self.bare_unary(method, request, ctx).instrument(call.span.clone()).await;
+        call.finish(result.as_ref().err());
+        result
+    }
+
+    /// A unary call with the configured deadline that is no client span and no metric sample:
+    /// the gateway's own questions to batond (is this token valid?), not a tool's work.
+    pub async fn bare_unary(
+        &self,
+        method: &MethodDescriptor,
+        request: DynamicMessage,
+        ctx: &CallContext,
+    ) -> Result<DynamicMessage, Status> {
+        let deadline = self.call_timeout;
         let unary = async {
             let request = self.request(request, ctx, Some(deadline))?;
             let mut grpc = self.ready().await?;
@@ -166,12 +183,10 @@ impl Backend {
                 .await
                 .map(tonic::Response::into_inner)
         };
-        let result = match tokio::time::timeout(deadline, unary.instrument(call.span.clone())).await {
+        match tokio::time::timeout(deadline, unary).await {
             Ok(result) => result,
             Err(_) => Err(deadline_exceeded(deadline)),
-        };
-        call.finish(result.as_ref().err());
-        result
+        }
     }
 
     /// Opens a server stream. `deadline` bounds the whole stream (None: open until either side

@@ -21,6 +21,8 @@
 //!   request message the input schema, its comments the descriptions.
 //! - `resources`, `follow`: `baton://` resources, and live follows (StreamEntries with
 //!   `follow`) behind resource subscriptions.
+//! - `access`: who may use the HTTP transport (the caller's Baton key as its bearer token,
+//!   401 when batond would refuse it).
 //! - `errors`: gRPC statuses (with google.rpc details) and argument errors as tool errors.
 //! - `telemetry`: the tool and gRPC client spans (continuing the caller's `traceparent`), and
 //!   the metrics served at `/metrics`.
@@ -29,6 +31,7 @@
 //!   several processes share one data directory.
 //! - `config`: flags and environment variables.
 
+pub mod access;
 pub mod args;
 pub mod calls;
 pub mod catalog;

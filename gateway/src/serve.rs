@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::BoxError;
+use crate::access::{BearerGate, require_bearer};
 use crate::calls::Gateway;
 use crate::catalog::Catalog;
 use crate::config::{Config, LogFormat, Transport};
@@ -41,7 +42,8 @@ pub fn init_telemetry(format: LogFormat) -> Result<baton_telemetry::Telemetry, B
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
     let catalog = Catalog::baton()?;
     let Some(embedded) = config.embedded()? else {
-        let backend = Backend::connect_lazy(&config.endpoint, config.connect_timeout(), config.call_timeout())?;
+        let tls = config.tls()?;
+        let backend = Backend::connect_lazy(&config.endpoint, tls, config.connect_timeout(), config.call_timeout())?;
         tracing::info!(endpoint = %config.endpoint, transport = ?config.transport, "baton-mcp starting");
         let handler = BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context());
         return serve(&config, handler, shutdown).await;
@@ -140,7 +142,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
-    let router = http_router(handler, allowed_hosts, stop.child_token());
+    let router = http_router(handler, allowed_hosts, HttpAccess::AsBatond, stop.child_token());
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -151,10 +153,24 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// Who may call `/mcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAccess {
+    /// Whoever batond would accept: 401 with a bearer challenge otherwise ([`crate::access`]).
+    AsBatond,
+    /// Anyone; batond's refusals come back as tool errors.
+    Open,
+}
+
 /// The HTTP routes: MCP Streamable HTTP at `/mcp`, liveness at `/health` and Prometheus metrics
 /// at `/metrics`. Every MCP session gets its own handler (and subscriptions) over the shared
 /// channel; `stop` ends them all.
-pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: CancellationToken) -> axum::Router {
+pub fn http_router(
+    handler: BatonMcp,
+    allowed_hosts: &[String],
+    access: HttpAccess,
+    stop: CancellationToken,
+) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop);
     config = if allowed_hosts.iter().any(|h| h == "*") {
         config.disable_allowed_hosts()
@@ -162,11 +178,16 @@ pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: Cancellati
         config.with_allowed_hosts(allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()))
     };
     let metrics = Arc::clone(handler.gateway().backend().metrics());
+    let gate = BearerGate::new(handler.gateway().clone());
     let service = StreamableHttpService::new(
         move || Ok(handler.for_new_session()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let mut mcp = axum::Router::new().nest_service("/mcp", service);
+    if access == HttpAccess::AsBatond {
+        mcp = mcp.layer(axum::middleware::from_fn_with_state(gate, require_bearer));
+    }
     axum::Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
@@ -175,5 +196,5 @@ pub fn http_router(handler: BatonMcp, allowed_hosts: &[String], stop: Cancellati
                 ([(header::CONTENT_TYPE, baton_telemetry::metrics::CONTENT_TYPE)], metrics.render())
             }),
         )
-        .nest_service("/mcp", service)
+        .merge(mcp)
 }

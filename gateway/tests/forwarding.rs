@@ -13,7 +13,7 @@ use baton_gateway::catalog::Catalog;
 use baton_gateway::config::Config;
 use baton_gateway::grpc::Backend;
 use baton_gateway::handler::BatonMcp;
-use baton_gateway::serve::http_router;
+use baton_gateway::serve::{HttpAccess, http_router};
 use clap::Parser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -47,6 +47,11 @@ impl tower::Service<http::Request<tonic::body::Body>> for Recorder {
     }
 }
 
+/// The fake answers every call UNAUTHENTICATED, the bearer check too: these routes let every
+/// request in, and what the gateway forwards is what is checked. The check itself is tested
+/// against a real batond with API keys (gateway/tests/test_mcp.py).
+const OPEN: HttpAccess = HttpAccess::Open;
+
 async fn fake_batond() -> (String, Recorder) {
     let recorder = Recorder::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -63,7 +68,7 @@ async fn fake_batond() -> (String, Recorder) {
 }
 
 fn gateway(endpoint: &str) -> Gateway {
-    let backend = Backend::connect_lazy(endpoint, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
+    let backend = Backend::connect_lazy(endpoint, None, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
     Gateway::new(Catalog::baton().unwrap(), backend)
 }
 
@@ -112,7 +117,7 @@ async fn http_forwards_the_callers_bearer_token_trace_context_and_tenant() {
     // The gateway's own token must not reach batond on behalf of HTTP callers.
     let defaults = Config::try_parse_from(["baton-mcp", "--token", "gateway-secret"]).unwrap().default_call_context();
     let router =
-        http_router(BatonMcp::new(gateway(&endpoint), defaults), &["localhost".into()], CancellationToken::new());
+        http_router(BatonMcp::new(gateway(&endpoint), defaults), &["localhost".into()], OPEN, CancellationToken::new());
 
     let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let response = mcp_post(
@@ -159,6 +164,7 @@ async fn bad_arguments_never_reach_batond() {
     let router = http_router(
         BatonMcp::new(gateway(&endpoint), Default::default()),
         &["localhost".into()],
+        OPEN,
         CancellationToken::new(),
     );
     let response =
@@ -186,6 +192,7 @@ async fn health() {
     let router = http_router(
         BatonMcp::new(gateway("http://127.0.0.1:1"), Default::default()),
         &["localhost".into()],
+        OPEN,
         CancellationToken::new(),
     );
     let response = router

@@ -23,7 +23,8 @@ async fn counters_move_by_what_known_calls_did() {
     let http = reqwest::Client::new();
     let admin = format!("http://{}/metrics", batond.admin);
     let tenant = key("tenant");
-    let t = [("x-baton-tenant", tenant.as_str())];
+    let bearer = batond.bearer(&tenant).await;
+    let t = [("x-baton-tenant", tenant.as_str()), ("authorization", bearer.as_str())];
     let session = key("metrics");
 
     let server0 = scrape(&http, &admin).await;

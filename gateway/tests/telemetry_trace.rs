@@ -41,8 +41,12 @@ async fn one_mcp_tool_call_is_one_trace_from_the_tool_to_sql_and_redis() {
 
     let tenant = key("tenant");
     let session = key("traced");
+    let bearer = batond.bearer(&tenant).await;
     let tenant_header = ("x-baton-tenant", tenant.as_str());
-    gateway.ok("register_session", json!({"session_key": session, "agent": "planner"}), &[tenant_header]).await;
+    let auth_header = ("authorization", bearer.as_str());
+    gateway
+        .ok("register_session", json!({"session_key": session, "agent": "planner"}), &[tenant_header, auth_header])
+        .await;
 
     // The caller's trace: the MCP HTTP request carries its traceparent.
     let trace_id = uuid::Uuid::now_v7().simple().to_string();
@@ -54,14 +58,15 @@ async fn one_mcp_tool_call_is_one_trace_from_the_tool_to_sql_and_redis() {
         .ok(
             "update_context",
             json!({"session_key": session, "content": secret}),
-            &[("traceparent", traceparent.as_str()), tenant_header],
+            &[("traceparent", traceparent.as_str()), tenant_header, auth_header],
         )
         .await;
     assert_eq!(appended["entries"][0]["trace_id"], trace_id.as_str(), "{appended}");
 
     // Without one, the gateway starts the trace, and the entry still names it.
-    let untraced =
-        gateway.ok("update_context", json!({"session_key": session, "content": "second"}), &[tenant_header]).await;
+    let untraced = gateway
+        .ok("update_context", json!({"session_key": session, "content": "second"}), &[tenant_header, auth_header])
+        .await;
     let own_trace = untraced["entries"][0]["trace_id"].as_str().unwrap().to_owned();
     assert_eq!(own_trace.len(), 32);
     assert_ne!(own_trace, trace_id);
@@ -69,10 +74,12 @@ async fn one_mcp_tool_call_is_one_trace_from_the_tool_to_sql_and_redis() {
     // The stored entries carry the ids, as read back by a plain client.
     let channel = tonic::transport::Channel::from_shared(batond.endpoint()).unwrap().connect().await.unwrap();
     let tenant_value: tonic::metadata::AsciiMetadataValue = tenant.parse().unwrap();
+    let bearer_value: tonic::metadata::AsciiMetadataValue = bearer.parse().unwrap();
     let mut client = pb::context_service_client::ContextServiceClient::with_interceptor(
         channel,
         move |mut request: tonic::Request<()>| {
             request.metadata_mut().insert("x-baton-tenant", tenant_value.clone());
+            request.metadata_mut().insert("authorization", bearer_value.clone());
             Ok(request)
         },
     );

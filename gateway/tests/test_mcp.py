@@ -98,6 +98,17 @@ class Servers:
     # How a stdio baton-mcp reaches the same data: `--endpoint` of the remote batond, or
     # `--embedded` on the same data directory (it shares the HTTP gateway's service).
     stdio_args: list[str]
+    # API keys of the tenant "default" by role: the remote batond serves with `--auth api-key`;
+    # the embedded service has no keys (empty).
+    keys: dict[str, str]
+
+    def auth_env(self, role: str = "writer") -> dict[str, str]:
+        """The environment that gives a stdio baton-mcp the key of `role`."""
+        return {"BATON_TOKEN": self.keys[role]} if self.keys else {}
+
+    def auth_headers(self, role: str = "writer") -> dict[str, str]:
+        """The HTTP headers that carry the key of `role`."""
+        return {"authorization": f"Bearer {self.keys[role]}"} if self.keys else {}
 
 
 @pytest.fixture(scope="session")
@@ -116,16 +127,24 @@ def clean_env() -> dict[str, str]:
 
 @contextmanager
 def remote_servers(data_dir: str) -> Iterator[Servers]:
-    """batond on its embedded store, and baton-mcp on HTTP in front of it."""
+    """batond on its embedded store with API keys on, and baton-mcp on HTTP in front of it."""
     batond, baton_mcp = binary("BATOND_BIN"), binary("BATON_MCP_BIN")
     grpc_port, admin_port, mcp_port = free_port(), free_port(), free_port()
     env = clean_env()
+    keys = {}
+    for role in ("reader", "writer", "admin"):
+        created = subprocess.run(
+            [batond, "keys", "create", "--data-dir", data_dir, "--tenant", "default", "--role", role, "--name", f"gw-{role}"],
+            env=env, check=True, capture_output=True, text=True,
+        )
+        keys[role] = created.stdout.strip().splitlines()[-1]
     server = subprocess.Popen(
         [
             batond,
             "--grpc-addr", f"127.0.0.1:{grpc_port}",
             "--admin-addr", f"127.0.0.1:{admin_port}",
             "--data-dir", data_dir,
+            "--auth", "api-key",
         ],
         env=env,
     )
@@ -144,7 +163,7 @@ def remote_servers(data_dir: str) -> Iterator[Servers]:
         try:
             base = f"http://127.0.0.1:{mcp_port}"
             wait_http(f"{base}/health", gateway, "baton-mcp")
-            yield Servers(endpoint, f"{base}/mcp", base, ["--endpoint", endpoint])
+            yield Servers(endpoint, f"{base}/mcp", base, ["--endpoint", endpoint], keys)
         finally:
             stop(gateway)
     finally:
@@ -171,7 +190,7 @@ def embedded_servers(data_dir: str) -> Iterator[Servers]:
         base = f"http://127.0.0.1:{mcp_port}"
         wait_http(f"{base}/health", gateway, "baton-mcp --embedded")
         endpoint = f"http://127.0.0.1:{grpc_port}"
-        yield Servers(endpoint, f"{base}/mcp", base, ["--embedded", "--data-dir", data_dir])
+        yield Servers(endpoint, f"{base}/mcp", base, ["--embedded", "--data-dir", data_dir], {})
     finally:
         stop(gateway)
 
@@ -195,18 +214,20 @@ async def connect(
     message_handler=None,
 ) -> AsyncIterator[Client]:
     """An MCP client on `transport` ("stdio": a baton-mcp child process; "http": the shared
-    HTTP gateway), negotiating per `mode` ("auto": the newest revision; "legacy": initialize)."""
+    HTTP gateway), negotiating per `mode` ("auto": the newest revision; "legacy": initialize),
+    with the writer key unless `env` / `headers` bring other credentials."""
     if transport == "stdio":
         params = StdioServerParameters(
             command=binary("BATON_MCP_BIN"),
             args=servers.stdio_args,
-            env={"RUST_LOG": "warn", **(env or {})},
+            env={"RUST_LOG": "warn", **servers.auth_env(), **(env or {})},
         )
         client = Client(stdio_client(params), mode=mode, message_handler=message_handler, cache=None)
         async with client:
             yield client
     else:
-        async with httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
+        headers = {**servers.auth_headers(), **(headers or {})}
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
             client = Client(
                 streamable_http_client(servers.mcp_url, http_client=http),
                 mode=mode,
@@ -499,12 +520,14 @@ async def test_listen_subscription_notifies_on_new_entries(servers: Servers, tra
 
 async def test_tenant_is_forwarded(servers: Servers) -> None:
     session_key = key("tenant")
-    async with connect(servers, "stdio", "legacy", env={"BATON_TENANT": "tenant-a"}) as a:
+    # Naming another tenant takes an admin key.
+    admin_env, admin = servers.auth_env("admin"), servers.auth_headers("admin")
+    async with connect(servers, "stdio", "legacy", env={"BATON_TENANT": "tenant-a", **admin_env}) as a:
         await ok(a, "register_session", {"session_key": session_key, "agent": "a"})
         await ok(a, "get_session", {"session_key": session_key})
-    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-b"}) as b:
+    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-b", **admin}) as b:
         assert (await failing(b, "get_session", {"session_key": session_key})).startswith("NOT_FOUND")
-    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-a"}) as a_http:
+    async with connect(servers, "http", "legacy", headers={"x-baton-tenant": "tenant-a", **admin}) as a_http:
         await ok(a_http, "get_session", {"session_key": session_key})
 
 
@@ -512,16 +535,21 @@ async def test_trace_context_is_forwarded_over_http(servers: Servers) -> None:
     session_key = key("trace")
     trace_id = uuid.uuid4().hex
     traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
-    headers = {"traceparent": traceparent, "authorization": "Bearer test-token"}
+    headers = {"traceparent": traceparent}
     async with connect(servers, "http", "legacy", headers=headers) as client:
         await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
         appended = await ok(client, "update_context", {"sessionKey": session_key, "content": "traced"})
         assert appended["entries"][0]["trace_id"] == trace_id
 
 
-def post(url: str, body: dict, session_id: str | None = None, version: str | None = None) -> tuple[dict | None, dict]:
-    """One JSON-RPC POST as a bare 2024-11-05 client would send it; returns (message, headers)."""
+def post(
+    servers: Servers, body: dict, session_id: str | None = None, version: str | None = None
+) -> tuple[dict | None, dict]:
+    """One JSON-RPC POST (with the writer key) as a bare 2024-11-05 client would send it; returns
+    (message, headers)."""
+    url = servers.mcp_url
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    headers.update(servers.auth_headers())
     if session_id:
         headers["mcp-session-id"] = session_id
     if version:
@@ -543,7 +571,7 @@ def post(url: str, body: dict, session_id: str | None = None, version: str | Non
 @pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18"])
 def test_clients_negotiating_older_revisions_over_http(servers: Servers, version: str) -> None:
     init, headers = post(
-        servers.mcp_url,
+        servers,
         {
             "jsonrpc": "2.0",
             "id": 1,
@@ -561,14 +589,14 @@ def test_clients_negotiating_older_revisions_over_http(servers: Servers, version
     assert session_id
     # The MCP-Protocol-Version header exists from 2025-06-18 on.
     header_version = version if version >= "2025-06-18" else None
-    post(servers.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id, header_version)
+    post(servers, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id, header_version)
 
-    tools, _ = post(servers.mcp_url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session_id, header_version)
+    tools, _ = post(servers, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session_id, header_version)
     assert API_TOOLS <= {t["name"] for t in tools["result"]["tools"]}
 
     session_key = key("old")
     call, _ = post(
-        servers.mcp_url,
+        servers,
         {
             "jsonrpc": "2.0",
             "id": 3,
@@ -591,7 +619,7 @@ def test_clients_negotiating_older_revisions_over_http(servers: Servers, version
     assert payload["session_key"] == session_key and payload["owner"] == "old-agent"
 
     read, _ = post(
-        servers.mcp_url,
+        servers,
         {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": f"baton://sessions/{session_key}"}},
         session_id,
         header_version,
@@ -599,7 +627,7 @@ def test_clients_negotiating_older_revisions_over_http(servers: Servers, version
     assert json.loads(read["result"]["contents"][0]["text"])["owner"] == "old-agent"
 
     missing, _ = post(
-        servers.mcp_url,
+        servers,
         {"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "baton://sessions/no-such-session"}},
         session_id,
         header_version,
@@ -615,7 +643,7 @@ class StdioPeer:
             [binary("BATON_MCP_BIN"), *servers.stdio_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "RUST_LOG": "warn"},
+            env={**os.environ, "RUST_LOG": "warn", **servers.auth_env()},
         )
         self.pending = b""
 
@@ -666,11 +694,11 @@ def raw_session(servers: Servers, transport: str) -> tuple:
         assert peer.request(init)["result"]["serverInfo"]["name"] == "baton-mcp"
         peer.request(initialized)
         return peer.request, peer.close
-    reply, headers = post(servers.mcp_url, init)
+    reply, headers = post(servers, init)
     assert reply["result"]["serverInfo"]["name"] == "baton-mcp"
     session_id = headers.get("mcp-session-id")
-    post(servers.mcp_url, initialized, session_id, "2025-06-18")
-    return (lambda body: post(servers.mcp_url, body, session_id, "2025-06-18")[0]), (lambda: None)
+    post(servers, initialized, session_id, "2025-06-18")
+    return (lambda body: post(servers, body, session_id, "2025-06-18")[0]), (lambda: None)
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -748,13 +776,16 @@ async def test_readme_client_configuration_works_as_written(servers: Servers) ->
     env, with only the endpoint pointed at the test's batond."""
     readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", readme, re.S)]
-    config = next(b["mcpServers"]["baton"] for b in blocks if "command" in b.get("mcpServers", {}).get("baton", {}))
+    # The team setup's entry: the baton-mcp binary itself (the one-line ones are uvx / npx, run by
+    # packaging/tests against the installed packages).
+    servers_blocks = [b.get("mcpServers", {}).get("baton", {}) for b in blocks]
+    config = next(c for c in servers_blocks if c.get("command") == "baton-mcp")
     assert config["command"] == "baton-mcp"
     bin_dir = os.path.dirname(binary("BATON_MCP_BIN"))
     path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     assert shutil.which(config["command"], path=path)
     args = [servers.grpc_endpoint if a == "http://127.0.0.1:50051" else a for a in config["args"]]
-    params = StdioServerParameters(command=config["command"], args=args, env={**config.get("env", {}), "PATH": path})
+    params = StdioServerParameters(command=config["command"], args=args, env={**config.get("env", {}), **servers.auth_env(), "PATH": path})
     async with Client(stdio_client(params), cache=None) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert API_TOOLS <= names
@@ -764,3 +795,61 @@ async def test_readme_client_configuration_works_as_written(servers: Servers) ->
 def test_health(servers: Servers) -> None:
     with urllib.request.urlopen(f"{servers.http_base}/health", timeout=5) as response:
         assert json.load(response) == {"status": "ok"}
+
+
+def test_http_asks_for_a_baton_key(servers: Servers) -> None:
+    """Without a key, or with one batond does not know, the HTTP transport answers 401 with a
+    bearer challenge (MCP authorization), before any MCP session exists; the embedded service
+    has no keys and lets every local caller in."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "k", "version": "0"}},
+    }
+    plain = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    missing = httpx2.post(servers.mcp_url, json=init, headers=plain, timeout=30)
+    unknown_key = "bk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    unknown = httpx2.post(servers.mcp_url, json=init, headers={**plain, "authorization": f"Bearer {unknown_key}"}, timeout=30)
+    if not servers.keys:
+        assert missing.status_code == 200, missing.text
+        return
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="baton"'
+    assert missing.json()["error"] == "unauthorized"
+    assert unknown.status_code == 401
+    assert unknown.headers["www-authenticate"].startswith('Bearer realm="baton", error="invalid_token"')
+    for role in ("reader", "writer", "admin"):
+        accepted = httpx2.post(servers.mcp_url, json=init, headers={**plain, **servers.auth_headers(role)}, timeout=30)
+        assert accepted.status_code == 200, (role, accepted.text)
+
+
+def remote_only(servers: Servers) -> None:
+    if not servers.keys:
+        pytest.skip("the embedded service serves loopback without keys")
+
+
+async def test_stdio_without_a_key_is_unauthenticated(servers: Servers) -> None:
+    remote_only(servers)
+    async with connect(servers, "stdio", "legacy", env={"BATON_TOKEN": ""}) as client:
+        assert (await failing(client, "list_sessions", {})).startswith("UNAUTHENTICATED")
+    async with connect(servers, "stdio", "legacy", env={"BATON_TOKEN": "bk_not_a_key"}) as client:
+        assert (await failing(client, "list_sessions", {})).startswith("UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_roles_and_tenants_of_keys(servers: Servers, transport: str) -> None:
+    """A reader reads but cannot write; a writer cannot name another tenant."""
+    remote_only(servers)
+    session_key = key("roles")
+    async with connect(servers, transport, "legacy") as writer:
+        await ok(writer, "register_session", {"session_key": session_key, "agent": "a"})
+    reader_auth = {"env": servers.auth_env("reader")} if transport == "stdio" else {"headers": servers.auth_headers("reader")}
+    async with connect(servers, transport, "legacy", **reader_auth) as reader:
+        assert (await ok(reader, "get_session", {"session_key": session_key}))["owner"] == "a"
+        denied = await failing(reader, "update_context", {"sessionKey": session_key, "content": "no"})
+        assert denied.startswith("PERMISSION_DENIED"), denied
+    other = {"env": {"BATON_TENANT": "tenant-x"}} if transport == "stdio" else {"headers": {"x-baton-tenant": "tenant-x"}}
+    async with connect(servers, transport, "legacy", **other) as elsewhere:
+        denied = await failing(elsewhere, "get_session", {"session_key": session_key})
+        assert denied.startswith("PERMISSION_DENIED"), denied

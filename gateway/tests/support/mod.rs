@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_server::clock::SystemClock;
+use baton_server::domain::principal::Role;
 use baton_testkit::{Backend, Server};
 use serde_json::{Value, json};
 
@@ -39,6 +40,12 @@ impl Batond {
         self.server.endpoint()
     }
 
+    /// The `authorization` value of a new writer key of `tenant` (the test kit serves with API
+    /// keys on).
+    pub async fn bearer(&self, tenant: &str) -> String {
+        format!("Bearer {}", self.server.key(tenant, Role::Writer, None).await)
+    }
+
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }
@@ -67,6 +74,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the binary against `endpoint` with the given extra environment (OTEL_*).
     pub async fn start(endpoint: &str, env: &[(&str, String)]) -> Gateway {
+        Self::start_with(endpoint, &[], env).await
+    }
+
+    /// Starts the binary against `endpoint` with extra flags and environment.
+    pub async fn start_with(endpoint: &str, args: &[&str], env: &[(&str, String)]) -> Gateway {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_baton-mcp"));
         for (key, _) in std::env::vars() {
@@ -76,6 +88,7 @@ impl Gateway {
         }
         command
             .args(["--transport", "http", "--http-addr", &format!("127.0.0.1:{port}"), "--endpoint", endpoint])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
