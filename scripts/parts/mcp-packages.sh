@@ -10,6 +10,16 @@
 # ~/.cache/baton, named after its requirements' hash; npm and pip caches are the shared ones.
 # Sourced by scripts/test; defines part_mcp_packages.
 
+# Debian's packages for what a fresh machine may lack: Node.js with npm, and python3's venv.
+_mcp_packages_tools() {
+  local missing=()
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  ((${#missing[@]})) || return 0
+  echo "[mcp-packages] installing ${missing[*]}" >&2
+  { baton_as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive baton_as_root apt-get install -y -qq "${missing[@]}"; } >&2
+}
+
 _mcp_packages_venv() {
   local req=packaging/tests/requirements.txt sum venv
   sum=$(cat "$req" gateway/tests/requirements.txt <(python3 -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
@@ -26,11 +36,12 @@ _mcp_packages_venv() {
 
 part_mcp_packages() {
   local venv out built files wheel npm_packages log rc=0 start
-  if ! command -v python3 >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "python3 and npm are needed to build and install the packages" >&2
-    check_failed "mcp-packages (python3 or npm missing)" 1
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 is needed to build and install the packages" >&2
+    check_failed "mcp-packages (python3 missing)" 1
     return 0
   fi
+  _mcp_packages_tools || { check_failed "mcp-packages (installing Node.js or python3-venv)" 1; return 0; }
   venv=$(_mcp_packages_venv) || { check_failed "mcp-packages (venv)" 1; return 0; }
   out=$BATON_CACHE_DIR/mcp-packages
   rm -rf "$out"
