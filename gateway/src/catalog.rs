@@ -246,6 +246,10 @@ mod tests {
             "complete_handoff",
             "cancel_handoff",
             "stream_handoff_context",
+            "delete_session",
+            "fork_session",
+            "redact_entries",
+            "compact_session",
         ];
         expected.sort_unstable();
         assert_eq!(names, expected);

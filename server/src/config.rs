@@ -165,6 +165,21 @@ pub struct Config {
     /// limit, plus room for unary calls); 0: no cap.
     #[arg(long, global = true, env = "BATON_MAX_STREAMS_PER_CONNECTION", default_value_t = 500)]
     pub max_streams_per_connection: usize,
+    /// Replace high-confidence secrets (cloud and API keys, private keys, JWTs, passwords in
+    /// URLs) in appended text with `[REDACTED:<type>]` before anything is stored or cached.
+    #[arg(long, global = true, env = "BATON_REDACT_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redact_secrets: bool,
+    /// Delete expired sessions this long after they expired (e.g. 30d); 0: never.
+    #[arg(long, global = true, env = "BATON_PURGE_EXPIRED_AFTER", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub purge_expired_after: Duration,
+    /// Retention of sessions that set none: keep at least this many newest entries (0: no
+    /// count bound). With --retention-max-age, entries outside both bounds go.
+    #[arg(long, global = true, env = "BATON_RETENTION_KEEP_LATEST", default_value_t = 0)]
+    pub retention_keep_latest: u64,
+    /// Retention of sessions that set none: remove entries older than this (e.g. 90d; 0: no
+    /// age bound).
+    #[arg(long, global = true, env = "BATON_RETENTION_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub retention_max_age: Duration,
     /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
     #[arg(long, global = true, env = "BATON_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -211,6 +226,17 @@ impl Config {
             burst: self.rate_limit_burst.max(1),
             streams_per_principal: self.max_streams_per_principal,
             streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+
+    pub fn lifecycle(&self) -> crate::domain::service::LifecycleSettings {
+        crate::domain::service::LifecycleSettings {
+            purge_expired_after: (!self.purge_expired_after.is_zero()).then_some(self.purge_expired_after),
+            default_retention: crate::domain::Retention {
+                keep_latest: self.retention_keep_latest,
+                max_age_micros: i64::try_from(self.retention_max_age.as_micros()).unwrap_or(i64::MAX),
+            },
+            redactor: self.redact_secrets.then(|| std::sync::Arc::new(baton_redact::Redactor::new())),
         }
     }
 

@@ -27,6 +27,8 @@ pub enum SessionMessage {
     Resync,
     /// The session was closed or expired: followers finish.
     Closed,
+    /// The session was deleted: followers end with NOT_FOUND.
+    Deleted,
 }
 
 /// What an agent's inbox watchers hear.

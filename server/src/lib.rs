@@ -132,7 +132,8 @@ pub async fn serve(
         }
         None => Arc::new(domain::cache::NoCache),
     };
-    let parts = Parts { cache, hub, clock, limits: config.limits(), shutdown: stop.clone(), counters };
+    let lifecycle = config.lifecycle();
+    let parts = Parts { cache, hub, clock, limits: config.limits(), shutdown: stop.clone(), counters, lifecycle };
     let auth = auth::Authenticator::new(
         config.auth,
         Arc::clone(&store),

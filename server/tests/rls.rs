@@ -11,10 +11,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Row};
 
 /// Every tenant-owned table.
-const TABLES: [&str; 6] = ["sessions", "entries", "appends", "handoffs", "inbox_heads", "inbox_events"];
+const TABLES: [&str; 7] = ["sessions", "entries", "appends", "handoffs", "inbox_heads", "inbox_events", "audit_log"];
 
-/// Writes a session with entries (one keyed append), and a handoff with its inbox events, for
-/// the server's tenant.
+/// Writes a session with entries (one keyed append), a handoff with its inbox events, and a
+/// fork (an audit record), for the server's tenant.
 async fn populate(srv: &TestServer) {
     let mut ctx = srv.context().await;
     create_session(&mut ctx, "s", "a").await;
@@ -36,6 +36,10 @@ async fn populate(srv: &TestServer) {
     })
     .await
     .unwrap();
+    // An audited lifecycle action.
+    ctx.fork_session(pb::ForkSessionRequest { session_key: "s".into(), agent: "a".into(), ..Default::default() })
+        .await
+        .unwrap();
 }
 
 async fn serving_role() -> PgPool {

@@ -74,7 +74,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     async fn update_session(&self, req: Request<pb::UpdateSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let ctx = context(&req)?;
         let cmd = UpdateSession::try_from(req.into_inner())?;
-        Ok(Response::new(self.0.update_session(&ctx.tenant, cmd).await?.into()))
+        Ok(Response::new(self.0.update_session_as(&ctx.tenant, &ctx.principal, cmd).await?.into()))
     }
 
     async fn close_session(&self, req: Request<pb::CloseSessionRequest>) -> Result<Response<pb::Session>, Status> {
@@ -141,6 +141,40 @@ impl pb::context_service_server::ContextService for ContextApi {
         let (hits, next_page_token) = self.0.search(&ctx.tenant, cmd).await?;
         let hits = hits.into_iter().map(Into::into).collect();
         Ok(Response::new(pb::SearchEntriesResponse { hits, next_page_token }))
+    }
+    async fn delete_session(
+        &self,
+        req: Request<pb::DeleteSessionRequest>,
+    ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let ctx = context(&req)?;
+        let pb::DeleteSessionRequest { session_key } = req.into_inner();
+        let key = requests::required_key("session_key", &session_key)?;
+        let deleted_entries = self.0.delete_session(&ctx.tenant, &ctx.principal, &key).await?;
+        Ok(Response::new(pb::DeleteSessionResponse { deleted_entries }))
+    }
+
+    async fn fork_session(&self, req: Request<pb::ForkSessionRequest>) -> Result<Response<pb::Session>, Status> {
+        let ctx = context(&req)?;
+        let cmd = ForkSession::try_from(req.into_inner())?;
+        ctx.act_as("agent", &cmd.agent)?;
+        Ok(Response::new(self.0.fork_session(&ctx.tenant, &ctx.principal, cmd).await?.into()))
+    }
+
+    async fn redact_entries(
+        &self,
+        req: Request<pb::RedactEntriesRequest>,
+    ) -> Result<Response<pb::RedactEntriesResponse>, Status> {
+        let ctx = context(&req)?;
+        let cmd = RedactEntries::try_from(req.into_inner())?;
+        ctx.act_as("agent", &cmd.agent)?;
+        let entries = self.0.redact_entries(&ctx.tenant, &ctx.principal, cmd).await?;
+        Ok(Response::new(pb::RedactEntriesResponse { entries: entries.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn compact_session(&self, req: Request<pb::CompactSessionRequest>) -> Result<Response<pb::Session>, Status> {
+        let ctx = context(&req)?;
+        let cmd = CompactSession::try_from(req.into_inner())?;
+        Ok(Response::new(self.0.compact_session(&ctx.tenant, &ctx.principal, cmd).await?.into()))
     }
 }
 

@@ -84,7 +84,7 @@ fn page_token_of(v: &mut Violations, kind: d::page::PageKind, tenant: &str, toke
 impl TryFrom<pb::UpdateSessionRequest> for UpdateSession {
     type Error = Error;
     fn try_from(r: pb::UpdateSessionRequest) -> Result<Self> {
-        let pb::UpdateSessionRequest { session_key, metadata: meta, status, ttl } = r;
+        let pb::UpdateSessionRequest { session_key, metadata: meta, status, ttl, legal_hold, retention } = r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
         let metadata = meta.map(|m| metadata(&mut v, "metadata", Some(m)));
@@ -93,7 +93,63 @@ impl TryFrom<pb::UpdateSessionRequest> for UpdateSession {
             v.add("status", "may be set only to ACTIVE, DORMANT or CLOSED");
         }
         let ttl = duration(&mut v, "ttl", ttl);
-        v.finish().map(|()| UpdateSession { session_key, metadata, status, ttl })
+        if let Some(age) = retention.as_ref().and_then(|r| r.max_age)
+            && (age.seconds < 0 || age.nanos < 0)
+        {
+            v.add("retention.max_age", "must not be negative");
+        }
+        let retention = retention.map(crate::wire::retention_from_pb);
+        v.finish().map(|()| UpdateSession { session_key, metadata, status, ttl, legal_hold, retention })
+    }
+}
+
+/// Most seqs in one RedactEntries.
+const MAX_REDACT_SEQS: usize = 1000;
+/// Longest redaction reason, in bytes.
+const MAX_REASON: usize = 1024;
+
+impl TryFrom<pb::ForkSessionRequest> for ForkSession {
+    type Error = Error;
+    fn try_from(r: pb::ForkSessionRequest) -> Result<Self> {
+        let pb::ForkSessionRequest { session_key, at_seq, new_session_key, agent } = r;
+        let mut v = Violations::default();
+        let session_key = v.key("session_key", &session_key);
+        let new_session_key = v.optional_key("new_session_key", &new_session_key);
+        let agent = v.key("agent", &agent);
+        v.finish().map(|()| ForkSession { session_key, at_seq, new_session_key, agent })
+    }
+}
+
+impl TryFrom<pb::RedactEntriesRequest> for RedactEntries {
+    type Error = Error;
+    fn try_from(r: pb::RedactEntriesRequest) -> Result<Self> {
+        let pb::RedactEntriesRequest { session_key, seqs, reason, agent, expected_last_seq } = r;
+        let mut v = Violations::default();
+        let session_key = v.key("session_key", &session_key);
+        let agent = v.key("agent", &agent);
+        let reason = v.text("reason", &reason, MAX_REASON);
+        if seqs.is_empty() {
+            v.add("seqs", "at least one seq is required");
+        } else if seqs.len() > MAX_REDACT_SEQS {
+            v.add("seqs", format!("at most {MAX_REDACT_SEQS} seqs, got {}", seqs.len()));
+        }
+        if let Some(i) = seqs.iter().position(|s| *s == 0) {
+            v.add(format!("seqs[{i}]"), "seqs start at 1");
+        }
+        v.finish().map(|()| RedactEntries { session_key, seqs, reason, agent, expected_last_seq })
+    }
+}
+
+impl TryFrom<pb::CompactSessionRequest> for CompactSession {
+    type Error = Error;
+    fn try_from(r: pb::CompactSessionRequest) -> Result<Self> {
+        let pb::CompactSessionRequest { session_key, before_seq, force } = r;
+        let mut v = Violations::default();
+        let session_key = v.key("session_key", &session_key);
+        if before_seq == 0 {
+            v.add("before_seq", "is required (entries with seq below it are removed)");
+        }
+        v.finish().map(|()| CompactSession { session_key, before_seq, force })
     }
 }
 

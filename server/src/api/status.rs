@@ -30,6 +30,10 @@ impl From<Error> for Status {
             }
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unauthenticated(_) => Status::unauthenticated(message),
+            Error::OutOfRange(_) => {
+                let details = ErrorDetails::with_bad_request_violation("after_seq", message.clone());
+                Status::with_error_details(Code::OutOfRange, message, details)
+            }
             Error::ResourceExhausted { retry_after, .. } => {
                 let details = ErrorDetails::with_retry_info(Some(retry_after));
                 Status::with_error_details(Code::ResourceExhausted, message, details)

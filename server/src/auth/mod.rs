@@ -242,7 +242,10 @@ pub fn required_role(path: &str) -> Option<Role> {
         | "WatchHandoffs"
         | "StreamHandoffContext" => Role::Reader,
         "CreateSession" | "UpdateSession" | "CloseSession" | "AppendEntries" | "RequestHandoff" | "AcceptHandoff"
-        | "RejectHandoff" | "CompleteHandoff" | "CancelHandoff" => Role::Writer,
+        | "RejectHandoff" | "CompleteHandoff" | "CancelHandoff" | "ForkSession" | "RedactEntries" => Role::Writer,
+        // A writer may erase only sessions its bound agent owns (checked by the service);
+        // admins any session of the tenant.
+        "DeleteSession" | "CompactSession" => Role::Writer,
         _ => Role::Admin,
     })
 }

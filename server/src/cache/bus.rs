@@ -142,7 +142,8 @@ impl RedisCache {
         if msg.replica == self.replica {
             return;
         }
-        let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed } = msg;
+        let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed, purged, deleted } =
+            msg;
         if let Some(event) = event {
             match wire::event_from_pb(event, &tenant, &agent) {
                 Ok(e) => hub.publish_agent(&tenant, e),
@@ -151,6 +152,13 @@ impl RedisCache {
             return;
         }
         self.l1.invalidate(&(tenant.clone(), session_key.clone()));
+        if deleted {
+            hub.publish_session(&tenant, &session_key, SessionMessage::Deleted);
+            return;
+        }
+        if purged {
+            return;
+        }
         if closed {
             hub.publish_session(&tenant, &session_key, SessionMessage::Closed);
             return;

@@ -46,6 +46,12 @@ pub(super) struct BusMessage {
     /// The session was closed or expired.
     #[prost(bool, tag = "8")]
     pub(super) closed: bool,
+    /// Cached copies of the session are stale (redacted, compacted, deleted): drop them.
+    #[prost(bool, tag = "9")]
+    pub(super) purged: bool,
+    /// The session was deleted: its followers end with NOT_FOUND.
+    #[prost(bool, tag = "10")]
+    pub(super) deleted: bool,
 }
 
 pub(super) fn meta_key(tenant: &str, key: &str) -> String {

@@ -534,6 +534,53 @@ impl RedisCache {
         }
     }
 
+    /// Drops every cached copy of a session (and of the given handoffs) here, in Redis and, over
+    /// the bus, in the other replicas' L1; with `deleted`, their followers end and the inbox
+    /// `events` reach their watchers. If Redis cannot be told, the session is marked dirty so
+    /// that no copy is served until Redis is back and cleaned.
+    pub async fn forget(
+        &self,
+        tenant: &str,
+        key: &str,
+        handoff_ids: &[String],
+        deleted: bool,
+        events: &[HandoffEvent],
+    ) {
+        self.l1.invalidate(&(tenant.to_owned(), key.to_owned()));
+        let done: Result<(), Error> = async {
+            self.check_circuit()?;
+            let client = self.pool.next_connected();
+            let _: i64 = client.del(vec![meta_key(tenant, key), tail_key(tenant, key)]).await?;
+            for id in handoff_ids {
+                let _: i64 = client.del(handoff_key(tenant, id)).await?;
+            }
+            let msg = BusMessage {
+                tenant: tenant.to_owned(),
+                session_key: key.to_owned(),
+                purged: true,
+                deleted,
+                ..Default::default()
+            };
+            let _: i64 = client.publish(session_channel(tenant, key), self.bus_payload(msg)).await?;
+            for e in events {
+                let msg = BusMessage {
+                    tenant: tenant.to_owned(),
+                    agent: e.agent.clone(),
+                    event: Some(e.clone().into()),
+                    ..Default::default()
+                };
+                let _: i64 = client.publish(agent_channel(tenant, &e.agent), self.bus_payload(msg)).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.record(done.is_ok());
+        if let Err(e) = done {
+            self.failed("forget", &e);
+            self.mark_dirty(tenant, key, (i64::MAX as u64, i64::MAX));
+        }
+    }
+
     /// After a handoff change: caches the handoff and publishes its inbox events.
     pub async fn after_handoff_change(&self, tenant: &str, handoff: &Handoff, events: &[HandoffEvent]) {
         let mut args: Vec<Value> = vec![
@@ -607,5 +654,8 @@ impl crate::domain::cache::Cache for RedisCache {
     }
     async fn after_handoff_change(&self, tenant: &str, handoff: &Handoff, events: &[HandoffEvent]) {
         RedisCache::after_handoff_change(self, tenant, handoff, events).await;
+    }
+    async fn forget(&self, tenant: &str, key: &str, handoff_ids: &[String], deleted: bool, events: &[HandoffEvent]) {
+        RedisCache::forget(self, tenant, key, handoff_ids, deleted, events).await;
     }
 }

@@ -33,6 +33,18 @@ pub trait Cache: Send + Sync + 'static {
     async fn invalidate(&self, _tenant: &str, _session: &Session) {}
     /// A handoff changed, writing these inbox events.
     async fn after_handoff_change(&self, _tenant: &str, _handoff: &Handoff, _events: &[HandoffEvent]) {}
+    /// Drops every cached copy of a session (and of the given handoffs), here and on the other
+    /// replicas: after a redaction or compaction (`deleted` false), or a deletion (`deleted`:
+    /// other replicas also end the session's followers, and hear the inbox `events`).
+    async fn forget(
+        &self,
+        _tenant: &str,
+        _session_key: &str,
+        _handoff_ids: &[String],
+        _deleted: bool,
+        _events: &[HandoffEvent],
+    ) {
+    }
 }
 
 /// No cache: every read goes to the store.
@@ -96,6 +108,7 @@ mod tests {
             idempotency_key: String::new(),
             trace_id: String::new(),
             created_at: Micros(0),
+            redaction: None,
         }
     }
 
@@ -114,6 +127,10 @@ mod tests {
             updated_at: Micros(0),
             last_activity_at: Micros(0),
             expires_at: None,
+            forked_from: None,
+            first_seq: 1,
+            legal_hold: false,
+            retention: Default::default(),
         }
     }
 

@@ -29,6 +29,34 @@ pub struct UpdateSession {
     pub status: Option<SessionStatus>,
     /// `Some(ZERO)` removes the expiry.
     pub ttl: Option<Duration>,
+    pub legal_hold: Option<bool>,
+    /// `Some(Retention::default())` returns the session to the server's retention.
+    pub retention: Option<super::Retention>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForkSession {
+    pub session_key: String,
+    /// 0: the source's newest.
+    pub at_seq: u64,
+    pub new_session_key: Option<String>,
+    pub agent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedactEntries {
+    pub session_key: String,
+    pub seqs: Vec<u64>,
+    pub reason: String,
+    pub agent: String,
+    pub expected_last_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompactSession {
+    pub session_key: String,
+    pub before_seq: u64,
+    pub force: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ pub struct Counters {
     sessions_created: IntCounter,
     handoffs_processed: IntCounterVec,
     context_entries: IntCounterVec,
+    secrets_redacted: IntCounter,
 }
 
 impl Counters {
@@ -30,7 +31,10 @@ impl Counters {
         // Every series exists from the start, so rates and ratios have a baseline.
         HandoffStatus::ALL.iter().for_each(|s| drop(handoffs_processed.with_label_values(&[s.as_str()])));
         EntryKind::ALL.iter().for_each(|k| drop(context_entries.with_label_values(&[k.as_str()])));
-        Arc::new(Counters { sessions_created, handoffs_processed, context_entries })
+        let secrets_redacted =
+            IntCounter::new("secrets_redacted_total", "Secrets replaced in appended text on ingest.")
+                .unwrap_or_else(|e| panic!("metric secrets_redacted_total: {e}"));
+        Arc::new(Counters { sessions_created, handoffs_processed, context_entries, secrets_redacted })
     }
 
     /// For the server's registry.
@@ -39,6 +43,7 @@ impl Counters {
             Box::new(self.sessions_created.clone()),
             Box::new(self.handoffs_processed.clone()),
             Box::new(self.context_entries.clone()),
+            Box::new(self.secrets_redacted.clone()),
         ]
     }
 
@@ -50,6 +55,10 @@ impl Counters {
         for e in entries {
             self.context_entries.with_label_values(&[e.kind.as_str()]).inc();
         }
+    }
+
+    pub(crate) fn secrets_redacted(&self, n: u64) {
+        self.secrets_redacted.inc_by(n);
     }
 
     pub(crate) fn handoff_processed(&self, status: HandoffStatus) {

@@ -40,6 +40,9 @@ pub enum Error {
     /// The calling agent may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request asks for entries that are no longer stored (compacted away).
+    #[error("{0}")]
+    OutOfRange(String),
     /// The caller presented no credential, or one that is unknown, revoked or expired.
     #[error("{0}")]
     Unauthenticated(String),

@@ -64,7 +64,7 @@ string_enum!(
 );
 string_enum!(
     /// What happened to a handoff.
-    HandoffEventType { Created = "created", Accepted = "accepted", Rejected = "rejected", Completed = "completed", Cancelled = "cancelled", Expired = "expired" }
+    HandoffEventType { Created = "created", Accepted = "accepted", Rejected = "rejected", Completed = "completed", Cancelled = "cancelled", Expired = "expired", Deleted = "deleted" }
 );
 
 impl SessionStatus {
@@ -98,6 +98,44 @@ pub struct Session {
     pub updated_at: Micros,
     pub last_activity_at: Micros,
     pub expires_at: Option<Micros>,
+    /// The session and seq this one was forked from.
+    pub forked_from: Option<SessionRef>,
+    /// The oldest seq still stored (compaction moves it; `last_seq + 1` when none is left).
+    pub first_seq: u64,
+    /// While set, nothing of the session may be erased.
+    pub legal_hold: bool,
+    /// The session's own retention; `Retention::default()` means the server's.
+    pub retention: Retention,
+}
+
+/// A position in a session (where a fork started).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    pub session_key: String,
+    pub seq: u64,
+}
+
+/// What the sweeper keeps of a session: entries outside both bounds set are compacted away
+/// (0 does not limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub keep_latest: u64,
+    /// In microseconds.
+    pub max_age_micros: i64,
+}
+
+impl Retention {
+    pub fn is_unset(&self) -> bool {
+        self.keep_latest == 0 && self.max_age_micros <= 0
+    }
+}
+
+/// Who erased an entry's content, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    pub by: String,
+    pub at: Micros,
+    pub reason: String,
 }
 
 /// The content of an entry.
@@ -144,6 +182,8 @@ pub struct Entry {
     /// Empty when the append was not traced.
     pub trace_id: String,
     pub created_at: Micros,
+    /// Set when the content and metadata were erased (the content is then empty text).
+    pub redaction: Option<Redaction>,
 }
 
 /// An entry to append, validated, with its token estimate.
@@ -178,6 +218,30 @@ pub struct Handoff {
     pub deadline: Option<Micros>,
 }
 
+impl Handoff {
+    /// What remains of a handoff whose session was deleted: its id, its last status and when
+    /// it was erased (the other fields are empty and never sent).
+    pub fn tombstone(tenant: &str, handoff_id: &str, status: HandoffStatus, at: Micros) -> Handoff {
+        Handoff {
+            handoff_id: handoff_id.to_owned(),
+            tenant: tenant.to_owned(),
+            session_key: String::new(),
+            from_agent: String::new(),
+            to_agent: String::new(),
+            kind: HandoffType::ContextTransfer,
+            status,
+            instructions: String::new(),
+            summary: String::new(),
+            up_to_seq: 0,
+            max_tokens: 0,
+            reason: String::new(),
+            created_at: at,
+            updated_at: at,
+            deadline: None,
+        }
+    }
+}
+
 /// An event in one agent's handoff inbox. Each agent's cursors are 1, 2, 3 … with no gaps,
 /// assigned in commit order, so resuming after a cursor misses nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,6 +251,40 @@ pub struct HandoffEvent {
     pub kind: HandoffEventType,
     /// The handoff as it was right after the event.
     pub handoff: Handoff,
+}
+
+/// A lifecycle action as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub tenant: String,
+    /// `delete`, `fork`, `redact`, `compact`, `legal_hold`, `retention`, `purge`, `retain`.
+    pub action: &'static str,
+    pub session_key: String,
+    /// The API key id ('' without authentication or for the server's own sweeps).
+    pub principal: String,
+    pub agent: String,
+    /// The seqs concerned, e.g. `1-40` or `3,7`.
+    pub seqs: String,
+    pub reason: String,
+    pub at: Micros,
+}
+
+/// Seqs as compact ranges: `1-3,7`.
+pub fn seq_ranges(seqs: &[u64]) -> String {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
+            i += 1;
+        }
+        out.push(if sorted[i] == start { start.to_string() } else { format!("{start}-{}", sorted[i]) });
+        i += 1;
+    }
+    out.join(",")
 }
 
 /// One full-text search hit.

@@ -2,7 +2,8 @@
 //! functions decide.
 
 use super::{
-    EntryKind, Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Session, SessionStatus,
+    EntryKind, Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Retention, Session,
+    SessionRef, SessionStatus,
 };
 
 /// The domain's decision on a handoff state change, taken with the handoff row locked.
@@ -49,6 +50,140 @@ pub fn check_append(session: &Session, expected_last_seq: Option<u64>, now: Micr
         });
     }
     Ok(())
+}
+
+/// `expected_last_seq`, when given, must be the session's newest seq (`SEQ_MISMATCH`).
+pub fn check_expected_last_seq(session: &Session, expected_last_seq: Option<u64>) -> Result<()> {
+    match expected_last_seq {
+        Some(expected) if expected != session.last_seq => Err(Error::FailedPrecondition {
+            reason: "SEQ_MISMATCH",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!(
+                "expected_last_seq is {expected} but session {:?} is at {}",
+                session.session_key, session.last_seq
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Nothing of a session under legal hold may be erased (`LEGAL_HOLD`).
+pub fn check_erasable(session: &Session) -> Result<()> {
+    if session.legal_hold {
+        return Err(Error::FailedPrecondition {
+            reason: "LEGAL_HOLD",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!("session {:?} is under legal hold: nothing of it may be erased", session.session_key),
+        });
+    }
+    Ok(())
+}
+
+/// The last seq a fork of `source` copies: `at_seq`, or the source's newest for 0; never past
+/// it.
+pub fn fork_point(source: &Session, at_seq: u64) -> Result<u64> {
+    match at_seq {
+        0 => Ok(source.last_seq),
+        at if at > source.last_seq => Err(Error::invalid(
+            "at_seq",
+            format!("must be at most the session's last_seq {} (0 for the newest)", source.last_seq),
+        )),
+        at if at + 1 < source.first_seq => Err(Error::OutOfRange(format!(
+            "at_seq {at} was compacted away; session {:?} keeps seqs from {}",
+            source.session_key, source.first_seq
+        ))),
+        at => Ok(at),
+    }
+}
+
+/// The fork of `source` at `at` (from `fork_point`): a new ACTIVE session owned by `agent`,
+/// with the source's metadata, entries `first_seq..=at` and the newest summary among them.
+pub fn forked(source: &Session, at: u64, key: &str, agent: &str, now: Micros, expires_at: Option<Micros>) -> Session {
+    Session {
+        id: 0,
+        tenant: source.tenant.clone(),
+        session_key: key.to_owned(),
+        created_by: agent.to_owned(),
+        owner: agent.to_owned(),
+        status: SessionStatus::Active,
+        metadata: source.metadata.clone(),
+        last_seq: at,
+        last_summary_seq: if source.last_summary_seq <= at { source.last_summary_seq } else { 0 },
+        created_at: now,
+        updated_at: now,
+        last_activity_at: now,
+        expires_at,
+        forked_from: Some(SessionRef { session_key: source.session_key.clone(), seq: at }),
+        first_seq: source.first_seq.min(at + 1),
+        legal_hold: false,
+        retention: source.retention,
+    }
+}
+
+/// Every seq to redact must be stored (`stored`: those of `seqs` the session has).
+pub fn check_redactable(session: &Session, seqs: &[u64], stored: &[u64]) -> Result<()> {
+    let mut v = crate::domain::validate::Violations::default();
+    for (i, seq) in seqs.iter().enumerate() {
+        if !stored.contains(seq) {
+            v.add(
+                format!("seqs[{i}]"),
+                format!(
+                    "entry {seq} is not stored in session {:?} (it keeps {}..={})",
+                    session.session_key, session.first_seq, session.last_seq
+                ),
+            );
+        }
+    }
+    v.finish()
+}
+
+/// The session after removing its entries below `before_seq` at `now`, or `None` when nothing
+/// is below it. Past `last_seq + 1` is invalid; past the newest SUMMARY entry needs `force`
+/// (`SUMMARY_GUARD`), so compaction never silently drops the summary windows start from.
+pub fn compaction(session: &Session, before_seq: u64, force: bool, now: Micros) -> Result<Option<Session>> {
+    if before_seq > session.last_seq + 1 {
+        return Err(Error::invalid("before_seq", format!("must be at most last_seq + 1 = {}", session.last_seq + 1)));
+    }
+    if before_seq <= session.first_seq {
+        return Ok(None);
+    }
+    if !force && session.last_summary_seq > 0 && before_seq > session.last_summary_seq {
+        return Err(Error::FailedPrecondition {
+            reason: "SUMMARY_GUARD",
+            subject: format!("sessions/{}", session.session_key),
+            message: format!(
+                "compacting before {before_seq} would remove the newest summary (seq {}); compact before it or set force",
+                session.last_summary_seq
+            ),
+        });
+    }
+    let mut after = session.clone();
+    after.first_seq = before_seq;
+    if after.last_summary_seq < before_seq {
+        after.last_summary_seq = 0;
+    }
+    after.updated_at = now;
+    Ok(Some(after))
+}
+
+/// Where retention cuts a session at `now`: the first seq to keep, when entries must go. An
+/// entry goes when it is outside every bound set: older than `keep_latest` newest and (if
+/// set) older than `max_age` (`oldest_young`: the first seq created within `max_age`, or
+/// `None` when all are older). The newest summary is always kept.
+pub fn retention_cut(session: &Session, r: Retention, oldest_young: Option<u64>) -> Option<u64> {
+    if r.is_unset() || session.legal_hold || session.last_seq < session.first_seq {
+        return None;
+    }
+    let by_count = if r.keep_latest > 0 { session.last_seq.saturating_sub(r.keep_latest) + 1 } else { u64::MAX };
+    let by_age = if r.max_age_micros > 0 { oldest_young.unwrap_or(session.last_seq + 1) } else { u64::MAX };
+    let mut cut = by_count.min(by_age);
+    if cut == u64::MAX {
+        return None;
+    }
+    if session.last_summary_seq > 0 {
+        cut = cut.min(session.last_summary_seq);
+    }
+    (cut > session.first_seq).then_some(cut)
 }
 
 /// An append of entries of `kinds` (in order) to `session`, which `check_append` allowed, at

@@ -145,6 +145,7 @@ mod tests {
             idempotency_key: String::new(),
             trace_id: String::new(),
             created_at: Micros(0),
+            redaction: None,
         }
     }
 

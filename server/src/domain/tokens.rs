@@ -144,6 +144,7 @@ mod tests {
             idempotency_key: String::new(),
             trace_id: String::new(),
             created_at: crate::domain::Micros(0),
+            redaction: None,
         }
     }
 

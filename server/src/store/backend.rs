@@ -189,6 +189,85 @@ macro_rules! backend_store {
             ) -> $crate::domain::Result<$crate::domain::principal::ApiKey> {
                 keys::revoke(self, id, now).await
             }
+
+            async fn delete_session(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                audit: $crate::domain::Audit,
+            ) -> $crate::domain::Result<$crate::store::lifecycle::Deleted> {
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
+                $crate::store::lifecycle::delete(tx, tenant, session_key, audit).await
+            }
+
+            async fn fork_session(
+                &self,
+                fork: $crate::store::lifecycle::NewFork,
+                audit: $crate::domain::Audit,
+            ) -> $crate::domain::Result<$crate::domain::Session> {
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(&fork.tenant)).await?;
+                $crate::store::lifecycle::fork(tx, fork, audit).await
+            }
+
+            async fn redact_entries(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                seqs: &[u64],
+                expected_last_seq: Option<u64>,
+                redaction: $crate::domain::Redaction,
+                audit: $crate::domain::Audit,
+            ) -> $crate::domain::Result<($crate::domain::Session, Vec<$crate::domain::Entry>)> {
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
+                $crate::store::lifecycle::redact(tx, tenant, session_key, seqs, expected_last_seq, redaction, audit)
+                    .await
+            }
+
+            async fn compact_session(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                before_seq: u64,
+                force: bool,
+                audit: $crate::domain::Audit,
+            ) -> $crate::domain::Result<($crate::domain::Session, u64)> {
+                let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
+                $crate::store::lifecycle::compact(tx, tenant, session_key, before_seq, force, audit).await
+            }
+
+            async fn audit_log(
+                &self,
+                tenant: &str,
+                session_key: &str,
+            ) -> $crate::domain::Result<Vec<$crate::domain::Audit>> {
+                lifecycle::audit_log(self, tenant, session_key).await
+            }
+
+            async fn purgeable_sessions(
+                &self,
+                expired_before: $crate::domain::Micros,
+                limit: u32,
+            ) -> $crate::domain::Result<Vec<(String, String)>> {
+                lifecycle::purgeable(self, expired_before, limit).await
+            }
+
+            async fn retention_candidates(
+                &self,
+                all: bool,
+                after_id: i64,
+                limit: u32,
+            ) -> $crate::domain::Result<Vec<$crate::domain::Session>> {
+                lifecycle::retention_candidates(self, all, after_id, limit).await
+            }
+
+            async fn first_seq_since(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                since: $crate::domain::Micros,
+            ) -> $crate::domain::Result<Option<u64>> {
+                lifecycle::first_seq_since(self, tenant, session_key, since).await
+            }
         }
     };
 }

@@ -32,7 +32,19 @@ macro_rules! session_cols {
             $p,
             "last_activity_at, ",
             $p,
-            "expires_at"
+            "expires_at, ",
+            $p,
+            "forked_from_key, ",
+            $p,
+            "forked_from_seq, ",
+            $p,
+            "first_seq, ",
+            $p,
+            "legal_hold, ",
+            $p,
+            "retention_keep_latest, ",
+            $p,
+            "retention_max_age_us"
         )
     };
 }
@@ -41,7 +53,8 @@ macro_rules! session_cols {
 macro_rules! entry_cols {
     () => {
         "e.seq, e.kind, e.role, e.author, e.content_text, e.content_data, e.media_type, e.metadata, \
-         e.token_count, e.idempotency_key, e.trace_id, e.created_at"
+         e.token_count, e.idempotency_key, e.trace_id, e.created_at, e.redacted_at, e.redacted_by, \
+         e.redaction_reason"
     };
 }
 
@@ -54,10 +67,11 @@ macro_rules! handoff_cols {
     };
 }
 
-/// Inbox event columns of the alias `ev` (`rows::EVENT_COLS`), then its handoff's (`h`).
+/// Inbox event columns of the alias `ev` (`rows::EVENT_COLS`), then its handoff's (`h`; all
+/// NULL for a tombstone, the event of a handoff whose session was deleted: LEFT JOIN it).
 macro_rules! event_cols {
     () => {
-        concat!("ev.agent, ev.cursor, ev.event, ev.status, ev.reason, ev.updated_at, ", handoff_cols!())
+        concat!("ev.agent, ev.cursor, ev.event, ev.status, ev.reason, ev.updated_at, ev.handoff_id, ", handoff_cols!())
     };
 }
 

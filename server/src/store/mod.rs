@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use crate::domain::principal::{ApiKey, StoredKey};
 use crate::domain::rules::{self, Change};
 use crate::domain::{
-    Entry, Handoff, HandoffEvent, HandoffStatus, Metadata, Micros, NewEntry, Result, SearchHit, Session, SessionStatus,
+    Audit, Entry, Handoff, HandoffEvent, HandoffStatus, Metadata, Micros, NewEntry, Redaction, Result, Retention,
+    SearchHit, Session, SessionStatus,
 };
 
 #[macro_use]
@@ -30,6 +31,7 @@ mod backend;
 mod error;
 mod handoffs;
 mod keys;
+pub mod lifecycle;
 #[macro_use]
 mod queries;
 pub mod postgres;
@@ -64,6 +66,10 @@ pub struct SessionPatch {
     pub status: Option<SessionStatus>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Micros>>,
+    pub legal_hold: Option<bool>,
+    pub retention: Option<Retention>,
+    /// Audit records written in the same transaction (legal hold and retention changes).
+    pub audit: Vec<Audit>,
 }
 
 impl SessionPatch {
@@ -79,6 +85,12 @@ impl SessionPatch {
         }
         if let Some(expires_at) = self.expires_at {
             session.expires_at = expires_at;
+        }
+        if let Some(hold) = self.legal_hold {
+            session.legal_hold = hold;
+        }
+        if let Some(retention) = self.retention {
+            session.retention = retention;
         }
         session.updated_at = now;
         Ok(session)
@@ -272,4 +284,39 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key at `now` (a revoked key keeps its first revocation time); `NotFound` when
     /// unknown.
     async fn revoke_key(&self, id: &str, now: Micros) -> Result<ApiKey>;
+
+    /// Deletes a session and everything of it (`lifecycle::delete`).
+    async fn delete_session(&self, tenant: &str, session_key: &str, audit: Audit) -> Result<lifecycle::Deleted>;
+    /// Forks a session (`lifecycle::fork`).
+    async fn fork_session(&self, fork: lifecycle::NewFork, audit: Audit) -> Result<Session>;
+    /// Redacts entries (`lifecycle::redact`).
+    async fn redact_entries(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        seqs: &[u64],
+        expected_last_seq: Option<u64>,
+        redaction: Redaction,
+        audit: Audit,
+    ) -> Result<(Session, Vec<Entry>)>;
+    /// Removes the entries below `before_seq` (`lifecycle::compact`); returns the session and
+    /// how many entries went.
+    async fn compact_session(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        before_seq: u64,
+        force: bool,
+        audit: Audit,
+    ) -> Result<(Session, u64)>;
+    /// A session's audit records, oldest first.
+    async fn audit_log(&self, tenant: &str, session_key: &str) -> Result<Vec<Audit>>;
+    /// At most `limit` sessions (tenant, key) that expired at or before `expired_before` and
+    /// are not under legal hold, oldest first (the purge sweep).
+    async fn purgeable_sessions(&self, expired_before: Micros, limit: u32) -> Result<Vec<(String, String)>>;
+    /// At most `limit` sessions not under legal hold, by internal id after `after_id`: those
+    /// with their own retention, or every one when `all` (a server default applies).
+    async fn retention_candidates(&self, all: bool, after_id: i64, limit: u32) -> Result<Vec<Session>>;
+    /// The first seq of the session created at or after `since`; `None` when none is.
+    async fn first_seq_since(&self, tenant: &str, session_key: &str, since: Micros) -> Result<Option<u64>>;
 }

@@ -15,8 +15,8 @@ pub(super) const INSERT_SESSION: &str = concat!(
 pub(super) const GET_SESSION: &str =
     concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2");
 
-pub(super) const UPDATE_SESSION: &str =
-    "UPDATE sessions SET metadata = $2, status = $3, expires_at = $4, updated_at = $5 WHERE id = $1";
+pub(super) const UPDATE_SESSION: &str = "UPDATE sessions SET metadata = $2, status = $3, expires_at = $4, updated_at = $5, legal_hold = $6, \
+     retention_keep_latest = $7, retention_max_age_us = $8 WHERE id = $1";
 
 /// The session side of a handoff change, as `rules::session_after` decided it.
 pub(super) const UPDATE_SESSION_SIDE: &str =
@@ -51,7 +51,7 @@ pub(super) const TAIL_START: &str =
 pub(super) const INBOX_AFTER: &str = concat!(
     "SELECT ",
     event_cols!(),
-    " FROM inbox_events ev JOIN handoffs h ON h.id = ev.handoff_pk \
+    " FROM inbox_events ev LEFT JOIN handoffs h ON h.id = ev.handoff_pk \
      WHERE ev.tenant = $1 AND ev.agent = $2 AND ev.cursor > $3 ORDER BY ev.cursor LIMIT $4"
 );
 

@@ -7,14 +7,15 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Encode, Row, Type};
 
 use crate::domain::{
-    Content, Entry, Error, Handoff, HandoffEvent, Metadata, Micros, NewEntry, Result, SearchHit, Session,
+    Content, Entry, Error, Handoff, HandoffEvent, HandoffEventType, Metadata, Micros, NewEntry, Redaction, Result,
+    Retention, SearchHit, Session, SessionRef,
 };
 
 /// Columns of `session_cols!`, `entry_cols!`, the inbox event part of `event_cols!`, and
 /// `handoff_cols!`.
-pub(super) const SESSION_COLS: usize = 13;
-pub(super) const ENTRY_COLS: usize = 12;
-pub(super) const EVENT_COLS: usize = 6;
+pub(super) const SESSION_COLS: usize = 19;
+pub(super) const ENTRY_COLS: usize = 15;
+pub(super) const EVENT_COLS: usize = 7;
 
 /// How a database keeps a moment: PostgreSQL as `timestamptz`, SQLite as microseconds.
 pub(super) trait Moments: sqlx::Database {
@@ -36,6 +37,7 @@ pub(super) trait Cells {
     fn time(&self, i: usize) -> Result<Micros>;
     fn opt_time(&self, i: usize) -> Result<Option<Micros>>;
     fn metadata(&self, i: usize) -> Result<Metadata>;
+    fn flag(&self, i: usize) -> Result<bool>;
 
     /// A seq or cursor.
     fn seq(&self, i: usize) -> Result<u64> {
@@ -62,6 +64,7 @@ where
     f64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     Json<Metadata>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
 {
     fn int(&self, i: usize) -> Result<i64> {
@@ -75,6 +78,9 @@ where
             .map_err(|_| Error::Internal("a stored token count is negative".into()))
     }
     fn text(&self, i: usize) -> Result<String> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool> {
         Ok(self.try_get(i)?)
     }
     fn opt_text(&self, i: usize) -> Result<Option<String>> {
@@ -113,6 +119,13 @@ pub(super) fn session_at(r: &impl Cells, at: usize) -> Result<Session> {
         updated_at: r.time(at + 10)?,
         last_activity_at: r.time(at + 11)?,
         expires_at: r.opt_time(at + 12)?,
+        forked_from: match r.opt_text(at + 13)? {
+            Some(session_key) => Some(SessionRef { session_key, seq: unsigned(r.opt_int(at + 14)?.unwrap_or(0)) }),
+            None => None,
+        },
+        first_seq: r.seq(at + 15)?,
+        legal_hold: r.flag(at + 16)?,
+        retention: Retention { keep_latest: r.seq(at + 17)?, max_age_micros: r.int(at + 18)? },
     })
 }
 
@@ -135,6 +148,14 @@ pub(super) fn entry_at(r: &impl Cells, at: usize, session_key: &str) -> Result<E
         idempotency_key: r.text(at + 9)?,
         trace_id: r.text(at + 10)?,
         created_at: r.time(at + 11)?,
+        redaction: match r.opt_time(at + 12)? {
+            Some(when) => Some(Redaction {
+                by: r.opt_text(at + 13)?.unwrap_or_default(),
+                at: when,
+                reason: r.opt_text(at + 14)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -182,11 +203,18 @@ pub(super) fn handoff_at(r: &impl Cells, at: usize) -> Result<StoredHandoff> {
 /// An inbox event from `event_cols!` starting at column `at`: the handoff with the event's
 /// status, reason and time laid over it, so it reads as it was right after the event.
 pub(super) fn event_at(r: &impl Cells, at: usize) -> Result<HandoffEvent> {
+    let (agent, cursor) = (r.text(at)?, r.seq(at + 1)?);
+    if r.opt_int(at + EVENT_COLS)?.is_none() {
+        // The handoff is gone with its session: every event of it reads as a tombstone.
+        let tenant = String::new();
+        let handoff = Handoff::tombstone(&tenant, &r.text(at + 6)?, r.name(at + 3)?, r.time(at + 5)?);
+        return Ok(HandoffEvent { agent, cursor, kind: HandoffEventType::Deleted, handoff });
+    }
     let mut handoff = handoff_at(r, at + EVENT_COLS)?.handoff;
     handoff.status = r.name(at + 3)?;
     handoff.reason = r.text(at + 4)?;
     handoff.updated_at = r.time(at + 5)?;
-    Ok(HandoffEvent { agent: r.text(at)?, cursor: r.seq(at + 1)?, kind: r.name(at + 2)?, handoff })
+    Ok(HandoffEvent { agent, cursor, kind: r.name(at + 2)?, handoff })
 }
 
 /// Seqs and cursors are u64 in the domain and signed 64-bit integers in both databases; a
@@ -243,6 +271,7 @@ pub(super) fn stored_entry(
         idempotency_key: key.to_owned(),
         trace_id: trace_id.to_owned(),
         created_at: now,
+        redaction: None,
     }
 }
 

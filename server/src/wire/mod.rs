@@ -159,7 +159,29 @@ pub fn event_type_pb(t: d::HandoffEventType) -> pb::HandoffEventType {
         d::HandoffEventType::Completed => P::Completed,
         d::HandoffEventType::Cancelled => P::Cancelled,
         d::HandoffEventType::Expired => P::Expired,
+        d::HandoffEventType::Deleted => P::Deleted,
     }
+}
+
+/// A retention as its proto.
+pub fn retention_pb(r: d::Retention) -> pb::Retention {
+    pb::Retention {
+        keep_latest: r.keep_latest,
+        max_age: (r.max_age_micros > 0).then(|| prost_types::Duration {
+            seconds: r.max_age_micros / 1_000_000,
+            nanos: i32::try_from((r.max_age_micros % 1_000_000) * 1000).unwrap_or(0),
+        }),
+    }
+}
+
+/// A retention from its proto (a negative or absent age does not limit).
+pub fn retention_from_pb(r: pb::Retention) -> d::Retention {
+    let max_age_micros = r
+        .max_age
+        .map(|d| d.seconds.saturating_mul(1_000_000).saturating_add(i64::from(d.nanos) / 1000))
+        .unwrap_or(0)
+        .max(0);
+    d::Retention { keep_latest: r.keep_latest, max_age_micros }
 }
 
 // ---- responses ----
@@ -180,8 +202,16 @@ impl From<d::Session> for pb::Session {
             updated_at,
             last_activity_at,
             expires_at,
+            forked_from,
+            first_seq,
+            legal_hold,
+            retention,
         } = s;
         pb::Session {
+            forked_from: forked_from.map(|f| pb::SessionRef { session_key: f.session_key, seq: f.seq }),
+            first_seq,
+            legal_hold,
+            retention: (!retention.is_unset()).then(|| retention_pb(retention)),
             session_key,
             tenant,
             created_by,
@@ -212,8 +242,15 @@ impl From<d::Entry> for pb::Entry {
             idempotency_key,
             trace_id,
             created_at,
+            redaction,
         } = e;
         pb::Entry {
+            redacted: redaction.is_some(),
+            redaction: redaction.map(|r| pb::Redaction {
+                redacted_by: r.by,
+                redacted_at: Some(timestamp(r.at)),
+                reason: r.reason,
+            }),
             session_key,
             seq,
             kind: entry_kind_pb(kind).into(),
@@ -274,7 +311,19 @@ impl From<d::Handoff> for pb::Handoff {
 impl From<d::HandoffEvent> for pb::HandoffEvent {
     fn from(e: d::HandoffEvent) -> Self {
         let d::HandoffEvent { agent: _, cursor, kind, handoff } = e;
-        pb::HandoffEvent { cursor, r#type: event_type_pb(kind).into(), handoff: Some(handoff.into()) }
+        let handoff = if kind == d::HandoffEventType::Deleted {
+            // A tombstone: only what identifies it is left.
+            pb::Handoff {
+                handoff_id: handoff.handoff_id,
+                status: handoff_status_pb(handoff.status).into(),
+                created_at: Some(timestamp(handoff.created_at)),
+                updated_at: Some(timestamp(handoff.updated_at)),
+                ..Default::default()
+            }
+        } else {
+            handoff.into()
+        };
+        pb::HandoffEvent { cursor, r#type: event_type_pb(kind).into(), handoff: Some(handoff) }
     }
 }
 
@@ -322,8 +371,16 @@ pub fn session_from_pb(p: pb::Session, id: i64, last_summary_seq: u64) -> Result
         updated_at,
         last_activity_at,
         expires_at,
+        forked_from,
+        first_seq,
+        legal_hold,
+        retention,
     } = p;
     Ok(d::Session {
+        forked_from: forked_from.map(|f| d::SessionRef { session_key: f.session_key, seq: f.seq }),
+        first_seq,
+        legal_hold,
+        retention: retention.map(retention_from_pb).unwrap_or_default(),
         id,
         tenant,
         session_key,
@@ -356,8 +413,18 @@ impl TryFrom<pb::Entry> for d::Entry {
             idempotency_key,
             trace_id,
             created_at,
+            redacted,
+            redaction,
         } = p;
+        let redaction = match (redacted, redaction) {
+            (false, _) => None,
+            (true, Some(r)) => {
+                Some(d::Redaction { by: r.redacted_by, at: required_micros(r.redacted_at, "entry")?, reason: r.reason })
+            }
+            (true, None) => return Err(corrupt("entry")),
+        };
         Ok(d::Entry {
+            redaction,
             session_key,
             seq,
             kind: entry_kind(kind).ok_or_else(|| corrupt("entry"))?,
@@ -419,6 +486,13 @@ pub fn handoff_from_pb(p: pb::Handoff, tenant: &str) -> Result<d::Handoff> {
 pub fn event_from_pb(p: pb::HandoffEvent, tenant: &str, agent: &str) -> Result<d::HandoffEvent> {
     let pb::HandoffEvent { cursor, r#type, handoff } = p;
     use pb::HandoffEventType as P;
+    if r#type == P::Deleted as i32 {
+        let h = handoff.ok_or_else(|| corrupt("handoff event"))?;
+        let status = handoff_status(h.status).flatten().ok_or_else(|| corrupt("handoff event"))?;
+        let at = required_micros(h.updated_at, "handoff event")?;
+        let handoff = d::Handoff::tombstone(tenant, &h.handoff_id, status, at);
+        return Ok(d::HandoffEvent { agent: agent.to_owned(), cursor, kind: d::HandoffEventType::Deleted, handoff });
+    }
     let kind = match P::try_from(r#type).map_err(|_| corrupt("handoff event"))? {
         P::Unspecified => return Err(corrupt("handoff event")),
         P::Created => d::HandoffEventType::Created,
@@ -427,6 +501,7 @@ pub fn event_from_pb(p: pb::HandoffEvent, tenant: &str, agent: &str) -> Result<d
         P::Completed => d::HandoffEventType::Completed,
         P::Cancelled => d::HandoffEventType::Cancelled,
         P::Expired => d::HandoffEventType::Expired,
+        P::Deleted => unreachable!("handled above"),
     };
     let handoff = handoff_from_pb(handoff.ok_or_else(|| corrupt("handoff event"))?, tenant)?;
     Ok(d::HandoffEvent { agent: agent.to_owned(), cursor, kind, handoff })
@@ -458,6 +533,7 @@ mod tests {
             idempotency_key: "i".into(),
             trace_id: "t".into(),
             created_at: Micros(1_700_000_000_000_001),
+            redaction: Some(d::Redaction { by: "b".into(), at: Micros(5), reason: "pii".into() }),
         };
         assert_eq!(d::Entry::try_from(pb::Entry::from(entry.clone())).unwrap(), entry);
         let session = d::Session {
@@ -474,6 +550,10 @@ mod tests {
             updated_at: Micros(2),
             last_activity_at: Micros(3),
             expires_at: Some(Micros(4)),
+            forked_from: Some(d::SessionRef { session_key: "src".into(), seq: 3 }),
+            first_seq: 2,
+            legal_hold: true,
+            retention: d::Retention { keep_latest: 10, max_age_micros: 3_600_000_000 },
         };
         assert_eq!(session_from_pb(pb::Session::from(session.clone()), 9, 4).unwrap(), session);
     }

@@ -12,7 +12,8 @@ use crate::store::{AppendCommand, AppendOutcome, EntryQuery, SearchQuery, Window
 
 impl Baton {
     pub async fn append(&self, tenant: &str, cmd: AppendEntries, trace_id: String) -> Result<AppendOutcome> {
-        let AppendEntries { session_key, entries, idempotency_key, expected_last_seq } = cmd;
+        let AppendEntries { session_key, mut entries, idempotency_key, expected_last_seq } = cmd;
+        self.redact_secrets(&mut entries);
         let outcome = self
             .store
             .append(AppendCommand {
@@ -37,6 +38,7 @@ impl Baton {
     pub async fn list_entries(&self, tenant: &str, cmd: ListEntries) -> Result<(Vec<Entry>, String)> {
         let ListEntries { session_key, after_seq, before_seq, kinds, page_size, page_token } = cmd;
         let after_seq = after_seq.max(page_token.map_or(0, |p| p as u64));
+        self.check_stored_from(tenant, &session_key, after_seq).await?;
         // The tail of a session, unfiltered, comes from the cache when it holds all of it.
         if kinds.is_empty()
             && before_seq.is_none()
@@ -97,7 +99,9 @@ impl Baton {
 /// Fits a window into `max_tokens` by the budget rule (`tokens::window_len`): the summary,
 /// then entries newest first while they fit.
 /// Also says whether it ran out of entries before it ran out of budget.
-fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
+fn fit_window(mut slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
+    // A redacted summary or entry is left out (its content is gone; it costs nothing).
+    slice.summary = slice.summary.filter(|s| s.redaction.is_none());
     let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
     let available = slice.newest_first.len();
     let costs = slice.newest_first.iter().map(|e| e.token_count);
@@ -108,6 +112,7 @@ fn fit_window(slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
     // Left out: entries that did not fit, or older ones beyond max_entries.
     let oldest_kept = entries.last().map_or(slice.session.last_seq + 1, |e| e.seq);
     let truncated = !exhausted || oldest_kept > slice.session.last_summary_seq + 1;
+    entries.retain(|e| e.redaction.is_none());
     entries.reverse();
     let total_tokens = summary_tokens + entries.iter().map(|e| e.token_count).sum::<u32>();
     let window =

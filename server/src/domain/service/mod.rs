@@ -6,10 +6,13 @@
 //! - `handoffs`: requests (with their summary), reads, state changes;
 //! - `streams`: StreamEntries, WatchHandoffs, StreamHandoffContext, all paged by
 //!   [`paging`]'s one loop (byte-bounded, shutdown-aware);
-//! - `sweep`: expiry of handoffs and sessions on a timer.
+//! - `lifecycle`: delete, fork, redact, compact; redaction of secrets on ingest; the purge
+//!   and retention sweeps;
+//! - `sweep`: expiry of handoffs and sessions on a timer (and the lifecycle sweeps).
 
 mod entries;
 mod handoffs;
+mod lifecycle;
 pub mod paging;
 mod sessions;
 mod streams;
@@ -41,6 +44,18 @@ pub struct Baton {
     shutdown: CancellationToken,
     /// Business counters (sessions, entries, handoffs).
     counters: Arc<Counters>,
+    lifecycle: LifecycleSettings,
+}
+
+/// The server's data lifecycle settings.
+#[derive(Clone, Default)]
+pub struct LifecycleSettings {
+    /// Expired sessions are deleted this long after they expired; `None`: never.
+    pub purge_expired_after: Option<std::time::Duration>,
+    /// The retention of sessions that set none.
+    pub default_retention: super::Retention,
+    /// Replaces secrets in appended text before anything is stored (`--redact-secrets`).
+    pub redactor: Option<Arc<baton_redact::Redactor>>,
 }
 
 /// What [`Baton::new`] needs besides the store.
@@ -51,12 +66,13 @@ pub struct Parts {
     pub limits: Limits,
     pub shutdown: CancellationToken,
     pub counters: Arc<Counters>,
+    pub lifecycle: LifecycleSettings,
 }
 
 impl Baton {
     pub fn new(store: Arc<dyn Store>, parts: Parts) -> Arc<Self> {
-        let Parts { cache, hub, clock, limits, shutdown, counters } = parts;
-        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters })
+        let Parts { cache, hub, clock, limits, shutdown, counters, lifecycle } = parts;
+        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters, lifecycle })
     }
 
     pub fn limits(&self) -> &Limits {

@@ -3,6 +3,7 @@
 use super::{Baton, split_page};
 use crate::domain::commands::{CreateSession, ListSessions, UpdateSession};
 use crate::domain::page::{self, PageKind};
+use crate::domain::principal::Principal;
 use crate::domain::{Result, Session, SessionStatus};
 use crate::hub::SessionMessage;
 use crate::store::{NewSession, SessionPatch, SessionQuery, WindowSlice};
@@ -62,12 +63,31 @@ impl Baton {
     }
 
     pub async fn update_session(&self, tenant: &str, cmd: UpdateSession) -> Result<Session> {
-        let UpdateSession { session_key, metadata, status, ttl } = cmd;
+        self.update_session_as(tenant, &Principal::anonymous(tenant.to_owned()), cmd).await
+    }
+
+    /// Updates a session for `who`: setting the legal hold needs an admin; legal hold and
+    /// retention changes are audited.
+    pub async fn update_session_as(&self, tenant: &str, who: &Principal, cmd: UpdateSession) -> Result<Session> {
+        let UpdateSession { session_key, metadata, status, ttl, legal_hold, retention } = cmd;
         let now = self.now();
+        let mut audit = Vec::new();
+        if let Some(hold) = legal_hold {
+            who.require(crate::domain::principal::Role::Admin, "setting legal_hold")?;
+            let reason = if hold { "legal hold set" } else { "legal hold lifted" };
+            audit.push(self.audit(tenant, who, "legal_hold", &session_key, String::new(), reason));
+        }
+        if let Some(r) = retention {
+            let reason = format!("keep_latest={} max_age_us={}", r.keep_latest, r.max_age_micros);
+            audit.push(self.audit(tenant, who, "retention", &session_key, String::new(), &reason));
+        }
         let patch = SessionPatch {
             metadata,
             status,
             expires_at: ttl.map(|d| if d.is_zero() { None } else { Some(now.plus(d)) }),
+            legal_hold,
+            retention,
+            audit,
         };
         let session = self.store.update_session(tenant, &session_key, patch, now).await?;
         self.session_changed(tenant, &session).await;
@@ -75,7 +95,14 @@ impl Baton {
     }
 
     pub async fn close_session(&self, tenant: &str, session_key: String) -> Result<Session> {
-        let cmd = UpdateSession { session_key, metadata: None, status: Some(SessionStatus::Closed), ttl: None };
+        let cmd = UpdateSession {
+            session_key,
+            metadata: None,
+            status: Some(SessionStatus::Closed),
+            ttl: None,
+            legal_hold: None,
+            retention: None,
+        };
         self.update_session(tenant, cmd).await
     }
 }

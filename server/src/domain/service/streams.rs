@@ -29,6 +29,13 @@ impl Baton {
         // The store, not the cache: a stream needs the session's state, not its tail, and
         // thousands of followers should not fill the L1 with tails nobody reads.
         let session = self.effective(self.store.get_session(tenant, &session_key).await?);
+        if session.first_seq > 1 && after_seq + 1 < session.first_seq {
+            return Err(crate::domain::Error::OutOfRange(format!(
+                "entries up to {} of session {session_key:?} were compacted away; stream from after_seq >= {}",
+                session.first_seq - 1,
+                session.first_seq - 1
+            )));
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
@@ -56,6 +63,11 @@ impl Baton {
                     }
                     Ok(SessionMessage::Closed) => {
                         let _ = this.catch_up(&tenant, &session_key, &mut out).await;
+                        return;
+                    }
+                    Ok(SessionMessage::Deleted) => {
+                        let gone = crate::domain::Error::session_not_found(&session_key);
+                        let _ = out.tx.send(Box::new(Err(gone))).await;
                         return;
                     }
                     // Fell behind the hub: the store has everything.
@@ -251,5 +263,6 @@ fn handoff_summary_entry(h: &Handoff) -> Entry {
         idempotency_key: String::new(),
         trace_id: String::new(),
         created_at: h.created_at,
+        redaction: None,
     }
 }

@@ -9,6 +9,8 @@ use crate::domain::Result;
 
 /// Expired sessions and handoffs handled per sweep query.
 const SWEEP_BATCH: u32 = 500;
+/// How often sessions are compacted by their retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 impl Baton {
     /// Expires what is due. Runs on a timer ([`Baton::run_sweeper`]); tests call it after
@@ -26,6 +28,7 @@ impl Baton {
                 break;
             }
         }
+        self.purge_expired().await?;
         loop {
             let sessions = self.store.expire_sessions(now, SWEEP_BATCH).await?;
             let n = sessions.len();
@@ -39,16 +42,29 @@ impl Baton {
         Ok(())
     }
 
-    /// Sweeps every `interval` until shutdown.
+    /// The retention sweep: compacts sessions by their retention (slower cadence than expiry:
+    /// it reads every session with a retention).
+    pub async fn sweep_retention(&self) -> Result<()> {
+        self.retain().await
+    }
+
+    /// Sweeps every `interval` until shutdown; the retention sweep every `RETENTION_EVERY`.
     pub async fn run_sweeper(self: Arc<Self>, interval: Duration) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(RETENTION_EVERY);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep().await {
                         tracing::warn!(error = %e, "expiry sweep failed; retrying on the next tick");
+                    }
+                }
+                _ = retention.tick() => {
+                    if let Err(e) = self.sweep_retention().await {
+                        tracing::warn!(error = %e, "retention sweep failed; retrying on the next tick");
                     }
                 }
             }

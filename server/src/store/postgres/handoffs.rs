@@ -28,8 +28,8 @@ const UPDATE_HANDOFFS: &str = "UPDATE handoffs h SET status = u.status, reason =
 /// take the cursors it skipped over, in input order.
 const WRITE_EVENTS: &str = "WITH ev AS ( \
        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
-                            $7::timestamptz[]) \
-         WITH ORDINALITY AS ev(tenant, agent, handoff_pk, event, status, reason, updated_at, ord) \
+                            $7::timestamptz[], $8::text[]) \
+         WITH ORDINALITY AS ev(tenant, agent, handoff_pk, event, status, reason, updated_at, handoff_id, ord) \
      ), heads AS ( \
        INSERT INTO inbox_heads AS ih (tenant, agent, last_cursor) \
        SELECT tenant, agent, count(*) FROM ev GROUP BY tenant, agent ORDER BY tenant, agent \
@@ -40,8 +40,8 @@ const WRITE_EVENTS: &str = "WITH ev AS ( \
                     + row_number() OVER (PARTITION BY ev.tenant, ev.agent ORDER BY ev.ord) AS cursor \
        FROM ev JOIN heads ON heads.tenant = ev.tenant AND heads.agent = ev.agent \
      ), written AS ( \
-       INSERT INTO inbox_events (tenant, agent, cursor, handoff_pk, event, status, reason, updated_at) \
-       SELECT tenant, agent, cursor, handoff_pk, event, status, reason, updated_at FROM numbered \
+       INSERT INTO inbox_events (tenant, agent, cursor, handoff_pk, event, status, reason, updated_at, handoff_id) \
+       SELECT tenant, agent, cursor, handoff_pk, event, status, reason, updated_at, handoff_id FROM numbered \
      ) \
      SELECT cursor FROM numbered ORDER BY ord";
 
@@ -116,6 +116,7 @@ impl HandoffTx for Tx<'_, Postgres> {
         let mut statuses = Vec::new();
         let mut reasons = Vec::new();
         let mut updated = Vec::new();
+        let mut ids = Vec::new();
         for (pk, kind, h) in batch {
             for agent in inbox_owners(h) {
                 tenants.push(h.tenant.as_str());
@@ -125,6 +126,7 @@ impl HandoffTx for Tx<'_, Postgres> {
                 statuses.push(h.status.as_str());
                 reasons.push(h.reason.as_str());
                 updated.push(ts(h.updated_at)?);
+                ids.push(h.handoff_id.as_str());
             }
         }
         let write = sqlx::query_scalar(WRITE_EVENTS)
@@ -135,6 +137,7 @@ impl HandoffTx for Tx<'_, Postgres> {
             .bind(&statuses)
             .bind(&reasons)
             .bind(&updated)
+            .bind(&ids)
             .fetch_all(&mut *self.tx);
         let cursors: Vec<i64> = self.sql.run("INSERT", "inbox_events", write).await?;
         Ok(cursors.into_iter().map(unsigned).collect())

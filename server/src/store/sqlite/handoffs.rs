@@ -22,7 +22,8 @@ const UPDATE_HANDOFF: &str = "UPDATE handoffs SET status = ?, reason = ?, update
 const NEXT_CURSOR: &str = "INSERT INTO inbox_heads (tenant, agent, last_cursor) VALUES (?, ?, 1) \
      ON CONFLICT (tenant, agent) DO UPDATE SET last_cursor = last_cursor + 1 RETURNING last_cursor";
 const INSERT_EVENT: &str = "INSERT INTO inbox_events \
-     (tenant, agent, cursor, handoff_pk, event, status, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+     (tenant, agent, cursor, handoff_pk, event, status, reason, updated_at, handoff_id) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 async fn fetch<'e>(
     sql: &Sql,
@@ -109,6 +110,7 @@ impl HandoffTx for Tx<'_, Sqlite> {
                     .bind(h.status.as_str())
                     .bind(&h.reason)
                     .bind(h.updated_at.0)
+                    .bind(&h.handoff_id)
                     .execute(&mut *self.tx);
                 self.sql.run("INSERT", "inbox_events", insert).await?;
                 cursors.push(unsigned(cursor));

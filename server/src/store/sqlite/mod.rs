@@ -25,6 +25,7 @@ mod entries;
 mod handoffs;
 mod inbox;
 mod keys;
+mod lifecycle;
 mod search;
 mod sessions;
 

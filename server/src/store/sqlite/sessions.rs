@@ -82,10 +82,11 @@ pub(super) async fn update(
     store: &SqliteStore,
     tenant: &str,
     session_key: &str,
-    patch: SessionPatch,
+    mut patch: SessionPatch,
     now: Micros,
 ) -> Result<Session> {
     let mut tx = store.begin_write().await?;
+    let audit = std::mem::take(&mut patch.audit);
     let session = patch.apply(fetch(&store.sql, &mut *tx, tenant, session_key).await?, now)?;
     let update = sqlx::query(UPDATE_SESSION)
         .bind(session.id)
@@ -93,8 +94,14 @@ pub(super) async fn update(
         .bind(session.status.as_str())
         .bind(session.expires_at.map(|t| t.0))
         .bind(now.0)
+        .bind(session.legal_hold)
+        .bind(crate::store::rows::signed(session.retention.keep_latest))
+        .bind(session.retention.max_age_micros)
         .execute(&mut *tx);
     store.sql.run("UPDATE", "sessions", update).await?;
+    for a in &audit {
+        super::lifecycle::insert_audit(&store.sql, &mut tx, a).await?;
+    }
     store.commit(tx).await?;
     Ok(session)
 }

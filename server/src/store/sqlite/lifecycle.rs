@@ -1,0 +1,178 @@
+//! The lifecycle statements in SQLite (flows in `store::lifecycle`).
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{Sqlite, SqliteConnection};
+
+use super::SqliteStore;
+use crate::domain::{Audit, Entry, Micros, Redaction, Result, Session};
+use crate::store::error::unique_or;
+use crate::store::handoffs::Tx;
+use crate::store::lifecycle::*;
+use crate::store::rows::{Cells, StoredHandoff, entry_at, handoff_at, session_at, signed, unsigned};
+use crate::store::sql::Sql;
+
+const SESSION_HANDOFFS: &str =
+    concat!("SELECT ", handoff_cols!(), " FROM handoffs h WHERE h.session_id = $1 ORDER BY h.id");
+
+const COPY_ENTRIES: &str = "INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, \
+     media_type, metadata, token_count, idempotency_key, trace_id, created_at, redacted_at, redacted_by, \
+     redaction_reason) \
+     SELECT $2, seq, kind, role, author, content_text, content_data, media_type, metadata, token_count, \
+            idempotency_key, trace_id, created_at, redacted_at, redacted_by, redaction_reason \
+     FROM entries WHERE session_id = $1 AND seq <= $3";
+
+/// Seq lists travel as JSON arrays (`json_each`).
+const STORED_SEQS: &str = "SELECT seq FROM entries WHERE session_id = $1 AND seq IN (SELECT value FROM json_each($2))";
+
+const REDACT: &str = "UPDATE entries SET content_text = '', content_data = NULL, metadata = '{}', token_count = 0, \
+     redacted_at = $3, redacted_by = $4, redaction_reason = $5 \
+     WHERE session_id = $1 AND seq IN (SELECT value FROM json_each($2)) AND redacted_at IS NULL";
+
+const ENTRIES_AT: &str = concat!(
+    "SELECT ",
+    entry_cols!(),
+    " FROM entries e WHERE e.session_id = $1 AND e.seq IN (SELECT value FROM json_each($2)) ORDER BY e.seq"
+);
+
+/// Writes an audit record in the transaction `conn` is in.
+pub(super) async fn insert_audit(sql: &Sql, conn: &mut SqliteConnection, a: &Audit) -> Result<()> {
+    let insert = sqlx::query(INSERT_AUDIT)
+        .bind(&a.tenant)
+        .bind(a.action)
+        .bind(&a.session_key)
+        .bind(&a.principal)
+        .bind(&a.agent)
+        .bind(&a.seqs)
+        .bind(&a.reason)
+        .bind(a.at.0)
+        .execute(conn);
+    sql.run("INSERT", "audit_log", insert).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl LifecycleTx for Tx<'_, Sqlite> {
+    async fn session_handoffs(&mut self, session_id: i64) -> Result<Vec<StoredHandoff>> {
+        let q = sqlx::query(SESSION_HANDOFFS).bind(session_id).fetch_all(&mut *self.tx);
+        self.sql.run("SELECT", "handoffs", q).await?.iter().map(|r| handoff_at(r, 0)).collect()
+    }
+
+    async fn delete_session_row(&mut self, session: &Session) -> Result<u64> {
+        let count = sqlx::query_scalar(COUNT_ENTRIES).bind(session.id).fetch_one(&mut *self.tx);
+        let count: i64 = self.sql.run("SELECT", "entries", count).await?;
+        let delete = sqlx::query(DELETE_SESSION).bind(session.id).execute(&mut *self.tx);
+        self.sql.run("DELETE", "sessions", delete).await?;
+        Ok(unsigned(count))
+    }
+
+    async fn insert_session_row(&mut self, s: &Session) -> Result<i64> {
+        let insert = sqlx::query_scalar(INSERT_SESSION_ROW)
+            .bind(&s.tenant)
+            .bind(&s.session_key)
+            .bind(&s.created_by)
+            .bind(&s.owner)
+            .bind(s.status.as_str())
+            .bind(Json(&s.metadata))
+            .bind(signed(s.last_seq))
+            .bind(signed(s.last_summary_seq))
+            .bind(s.created_at.0)
+            .bind(s.expires_at.map(|m| m.0))
+            .bind(s.forked_from.as_ref().map(|f| f.session_key.as_str()))
+            .bind(s.forked_from.as_ref().map(|f| signed(f.seq)))
+            .bind(signed(s.first_seq))
+            .bind(s.legal_hold)
+            .bind(signed(s.retention.keep_latest))
+            .bind(s.retention.max_age_micros)
+            .fetch_one(&mut *self.tx);
+        self.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &s.session_key))
+    }
+
+    async fn copy_entries(&mut self, from: i64, to: &Session, up_to: u64) -> Result<()> {
+        let copy = sqlx::query(COPY_ENTRIES).bind(from).bind(to.id).bind(signed(up_to)).execute(&mut *self.tx);
+        self.sql.run("INSERT", "entries", copy).await?;
+        Ok(())
+    }
+
+    async fn stored_seqs(&mut self, session_id: i64, seqs: &[u64]) -> Result<Vec<u64>> {
+        let seqs = serde_json::to_string(seqs).unwrap_or_default();
+        let q = sqlx::query_scalar(STORED_SEQS).bind(session_id).bind(&seqs).fetch_all(&mut *self.tx);
+        let found: Vec<i64> = self.sql.run("SELECT", "entries", q).await?;
+        Ok(found.into_iter().map(unsigned).collect())
+    }
+
+    async fn redact(&mut self, session: &Session, seqs: &[u64], r: &Redaction) -> Result<Vec<Entry>> {
+        let seqs = serde_json::to_string(seqs).unwrap_or_default();
+        let update = sqlx::query(REDACT)
+            .bind(session.id)
+            .bind(&seqs)
+            .bind(r.at.0)
+            .bind(&r.by)
+            .bind(&r.reason)
+            .execute(&mut *self.tx);
+        self.sql.run("UPDATE", "entries", update).await?;
+        let read = sqlx::query(ENTRIES_AT).bind(session.id).bind(&seqs).fetch_all(&mut *self.tx);
+        let rows = self.sql.run("SELECT", "entries", read).await?;
+        rows.iter().map(|row| entry_at(row, 0, &session.session_key)).collect()
+    }
+
+    async fn remove_entries_before(&mut self, session_id: i64, before_seq: u64) -> Result<u64> {
+        let delete =
+            sqlx::query(REMOVE_ENTRIES_BEFORE).bind(session_id).bind(signed(before_seq)).execute(&mut *self.tx);
+        Ok(self.sql.run("DELETE", "entries", delete).await?.rows_affected())
+    }
+
+    async fn set_first_seq(&mut self, s: &Session) -> Result<()> {
+        let update = sqlx::query(SET_FIRST_SEQ)
+            .bind(s.id)
+            .bind(signed(s.first_seq))
+            .bind(signed(s.last_summary_seq))
+            .bind(s.updated_at.0)
+            .execute(&mut *self.tx);
+        self.sql.run("UPDATE", "sessions", update).await?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, audit: &Audit) -> Result<()> {
+        insert_audit(self.sql, &mut self.tx, audit).await
+    }
+}
+
+pub(super) async fn audit_log(store: &SqliteStore, tenant: &str, session_key: &str) -> Result<Vec<Audit>> {
+    let mut tx = store.begin_read().await?;
+    let q = sqlx::query(AUDIT_LOG).bind(tenant).bind(session_key).fetch_all(&mut *tx);
+    store.sql.run("SELECT", "audit_log", q).await?.iter().map(audit_at).collect()
+}
+
+pub(super) async fn purgeable(
+    store: &SqliteStore,
+    expired_before: Micros,
+    limit: u32,
+) -> Result<Vec<(String, String)>> {
+    let mut tx = store.begin_read().await?;
+    let q = sqlx::query(PURGEABLE).bind(expired_before.0).bind(i64::from(limit)).fetch_all(&mut *tx);
+    store.sql.run("SELECT", "sessions", q).await?.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
+}
+
+pub(super) async fn retention_candidates(
+    store: &SqliteStore,
+    all: bool,
+    after_id: i64,
+    limit: u32,
+) -> Result<Vec<Session>> {
+    let mut tx = store.begin_read().await?;
+    let q = sqlx::query(RETENTION_CANDIDATES).bind(after_id).bind(all).bind(i64::from(limit)).fetch_all(&mut *tx);
+    store.sql.run("SELECT", "sessions", q).await?.iter().map(|r| session_at(r, 0)).collect()
+}
+
+pub(super) async fn first_seq_since(
+    store: &SqliteStore,
+    tenant: &str,
+    key: &str,
+    since: Micros,
+) -> Result<Option<u64>> {
+    let mut tx = store.begin_read().await?;
+    let q = sqlx::query_scalar(FIRST_SEQ_SINCE).bind(tenant).bind(key).bind(since.0).fetch_one(&mut *tx);
+    let first: Option<i64> = store.sql.run("SELECT", "entries", q).await?;
+    Ok(first.map(unsigned))
+}
