@@ -95,7 +95,14 @@ async fn delete_erases_everything_and_keeps_inboxes_gap_free(b: Backend) {
     let mut h = srv.handoffs().await;
     create_session(&mut ctx, "gone", "a").await;
     create_session(&mut ctx, "kept", "a").await;
-    append(&mut ctx, "gone", vec![message("a", "one"), message("a", "two")]).await;
+    ctx.append_entries(pb::AppendEntriesRequest {
+        session_key: "gone".into(),
+        entries: vec![message("a", "one"), message("a", "two")],
+        idempotency_key: "k1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     request(&mut h, "kept", "a", "b").await;
     let doomed = request(&mut h, "gone", "a", "b").await;
     h.accept_handoff(pb::AcceptHandoffRequest { handoff_id: doomed.handoff_id.clone(), agent: "b".into() })
@@ -147,6 +154,35 @@ async fn delete_erases_everything_and_keeps_inboxes_gap_free(b: Backend) {
     assert!(session(&mut ctx, "kept").await.is_ok());
     // Audited.
     assert_eq!(audit_actions(&srv, "gone").await, ["delete"]);
+    // Nothing of it in any PostgreSQL table (read as the owner, every tenant visible); the
+    // inbox keeps only tombstones (cursor, handoff id, status, time).
+    if b != Backend::Sqlite {
+        use sqlx::Row as _;
+        let owner = sqlx::PgPool::connect(&postgres_url().unwrap()).await.unwrap();
+        let mut tx = owner.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.all_tenants', 'on', true)").execute(&mut *tx).await.unwrap();
+        let counts = sqlx::query(
+            "SELECT (SELECT count(*) FROM sessions WHERE tenant = $1 AND session_key = 'gone'), \
+                    (SELECT count(*) FROM entries e WHERE e.tenant = $1 AND NOT EXISTS \
+                        (SELECT 1 FROM sessions s WHERE s.id = e.session_id)), \
+                    (SELECT count(*) FROM entries WHERE tenant = $1), \
+                    (SELECT count(*) FROM appends WHERE tenant = $1), \
+                    (SELECT count(*) FROM handoffs WHERE tenant = $1 AND session_key = 'gone'), \
+                    (SELECT count(*) FROM inbox_events WHERE tenant = $1 AND handoff_id = $2 AND handoff_pk IS NOT NULL)",
+        )
+        .bind(&srv.tenant)
+        .bind(&doomed.handoff_id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        let got: Vec<i64> = (0..6).map(|i| counts.get::<i64, _>(i)).collect();
+        assert_eq!(
+            got,
+            [0, 0, 0, 0, 0, 0],
+            "sessions, orphan entries, entries (kept had none), appends, handoffs, linked events"
+        );
+        tx.rollback().await.unwrap();
+    }
     // Nothing of it in Redis.
     if b == Backend::PostgresRedis {
         let url = redis_url().unwrap();
