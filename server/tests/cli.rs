@@ -201,3 +201,34 @@ fn auth_none_on_a_public_address_warns_loudly() {
         }
     }
 }
+
+#[test]
+fn a_second_batond_on_one_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Command::new(BATOND)
+        .env_clear()
+        .env("BATON_DATA_DIR", dir.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = Served(first);
+    let stderr = first.0.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("batond listening") {
+            break;
+        }
+    }
+    let second = Command::new(BATOND)
+        .env_clear()
+        .env("BATON_DATA_DIR", dir.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("is in use by another batond"), "{err}");
+    // The keys command still works on the directory while it is served.
+    ok(&batond(&[("BATON_DATA_DIR", dir.path().display().to_string())], &["keys", "list"]));
+}

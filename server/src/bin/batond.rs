@@ -38,6 +38,12 @@ async fn execute(command: Command, config: Config) -> Result<(), BoxError> {
                      with keys from `batond keys create`, or listen on 127.0.0.1."
                 );
             }
+            // One process serves an embedded data directory at a time (the same lock as
+            // `baton-mcp --embedded`'s), released when this process exits.
+            let _lock = match &config.database_url {
+                None => Some(lock_data_dir(&config.data_dir)?),
+                Some(_) => None,
+            };
             let grpc = TcpListener::bind(config.grpc_addr).await?;
             let admin = TcpListener::bind(config.admin_addr).await?;
             tracing::info!(grpc = %grpc.local_addr()?, admin = %admin.local_addr()?, store = if config.database_url.is_some() { "postgres" } else { "sqlite" }, "batond listening");
@@ -107,4 +113,22 @@ async fn keys(command: KeysCommand, config: Config) -> Result<(), BoxError> {
 fn rfc3339(m: Option<baton_server::domain::Micros>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m?.0) * 1000).ok()?;
     t.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The exclusive lock on an embedded data directory's `baton.lock`.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, BoxError> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    let path = dir.join("baton.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => Err(format!(
+            "the data directory {} is in use by another batond or `baton-mcp --embedded` (it holds {}); stop \
+             that process, or call it over gRPC instead of serving the directory twice",
+            dir.display(),
+            path.display()
+        )
+        .into()),
+        Err(fs4::TryLockError::Error(e)) => Err(e.into()),
+    }
 }

@@ -31,6 +31,8 @@ mod sessions;
 
 /// The database file inside the data directory.
 const DB_FILE: &str = "baton.db";
+/// Held while migrating, so processes sharing the directory migrate one at a time.
+const MIGRATE_LOCK: &str = "baton.migrate.lock";
 /// Read connections. Reads are short; a few cover a single node's concurrency.
 const READERS: u32 = 4;
 /// How long a connection waits for a lock held by another process on the same file.
@@ -69,7 +71,20 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.clone().create_if_missing(true))
             .await?;
-        MIGRATOR.run(&write).await.map_err(|e| {
+        // Migrations of one file are serialized across processes (a `batond keys` command
+        // starting while a server starts on a fresh directory): SQLite's migrator takes no lock.
+        let lock_path = data_dir.join(MIGRATE_LOCK);
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+            fs4::FileExt::lock(&file)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("migration lock task: {e}")))?
+        .map_err(|e| Error::Unavailable(format!("cannot lock {MIGRATE_LOCK} in {}: {e}", data_dir.display())))?;
+        let migrated = MIGRATOR.run(&write).await;
+        drop(lock);
+        migrated.map_err(|e| {
             tracing::error!(error = %e, "embedded store migration failed");
             Error::Internal(format!("cannot migrate the embedded store: {e}"))
         })?;
