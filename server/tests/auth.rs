@@ -166,7 +166,17 @@ async fn every_call(srv: &TestServer, key: Option<&str>) -> Vec<(&'static str, C
     out.push(("CompleteHandoff", code!(h.complete_handoff(call(complete, key, None)))));
     let cancel = pb::CancelHandoffRequest { handoff_id: handoff.clone(), agent: "a".into(), ..Default::default() };
     out.push(("CancelHandoff", code!(h.cancel_handoff(call(cancel, key, None)))));
+    let fork = pb::ForkSessionRequest { session_key: s(), agent: "a".into(), ..Default::default() };
+    out.push(("ForkSession", code!(ctx.fork_session(call(fork, key, None)))));
+    let redact = pb::RedactEntriesRequest { session_key: s(), seqs: vec![1], agent: "a".into(), ..Default::default() };
+    out.push(("RedactEntries", code!(ctx.redact_entries(call(redact, key, None)))));
+    let compact = pb::CompactSessionRequest { session_key: s(), before_seq: 1, force: false };
+    out.push(("CompactSession", code!(ctx.compact_session(call(compact, key, None)))));
     out.push(("CloseSession", code!(ctx.close_session(call(pb::CloseSessionRequest { session_key: s() }, key, None)))));
+    out.push((
+        "DeleteSession",
+        code!(ctx.delete_session(call(pb::DeleteSessionRequest { session_key: s() }, key, None))),
+    ));
     out
 }
 
@@ -187,7 +197,7 @@ async fn seed(srv: &TestServer) {
     .unwrap();
 }
 
-const ALL_CALLS: usize = 19;
+const ALL_CALLS: usize = 23;
 
 async fn every_rpc_and_stream_needs_a_valid_key(b: Backend) {
     let srv = start_server(b).await;
@@ -240,6 +250,10 @@ async fn roles_limit_what_a_key_may_do(b: Backend) {
         "CompleteHandoff",
         "CancelHandoff",
         "CloseSession",
+        "ForkSession",
+        "RedactEntries",
+        "CompactSession",
+        "DeleteSession",
     ];
     for (name, code) in &codes {
         if writes.contains(name) {
