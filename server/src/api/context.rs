@@ -5,6 +5,7 @@
 //! them. This is where a credential becomes a principal (`crate::auth`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -86,10 +87,10 @@ impl RequestContext {
     }
 }
 
-/// The context [`ContextLayer`] put into a request.
-pub fn context<T>(req: &tonic::Request<T>) -> Result<RequestContext, Status> {
+/// The context [`ContextLayer`] put into a request (shared, so taking it costs no copy).
+pub fn context<T>(req: &tonic::Request<T>) -> Result<Arc<RequestContext>, Status> {
     req.extensions()
-        .get::<RequestContext>()
+        .get::<Arc<RequestContext>>()
         .cloned()
         .ok_or_else(|| Error::Internal("the request context layer is not installed".into()).into())
 }
@@ -176,7 +177,7 @@ where
         Box::pin(async move {
             match this.admit(req.uri().path(), req.headers(), peer).await {
                 Ok(ctx) => {
-                    req.extensions_mut().insert(ctx);
+                    req.extensions_mut().insert(Arc::new(ctx));
                     inner.call(req).await
                 }
                 Err(e) => Ok(Status::from(e).into_http()),
