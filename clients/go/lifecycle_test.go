@@ -147,7 +147,7 @@ func TestRedactEntries(t *testing.T) {
 		t.Fatalf("RedactEntries: %v, %v", r, err)
 	}
 	red := r.GetEntries()[0]
-	if red.GetSeq() != 2 || !red.GetRedacted() || red.GetContent() != nil || red.GetAuthor() != "planner" || red.GetKind() != batonv1.EntryKind_ENTRY_KIND_MESSAGE {
+	if red.GetSeq() != 2 || !red.GetRedacted() || red.GetText() != "" || len(red.GetData()) != 0 || red.GetAuthor() != "planner" || red.GetKind() != batonv1.EntryKind_ENTRY_KIND_MESSAGE {
 		t.Fatalf("redacted entry = %v", red)
 	}
 	if red.GetRedaction().GetReason() != "leaked a password" || red.GetRedaction().GetRedactedBy() == "" || red.GetRedaction().GetRedactedAt() == nil {
