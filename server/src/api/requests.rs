@@ -14,6 +14,10 @@ use crate::wire::{entry_kind, handoff_status, handoff_type, micros, session_stat
 
 fn duration(v: &mut Violations, field: &str, d: Option<prost_types::Duration>) -> Option<Duration> {
     let d = d?;
+    if !(0..=999_999_999).contains(&d.nanos) {
+        v.add(field, format!("nanos must be between 0 and 999999999, got {}", d.nanos));
+        return None;
+    }
     match Duration::try_from(d) {
         Ok(d) if d <= Duration::from_secs(100 * 365 * 86_400) => Some(d),
         _ => {
@@ -27,10 +31,59 @@ fn metadata(v: &mut Violations, field: &str, s: Option<Struct>) -> d::Metadata {
     sized_metadata(v, field, s).0
 }
 
+/// Deepest nesting of objects and lists accepted in metadata.
+pub const MAX_METADATA_DEPTH: usize = 32;
+
+/// Checks what JSON (and the stores) cannot hold: NaN and infinities, NUL characters, and
+/// nesting deeper than [`MAX_METADATA_DEPTH`].
+fn check_struct(v: &mut Violations, field: &str, s: &Struct) {
+    fn walk(v: &mut Violations, path: &str, value: &prost_types::Value, depth: usize) {
+        use prost_types::value::Kind;
+        match &value.kind {
+            Some(Kind::NumberValue(n)) if !n.is_finite() => {
+                v.add(path, "must be a finite number (not NaN or infinite)")
+            }
+            Some(Kind::StringValue(t)) => v.no_nul(path, t),
+            Some(Kind::StructValue(s)) => fields(v, path, s, depth + 1),
+            Some(Kind::ListValue(l)) => {
+                if depth + 1 > MAX_METADATA_DEPTH {
+                    v.add(path, format!("nests deeper than {MAX_METADATA_DEPTH} levels"));
+                    return;
+                }
+                for (i, item) in l.values.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), item, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn fields(v: &mut Violations, path: &str, s: &Struct, depth: usize) {
+        if depth > MAX_METADATA_DEPTH {
+            v.add(path, format!("nests deeper than {MAX_METADATA_DEPTH} levels"));
+            return;
+        }
+        for (key, value) in &s.fields {
+            let here = format!("{path}.{key}");
+            v.no_nul(&here, key);
+            walk(v, &here, value, depth);
+        }
+    }
+    fields(v, field, s, 1);
+}
+
 fn sized_metadata(v: &mut Violations, field: &str, s: Option<Struct>) -> (d::Metadata, usize) {
+    if let Some(s) = &s {
+        check_struct(v, field, s);
+    }
     let m = s.map(struct_to_json).unwrap_or_default();
     let len = v.metadata(field, &m);
     (m, len)
+}
+
+/// 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999999Z, nanos normalized: what every
+/// store and every client's timestamp type can hold.
+fn timestamp_in_range(t: &prost_types::Timestamp) -> bool {
+    (-62_135_596_800..=253_402_300_799).contains(&t.seconds) && (0..=999_999_999).contains(&t.nanos)
 }
 
 // ---- requests ----
@@ -179,7 +232,17 @@ impl AppendEntries {
             let media_type = v.text(&f("media_type"), &media_type, MAX_MEDIA_TYPE_LEN);
             let (metadata, metadata_len) = sized_metadata(&mut v, &f("metadata"), meta);
             let content = match content {
-                Some(pb::new_entry::Content::Text(t)) => d::Content::Text(t),
+                Some(pb::new_entry::Content::Text(t)) => {
+                    v.no_nul(&f("text"), &t);
+                    if t.is_empty() {
+                        v.add(f("text"), "must not be empty (an entry carries content)");
+                    }
+                    d::Content::Text(t)
+                }
+                Some(pb::new_entry::Content::Data(b)) if b.is_empty() => {
+                    v.add(f("data"), "must not be empty (an entry carries content)");
+                    d::Content::Data(b)
+                }
                 Some(pb::new_entry::Content::Data(b)) => d::Content::Data(b),
                 None => {
                     v.add(f("content"), "text or data is required");
@@ -291,9 +354,9 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
         let instructions = v.text("instructions", &instructions, MAX_INSTRUCTIONS_BYTES);
         let max_tokens = v.max_tokens("max_tokens", max_tokens);
         let deadline = deadline.and_then(|t| {
-            let m = micros(&t);
+            let m = timestamp_in_range(&t).then(|| micros(&t)).flatten();
             if m.is_none() {
-                v.add("deadline", "is not a valid timestamp");
+                v.add("deadline", "must be a valid timestamp between the years 1 and 9999");
             }
             m
         });

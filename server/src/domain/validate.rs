@@ -85,12 +85,20 @@ impl Violations {
         }
     }
 
-    /// A free text of at most `max` bytes.
+    /// A free text of at most `max` bytes, without NUL characters.
     pub fn text(&mut self, field: &str, value: &str, max: usize) -> String {
         if value.len() > max {
             self.add(field, format!("must be at most {max} bytes, got {}", value.len()));
         }
+        self.no_nul(field, value);
         value.to_owned()
+    }
+
+    /// Text may not contain U+0000: PostgreSQL cannot store it, and no client means it.
+    pub fn no_nul(&mut self, field: &str, value: &str) {
+        if let Some(at) = value.find('\0') {
+            self.add(field, format!("must not contain the NUL character (U+0000), found at byte {at}"));
+        }
     }
 
     /// A page size: 0 means `default`; otherwise 1..=max.
