@@ -13,6 +13,10 @@ enum Node {
     List(Vec<Node>),
 }
 
+/// Flags that mark the exception on a record: shown only when set, so a context of many
+/// entries does not repeat `redacted: false` on every one (the structured content keeps them).
+const FLAGS: &[&str] = &["baton.v1.Entry.redacted", "baton.v1.Session.legal_hold"];
+
 /// Renders a message's proto3 JSON, fields in declaration order.
 pub fn message_to_text(desc: &MessageDescriptor, value: &Json) -> String {
     render(&node(value, Some(desc)))
@@ -44,9 +48,10 @@ fn node(value: &Json, desc: Option<&MessageDescriptor>) -> Node {
             let declared = desc.descriptor_proto().field.iter().filter_map(|f| desc.get_field_by_name(f.name()));
             for field in declared {
                 let Some(v) = obj.get(field.name()) else { continue };
-                if is_empty(v) {
+                if is_empty(v) || (v == &Json::Bool(false) && FLAGS.contains(&field.full_name())) {
                     // Unset strings, lists and objects say nothing to a reader; numbers and
-                    // booleans stay (a last_seq of 0 or truncated: false is information).
+                    // booleans stay (a last_seq of 0 or truncated: false is information),
+                    // except the flags below while they are off.
                     continue;
                 }
                 let child = match field.kind() {
@@ -231,6 +236,40 @@ mod tests {
         assert_eq!(
             message_to_text(&desc, &value),
             "entries:\n  - session_key: demo\n    seq: 1\n    text: |\n      line one\n      line two\n    metadata:\n      tags: [a, b]\n      team: core\n  - session_key: demo\n    seq: 2\ntotal_tokens: 12\nlast_seq: 2\ntruncated: false"
+        );
+    }
+
+    #[test]
+    fn lifecycle_fields() {
+        let pool = decode_pool(baton_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let list = pool.get_message_by_name("baton.v1.ListEntriesResponse").unwrap();
+        let value = json!({
+            "entries": [
+                {"session_key": "s", "seq": "1", "text": "kept", "redacted": false},
+                {"session_key": "s", "seq": "2", "text": "", "metadata": {}, "token_count": 0, "redacted": true,
+                 "redaction": {"redacted_by": "a", "redacted_at": "2026-01-02T03:04:05Z", "reason": "pii"}}
+            ],
+            "next_page_token": ""
+        });
+        assert_eq!(
+            message_to_text(&list, &value),
+            "entries:\n  - session_key: s\n    seq: 1\n    text: kept\n  - session_key: s\n    seq: 2\n    token_count: 0\n    redacted: true\n    redaction:\n      redacted_by: a\n      redacted_at: 2026-01-02T03:04:05Z\n      reason: pii"
+        );
+
+        let session = pool.get_message_by_name("baton.v1.Session").unwrap();
+        let fork = json!({
+            "session_key": "f", "last_seq": "2", "first_seq": "1", "legal_hold": false,
+            "forked_from": {"session_key": "s", "seq": "2"}
+        });
+        assert_eq!(
+            message_to_text(&session, &fork),
+            "session_key: f\nlast_seq: 2\nforked_from:\n  session_key: s\n  seq: 2\nfirst_seq: 1"
+        );
+        let held =
+            json!({"session_key": "s", "first_seq": "3", "legal_hold": true, "retention": {"keep_latest": "10"}});
+        assert_eq!(
+            message_to_text(&session, &held),
+            "session_key: s\nfirst_seq: 3\nlegal_hold: true\nretention:\n  keep_latest: 10"
         );
     }
 
