@@ -41,7 +41,15 @@ context (stream_handoff_context).";
 pub struct BatonMcp {
     gateway: Gateway,
     defaults: CallContext,
-    subscriptions: Arc<Mutex<HashMap<String, DropGuard>>>,
+    subscriptions: Arc<Mutex<HashMap<String, Subscription>>>,
+}
+
+/// A legacy resource subscription: dropping it stops its follow.
+struct Subscription {
+    /// Cancelled when the follow stops, by an unsubscribe or by itself (the session was
+    /// deleted); a subscription whose follow stopped by itself is subscribed to afresh.
+    follow: CancellationToken,
+    _stop: DropGuard,
 }
 
 impl BatonMcp {
@@ -105,17 +113,22 @@ impl BatonMcp {
         let cancel = CancellationToken::new();
         {
             let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
-            if subscriptions.contains_key(&uri) {
+            if subscriptions.get(&uri).is_some_and(|s| !s.follow.is_cancelled()) {
                 return Ok(());
             }
-            subscriptions.insert(uri.clone(), cancel.clone().drop_guard());
+            subscriptions
+                .insert(uri.clone(), Subscription { follow: cancel.clone(), _stop: cancel.clone().drop_guard() });
         }
         let gateway = self.gateway.clone();
-        tokio::spawn(follow_session(gateway, ctx, session_key, after, cancel, move |_seq| {
+        let follow = follow_session(gateway, ctx, session_key, after, cancel.clone(), move |_seq| {
             let peer = peer.clone();
             let uri = uri.clone();
             async move { peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
-        }));
+        });
+        tokio::spawn(async move {
+            follow.await;
+            cancel.cancel();
+        });
         Ok(())
     }
 
