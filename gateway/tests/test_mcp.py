@@ -30,6 +30,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +52,8 @@ API_TOOLS = {
     "cancel_handoff",
 }
 STREAM_TOOLS = {"stream_entries", "stream_handoff_context"}
+# Data lifecycle (issue 14): tool name -> destructive.
+LIFECYCLE_TOOLS = {"delete_session": True, "fork_session": False, "redact_entries": True, "compact_session": True}
 
 
 def free_port() -> int:
@@ -275,7 +278,7 @@ async def test_negotiated_revision(servers: Servers, transport: str, mode: str) 
 async def test_tools_are_listed_with_schemas(servers: Servers, transport: str, mode: str) -> None:
     async with connect(servers, transport, mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert API_TOOLS | STREAM_TOOLS <= set(tools)
+        assert API_TOOLS | STREAM_TOOLS | set(LIFECYCLE_TOOLS) <= set(tools)
         for tool in tools.values():
             assert tool.description and len(tool.description) > 10, tool.name
             assert tool.input_schema["type"] == "object", tool.name
@@ -480,25 +483,37 @@ async def test_stream_tool_reports_progress(servers: Servers, transport: str, mo
         assert [e["text"] for e in rest["entries"]] == ["entry 3", "entry 4"]
 
 
+class Updates:
+    """A message handler that collects the URIs of notifications/resources/updated."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self._arrived = anyio.Event()
+
+    async def __call__(self, message) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            self.uris.append(str(message.params.uri))
+            self._arrived.set()
+
+    async def wait_for(self, count: int, timeout: float = 15) -> None:
+        """Waits until `count` notifications arrived in all."""
+        with anyio.fail_after(timeout):
+            while len(self.uris) < count:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+
+
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 async def test_legacy_subscription_notifies_on_new_entries(servers: Servers, transport: str) -> None:
     session_key = key("sub")
     uri = f"baton://sessions/{session_key}/context"
-    updated: list[str] = []
-    got = anyio.Event()
-
-    async def on_message(message) -> None:
-        if getattr(message, "method", None) == "notifications/resources/updated":
-            updated.append(str(message.params.uri))
-            got.set()
-
-    async with connect(servers, transport, "legacy", message_handler=on_message) as client:
+    updated = Updates()
+    async with connect(servers, transport, "legacy", message_handler=updated) as client:
         await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
         await client.session.subscribe_resource(uri)
         await ok(client, "update_context", {"sessionKey": session_key, "content": "first news"})
-        with anyio.fail_after(15):
-            await got.wait()
-        assert updated[0] == uri
+        await updated.wait_for(1)
+        assert updated.uris[0] == uri
         await client.session.unsubscribe_resource(uri)
 
 
@@ -853,3 +868,317 @@ async def test_roles_and_tenants_of_keys(servers: Servers, transport: str) -> No
     async with connect(servers, transport, "legacy", **other) as elsewhere:
         denied = await failing(elsewhere, "get_session", {"session_key": session_key})
         assert denied.startswith("PERMISSION_DENIED"), denied
+
+
+# --- Data lifecycle (issue 14): delete, fork, redact, compact, legal hold -------------------
+
+
+def as_role(servers: Servers, transport: str, role: str) -> dict:
+    """connect() arguments that carry the key of `role` (none on the embedded service, whose
+    local callers are admins)."""
+    return {"env": servers.auth_env(role)} if transport == "stdio" else {"headers": servers.auth_headers(role)}
+
+
+def messages(author: str, *texts: str) -> list[dict]:
+    return [{"kind": "MESSAGE", "author": author, "text": t} for t in texts]
+
+
+async def append(client: Client, session_key: str, entries: list[dict]) -> dict:
+    return await ok(client, "update_context", {"session_key": session_key, "entries": entries})
+
+
+@client_params
+async def test_lifecycle_tools_are_listed_with_hints_and_schemas(servers: Servers, transport: str, mode: str) -> None:
+    async with connect(servers, transport, mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        for name, destructive in LIFECYCLE_TOOLS.items():
+            hints = tools[name].annotations
+            assert hints.read_only_hint is False, name
+            assert hints.destructive_hint is destructive, name
+            assert tools[name].output_schema["type"] == "object", name
+
+        def schema(name: str) -> tuple[dict, list[str]]:
+            return tools[name].input_schema["properties"], tools[name].input_schema.get("required", [])
+
+        props, required = schema("delete_session")
+        assert set(props) == {"session_key"} and required == ["session_key"]
+        assert "legal hold" in tools["delete_session"].description
+        assert "NOT_FOUND" in tools["delete_session"].description
+
+        props, required = schema("fork_session")
+        assert set(props) == {"session_key", "at_seq", "new_session_key", "agent"}
+        assert set(required) == {"session_key", "agent"}
+        assert props["at_seq"]["description"].startswith("The last seq copied: 0 (or unset) for the source's newest")
+        assert props["at_seq"]["type"] == ["string", "integer"]
+        assert "generated when empty" in props["new_session_key"]["description"]
+        assert "owning the fork" in props["agent"]["description"]
+        assert "forked_from" in tools["fork_session"].description
+
+        props, required = schema("redact_entries")
+        assert set(props) == {"session_key", "seqs", "reason", "agent", "expected_last_seq"}
+        assert set(required) == {"session_key", "agent"}
+        assert props["seqs"]["type"] == "array" and props["seqs"]["items"]["type"] == ["string", "integer"]
+        assert "at least first_seq" in props["seqs"]["description"]
+        assert "audit log" in props["reason"]["description"]
+        assert "retract exactly the entry it appended last" in props["expected_last_seq"]["description"]
+        assert "redacted = true" in tools["redact_entries"].description
+
+        props, required = schema("compact_session")
+        assert set(props) == {"session_key", "before_seq", "force"} and required == ["session_key"]
+        assert props["force"]["type"] == "boolean" and "SUMMARY" in props["force"]["description"]
+        assert "at most last_seq + 1" in props["before_seq"]["description"]
+        assert "FAILED_PRECONDITION" in tools["compact_session"].description
+
+        props, _ = schema("update_session")
+        assert props["legal_hold"]["type"] == "boolean" and "admin keys only" in props["legal_hold"]["description"]
+        assert set(props["retention"]["properties"]) == {"keep_latest", "max_age"}
+
+        # The results: a Session with the new fields; entries that say whether they were redacted.
+        session_out = tools["fork_session"].output_schema["properties"]
+        assert {"forked_from", "first_seq", "legal_hold", "retention"} <= set(session_out)
+        assert tools["compact_session"].output_schema["properties"] == session_out
+        entry_out = tools["redact_entries"].output_schema["properties"]["entries"]["items"]["properties"]
+        assert {"redacted", "redaction"} <= set(entry_out)
+        assert "deleted_entries" in tools["delete_session"].output_schema["properties"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_fork_session_copies_entries_and_keeps_the_lineage(servers: Servers, transport: str) -> None:
+    source, fork_key = key("src"), key("fork")
+    async with connect(servers, transport, "auto") as client:
+        await ok(client, "register_session", {"session_key": source, "agent": "planner"})
+        await append(client, source, messages("planner", *(f"step {i}" for i in range(1, 6))))
+
+        result = await client.call_tool(
+            "fork_session", {"session_key": source, "at_seq": 3, "new_session_key": fork_key, "agent": "coder"}
+        )
+        assert not result.is_error, text_of(result)
+        fork = result.structured_content
+        assert (fork["session_key"], fork["owner"], fork["created_by"]) == (fork_key, "coder", "coder")
+        assert fork["last_seq"] == "3" and fork["first_seq"] == "1"
+        assert fork["forked_from"] == {"session_key": source, "seq": "3"}
+        assert fork["legal_hold"] is False
+        text = text_of(result)
+        assert f"forked_from:\n  session_key: {source}\n  seq: 3\nfirst_seq: 1" in text
+        assert "legal_hold" not in text, "an unset flag is left out of the text"
+
+        copied = await ok(client, "list_entries", {"session_key": fork_key})
+        assert [(e["seq"], e["text"], e["session_key"], e["author"]) for e in copied["entries"]] == [
+            (str(i), f"step {i}", fork_key, "planner") for i in range(1, 4)
+        ]
+        assert (await append(client, fork_key, messages("coder", "my turn")))["first_seq"] == "4"
+        assert (await ok(client, "get_session", {"session_key": source}))["last_seq"] == "5", "the source is unchanged"
+
+        # A fork of the fork, at the newest seq (at_seq unset), under a generated key.
+        second = await ok(client, "fork_session", {"session_key": fork_key, "agent": "reviewer"})
+        assert second["session_key"] not in ("", source, fork_key)
+        assert second["forked_from"] == {"session_key": fork_key, "seq": "4"}
+        read = json.loads((await client.read_resource(f"baton://sessions/{fork_key}")).contents[0].text)
+        assert read["forked_from"] == {"session_key": source, "seq": "3"}, "the chain stays visible"
+
+        beyond = await failing(client, "fork_session", {"session_key": source, "at_seq": 6, "agent": "x"})
+        assert beyond.startswith("INVALID_ARGUMENT"), beyond
+        taken = await failing(
+            client, "fork_session", {"session_key": source, "new_session_key": fork_key, "agent": "x"}
+        )
+        assert taken.startswith("ALREADY_EXISTS"), taken
+        missing = await failing(client, "fork_session", {"session_key": key("none"), "agent": "x"})
+        assert missing.startswith("NOT_FOUND"), missing
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_redact_entries_erases_content_from_every_read(servers: Servers, transport: str) -> None:
+    session_key = key("redact")
+    word = f"zq{uuid.uuid4().hex[:12]}"
+    async with connect(servers, transport, "auto") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "planner"})
+        personal = {"kind": "MESSAGE", "author": "planner", "role": "user", "text": f"the {word} code is 4242"}
+        personal["metadata"] = {"pii": "yes"}
+        entries = [*messages("planner", "plan the release"), personal, *messages("planner", "ship it")]
+        await append(client, session_key, entries)
+        before = await ok(client, "search_context", {"session_key": session_key, "query": word})
+        assert [h["entry"]["seq"] for h in before["hits"]] == ["2"]
+
+        result = await client.call_tool(
+            "redact_entries", {"session_key": session_key, "seqs": [2], "reason": "personal data", "agent": "planner"}
+        )
+        assert not result.is_error, text_of(result)
+        (entry,) = result.structured_content["entries"]
+        assert entry["seq"] == "2" and entry["redacted"] is True
+        assert (entry["kind"], entry["role"], entry["author"]) == ("ENTRY_KIND_MESSAGE", "user", "planner")
+        assert entry.get("text", "") == "" and not entry.get("metadata")
+        assert entry["redaction"]["redacted_by"] == "planner" and entry["redaction"]["reason"] == "personal data"
+        assert entry["redaction"]["redacted_at"]
+        text = text_of(result)
+        assert "redacted: true" in text and "reason: personal data" in text and word not in text
+
+        listed = await client.call_tool("list_entries", {"session_key": session_key})
+        entries = listed.structured_content["entries"]
+        assert [(e["seq"], e["redacted"]) for e in entries] == [("1", False), ("2", True), ("3", False)]
+        assert entries[1].get("text", "") == ""
+        assert word not in json.dumps(listed.structured_content) and word not in text_of(listed)
+        assert text_of(listed).count("redacted: true") == 1
+        assert "redacted: false" not in text_of(listed), "only the redacted entry says so"
+
+        window = await ok(client, "get_context", {"session_key": session_key})
+        assert [e["seq"] for e in window["entries"]] == ["1", "3"], "windows skip redacted entries"
+        resource = (await client.read_resource(f"baton://sessions/{session_key}/context")).contents[0].text
+        assert word not in resource
+        assert [e["seq"] for e in json.loads(resource)["entries"]] == ["1", "3"]
+        assert (await ok(client, "search_context", {"session_key": session_key, "query": word}))["hits"] == []
+        replay = await ok(client, "stream_entries", {"session_key": session_key})
+        assert [e["redacted"] for e in replay["entries"]] == [False, True, False]
+
+        unknown = await failing(
+            client, "redact_entries", {"session_key": session_key, "seqs": [1, 9], "reason": "x", "agent": "planner"}
+        )
+        assert unknown.startswith("INVALID_ARGUMENT"), unknown
+        assert not (await ok(client, "list_entries", {"session_key": session_key}))["entries"][0]["redacted"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_retract_last_needs_the_current_last_seq(servers: Servers, transport: str) -> None:
+    session_key = key("pop")
+    async with connect(servers, transport, "legacy") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        await append(client, session_key, messages("a", "keep", "oops"))
+        retract = {"session_key": session_key, "seqs": [2], "reason": "pop", "agent": "a"}
+        stale = await client.call_tool("redact_entries", {**retract, "expected_last_seq": 1})
+        assert stale.is_error
+        assert text_of(stale).startswith("FAILED_PRECONDITION"), text_of(stale)
+        assert stale.structured_content["code"] == "FAILED_PRECONDITION"
+        listed = await ok(client, "list_entries", {"session_key": session_key})
+        assert [(e["text"], e["redacted"]) for e in listed["entries"]] == [("keep", False), ("oops", False)]
+
+        # 64-bit integers as strings, as proto3 JSON writes them.
+        popped = await ok(client, "redact_entries", {**retract, "seqs": ["2"], "expected_last_seq": "2"})
+        assert popped["entries"][0]["redacted"] is True
+        listed = await ok(client, "list_entries", {"session_key": session_key})
+        assert [e["redacted"] for e in listed["entries"]] == [False, True]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_delete_session_erases_it_and_tells_subscribers(servers: Servers, transport: str) -> None:
+    session_key = key("delete")
+    uri = f"baton://sessions/{session_key}/context"
+    updated = Updates()
+    async with connect(servers, transport, "legacy", message_handler=updated) as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        await append(client, session_key, messages("a", "one", "two"))
+        await client.session.subscribe_resource(uri)
+
+        result = await client.call_tool("delete_session", {"session_key": session_key})
+        assert not result.is_error, text_of(result)
+        assert result.structured_content == {"deleted_entries": "2"}
+        assert text_of(result) == "deleted_entries: 2"
+        # The follow behind the subscription ends with NOT_FOUND: the subscriber hears once.
+        await updated.wait_for(1)
+        assert updated.uris == [uri]
+
+        assert (await failing(client, "get_session", {"session_key": session_key})).startswith("NOT_FOUND")
+        assert (await failing(client, "list_entries", {"session_key": session_key})).startswith("NOT_FOUND")
+        for resource in (f"baton://sessions/{session_key}", uri):
+            with pytest.raises(MCPError) as read:
+                await client.read_resource(resource)
+            assert "not found" in read.value.message, read.value.message
+        assert (await failing(client, "delete_session", {"session_key": session_key})).startswith("NOT_FOUND")
+        listed = await ok(client, "list_sessions", {"page_size": 1000})
+        assert session_key not in [s["session_key"] for s in listed["sessions"]]
+
+        # The key is free again; subscribing to it again follows the new session.
+        await ok(client, "register_session", {"session_key": session_key, "agent": "b"})
+        await client.session.subscribe_resource(uri)
+        await append(client, session_key, messages("b", "new life"))
+        await updated.wait_for(2)
+        assert updated.uris == [uri, uri]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_compact_session_moves_first_seq_and_refuses_reads_below_it(servers: Servers, transport: str) -> None:
+    session_key = key("compact")
+    async with connect(servers, transport, "auto") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        await append(client, session_key, messages("a", "m1", "m2", "m3", "m4"))
+        await append(client, session_key, [{"kind": "SUMMARY", "author": "a", "text": "summary of 1-4"}])
+        await append(client, session_key, messages("a", "m6", "m7", "m8"))
+
+        guarded = await failing(client, "compact_session", {"session_key": session_key, "before_seq": 7})
+        assert guarded.startswith("FAILED_PRECONDITION"), guarded
+        result = await client.call_tool("compact_session", {"session_key": session_key, "before_seq": 5})
+        assert not result.is_error, text_of(result)
+        assert (result.structured_content["first_seq"], result.structured_content["last_seq"]) == ("5", "8")
+        assert "first_seq: 5" in text_of(result)
+        assert (await ok(client, "get_session", {"session_key": session_key}))["first_seq"] == "5"
+
+        # From the start: OUT_OF_RANGE (never a silent gap), with the way on in the message.
+        below = await client.call_tool("list_entries", {"session_key": session_key})
+        assert below.is_error
+        assert text_of(below).startswith("OUT_OF_RANGE"), text_of(below)
+        assert below.structured_content["code"] == "OUT_OF_RANGE"
+        assert "after_seq" in text_of(below)
+        streamed = await failing(client, "stream_entries", {"session_key": session_key, "after_seq": 2})
+        assert streamed.startswith("OUT_OF_RANGE"), streamed
+        kept = await ok(client, "list_entries", {"session_key": session_key, "after_seq": 4})
+        assert [e["seq"] for e in kept["entries"]] == ["5", "6", "7", "8"]
+        window = await ok(client, "get_context", {"session_key": session_key})
+        assert window["summary"]["seq"] == "5" and [e["seq"] for e in window["entries"]] == ["6", "7", "8"]
+
+        forced = await ok(client, "compact_session", {"session_key": session_key, "before_seq": 7, "force": True})
+        assert forced["first_seq"] == "7"
+        window = await ok(client, "get_context", {"session_key": session_key})
+        assert "summary" not in window and [e["seq"] for e in window["entries"]] == ["7", "8"]
+        beyond = await failing(client, "compact_session", {"session_key": session_key, "before_seq": 10, "force": True})
+        assert beyond.startswith("INVALID_ARGUMENT"), beyond
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_legal_hold_blocks_delete_redact_and_compact(servers: Servers, transport: str) -> None:
+    session_key = key("hold")
+    async with connect(servers, transport, "legacy") as writer:
+        await ok(writer, "register_session", {"session_key": session_key, "agent": "a"})
+        await append(writer, session_key, messages("a", "m1", "m2", "m3"))
+        if servers.keys:
+            denied = await failing(writer, "update_session", {"session_key": session_key, "legal_hold": True})
+            assert denied.startswith("PERMISSION_DENIED"), denied
+
+        async with connect(servers, transport, "legacy", **as_role(servers, transport, "admin")) as admin:
+            held = await admin.call_tool("update_session", {"session_key": session_key, "legal_hold": True})
+            assert not held.is_error, text_of(held)
+            assert held.structured_content["legal_hold"] is True
+            assert "legal_hold: true" in text_of(held)
+
+            for client in (writer, admin):
+                for name, arguments in [
+                    ("delete_session", {"session_key": session_key}),
+                    ("compact_session", {"session_key": session_key, "before_seq": 2, "force": True}),
+                    ("redact_entries", {"session_key": session_key, "seqs": [1], "reason": "x", "agent": "a"}),
+                ]:
+                    refused = await client.call_tool(name, arguments)
+                    assert refused.is_error, name
+                    assert text_of(refused).startswith("FAILED_PRECONDITION"), text_of(refused)
+                    assert "legal hold" in text_of(refused)
+                    assert refused.structured_content["precondition_failures"][0]["type"] == "LEGAL_HOLD"
+            session = await ok(writer, "get_session", {"session_key": session_key})
+            assert (session["last_seq"], session["first_seq"], session["legal_hold"]) == ("3", "1", True)
+            assert not (await ok(writer, "list_entries", {"session_key": session_key}))["entries"][0]["redacted"]
+
+            lifted = await ok(admin, "update_session", {"session_key": session_key, "legal_hold": False})
+            assert lifted["legal_hold"] is False
+        assert (await ok(writer, "delete_session", {"session_key": session_key}))["deleted_entries"] == "3"
+        assert (await failing(writer, "get_session", {"session_key": session_key})).startswith("NOT_FOUND")
+
+
+async def test_secrets_in_appended_text_are_redacted_on_ingest(servers: Servers) -> None:
+    """batond (remote) and the embedded service both redact secrets before storing (the default
+    of --redact-secrets)."""
+    session_key = key("ingest")
+    async with connect(servers, "http", "auto") as client:
+        await ok(client, "register_session", {"session_key": session_key, "agent": "a"})
+        text = "deploy with AKIAIOSFODNN7EXAMPLE, commit 9f1c2d3e4b5a69788796a5b4c3d2e1f0a9b8c7d6"
+        appended = await ok(client, "update_context", {"sessionKey": session_key, "content": text})
+        stored = appended["entries"][0]
+        assert "AKIAIOSFODNN7EXAMPLE" not in stored["text"] and "[REDACTED:aws_access_key]" in stored["text"]
+        assert "9f1c2d3e4b5a69788796a5b4c3d2e1f0a9b8c7d6" in stored["text"], "a git SHA is no secret"
+        assert "baton_redactions" in stored["metadata"]
+        window = await ok(client, "get_context", {"session_key": session_key})
+        assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(window)
