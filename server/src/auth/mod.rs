@@ -3,7 +3,8 @@
 //! - `keys`: the API key format, generation and the peppered HMAC-SHA-256 of secrets.
 //! - [`Authenticator`]: turns the `authorization: Bearer …` / `x-api-key` header into a
 //!   [`Principal`] (`--auth api-key`), or the anonymous admin (`--auth none`). Verified keys are
-//!   cached in-process for `--auth-cache-secs`, so a call costs no database round trip and a
+//!   cached in-process for `--auth-cache-secs` (by id, and whole verified keys so that a key
+//!   seen before is not hashed again), so a call costs no database round trip and a
 //!   revocation reaches every replica within that bound; a lookup (a cache miss) also stamps the
 //!   key's `last_used_at`, so that costs one write per key per period and replica.
 //! - [`required_role`]: the role each gRPC method needs.
@@ -97,6 +98,9 @@ pub struct Authenticator {
     hasher: keys::Hasher,
     /// Key id → the stored key, or `None` for an id the store does not know.
     cache: moka::future::Cache<String, Option<Arc<crate::domain::principal::StoredKey>>>,
+    /// Whole keys already verified → their record, for the same time: a call with a key seen
+    /// before costs one in-memory lookup (no hash). Held only in this process's memory.
+    verified: moka::sync::Cache<String, Arc<crate::domain::principal::StoredKey>>,
     failures: IntCounterVec,
 }
 
@@ -109,12 +113,13 @@ impl Authenticator {
         cache_ttl: Duration,
     ) -> Authenticator {
         let cache = moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build();
+        let verified = moka::sync::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build();
         let failures = baton_telemetry::metrics::counter(
             "auth_failures_total",
             "Calls refused by authentication or authorization, by reason.",
             &["reason"],
         );
-        Authenticator { mode, store, clock, hasher, cache, failures }
+        Authenticator { mode, store, clock, hasher, cache, verified, failures }
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -169,6 +174,9 @@ impl Authenticator {
             Credential::Malformed => return Err(unauthenticated("malformed", "the credential is not a Baton API key")),
             Credential::Key(token) => token,
         };
+        if let Some(known) = self.verified.get(token) {
+            return self.usable(&known);
+        }
         let presented =
             keys::parse(token).ok_or_else(|| unauthenticated("malformed", "the credential is not a Baton API key"))?;
         let store = Arc::clone(&self.store);
@@ -182,6 +190,15 @@ impl Authenticator {
         let Some(stored) = stored.filter(|s| self.hasher.verify(presented.secret, &s.secret_hash)) else {
             return Err(unauthenticated("unknown", "unknown API key"));
         };
+        self.verified.insert(token.to_owned(), Arc::clone(&stored));
+        self.usable(&stored)
+    }
+
+    /// The principal of a verified key, unless it is revoked or expired by now.
+    fn usable(
+        &self,
+        stored: &crate::domain::principal::StoredKey,
+    ) -> std::result::Result<Principal, (&'static str, Error)> {
         if let Some(why) = stored.key.unusable(self.clock.now()) {
             return Err((why, Error::Unauthenticated(format!("the API key is {why}"))));
         }
