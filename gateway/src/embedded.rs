@@ -175,6 +175,8 @@ async fn serve(config: &EmbeddedConfig, lock: DirLock) -> Result<Served, BoxErro
     server.grpc_addr = addr;
     server.admin_addr = admin.local_addr()?;
     server.shutdown_grace_secs = SHUTDOWN_GRACE_SECS;
+    // Only this process talks to it: nothing to drain.
+    server.shutdown_drain_secs = 0;
     // Loopback only, for this user's own agents: no keys (the server's default, said here
     // because the service is exposed to no one else).
     server.auth = AuthMode::None;

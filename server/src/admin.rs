@@ -20,7 +20,7 @@ struct Admin {
 }
 
 /// `/health`: the process is up. `/ready`: it answers requests (store reachable, not
-/// shutting down). `/metrics`: Prometheus text format.
+/// draining or shutting down: `shutdown` is cancelled when the drain starts). `/metrics`: Prometheus text format.
 pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
@@ -33,9 +33,14 @@ async fn metrics_text(State(admin): State<Admin>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, baton_telemetry::metrics::CONTENT_TYPE)], admin.metrics.render())
 }
 
+/// Answers within the store's probe timeout (a second) whatever the store does: 503 at once
+/// while draining or while the store is known to be down, else after one probe.
 async fn ready(State(admin): State<Admin>) -> (StatusCode, &'static str) {
     if admin.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    if !admin.store.available() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n");
     }
     match admin.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),

@@ -137,6 +137,16 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls, in seconds.
     #[arg(long, global = true, env = "BATON_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long to keep serving with `/ready` and gRPC health reporting
+    /// not-serving, so load balancers move traffic away before connections are refused, in
+    /// seconds (SIGINT, Ctrl-C, skips it; a second signal ends the drain).
+    #[arg(long, global = true, env = "BATON_SHUTDOWN_DRAIN_SECS", default_value_t = 5)]
+    pub shutdown_drain_secs: u64,
+    /// How long a call waits for a PostgreSQL connection from the pool before it fails with
+    /// UNAVAILABLE, in milliseconds (a database that does not answer fails calls at once
+    /// through the circuit breaker instead).
+    #[arg(long, global = true, env = "BATON_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
     /// Log format on stderr.
     #[arg(long, global = true, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -242,6 +252,14 @@ impl Config {
 
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.auth_cache_secs.max(1))
+    }
+
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

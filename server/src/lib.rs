@@ -54,8 +54,11 @@ use store::Store;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How often the health service re-checks the store.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the health service probes a store that is up.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the health service reads the store's circuit breaker (and probes a store that
+/// is down).
+const HEALTH_TICK: Duration = Duration::from_millis(250);
 
 /// Opens the configured store: PostgreSQL when `database_url` is set, else the embedded
 /// SQLite store under `data_dir`. Migrates when `config.migrate` is set, as
@@ -63,17 +66,63 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
     match &config.database_url {
         Some(url) => {
+            let acquire = config.db_acquire_timeout();
             if config.migrate {
-                match &config.migrate_database_url {
-                    Some(owner) => store::postgres::PgStore::connect(owner, 1).await?.migrate().await?,
-                    None => store::postgres::PgStore::connect(url, 1).await?.migrate().await?,
-                }
+                let owner = config.migrate_database_url.as_ref().unwrap_or(url);
+                store::postgres::PgStore::connect(owner, 1, acquire).await?.migrate().await?;
             }
-            let pg = store::postgres::PgStore::connect(url, config.db_max_connections).await?;
+            let pg = store::postgres::PgStore::connect(url, config.db_max_connections, acquire).await?;
             Ok(Arc::new(pg))
         }
         None => Ok(Arc::new(store::sqlite::SqliteStore::open(&config.data_dir).await?)),
     }
+}
+
+/// `batond migrate`: brings the configured store's schema up to date and says what it did,
+/// where. Without a DATABASE_URL it migrates an existing embedded data directory, and refuses
+/// to create one (`batond serve` creates and migrates its own).
+pub async fn migrate(config: &Config) -> Result<String, BoxError> {
+    let (place, before, after, migrator) = match &config.database_url {
+        Some(url) => {
+            let owner = config.migrate_database_url.as_ref().unwrap_or(url);
+            let pg = store::postgres::PgStore::connect(owner, 1, config.db_acquire_timeout()).await?;
+            let before = pg.schema_versions().await?;
+            pg.migrate().await?;
+            (pg.describe(), before, pg.schema_versions().await?, &store::postgres::MIGRATOR)
+        }
+        None => {
+            let dir = &config.data_dir;
+            if !dir.is_dir() {
+                return Err(format!(
+                    "no DATABASE_URL and no embedded data directory at {}: nothing to migrate (give --database-url, \
+                     or --data-dir of an existing embedded store; `batond serve` creates and migrates its own)",
+                    dir.display()
+                )
+                .into());
+            }
+            let before = store::sqlite::SqliteStore::schema_versions_at(dir).await?;
+            let sqlite = store::sqlite::SqliteStore::open(dir).await?;
+            sqlite.close().await;
+            let after = store::sqlite::SqliteStore::schema_versions_at(dir).await?;
+            let file = store::sqlite::SqliteStore::file(dir);
+            (format!("the embedded store {}", file.display()), before, after, &store::sqlite::MIGRATOR)
+        }
+    };
+    let applied: Vec<String> = migrator
+        .iter()
+        .filter(|m| after.contains(&m.version) && !before.contains(&m.version))
+        .map(|m| format!("{:04} {}", m.version, m.description))
+        .collect();
+    let version = after.last().copied().unwrap_or(0);
+    Ok(if applied.is_empty() {
+        format!("{place}: schema already at version {version}; nothing to apply")
+    } else {
+        format!(
+            "{place}: applied {} migration(s), schema now at version {version}:\n  {}",
+            applied.len(),
+            applied.join("\n  ")
+        )
+    })
 }
 
 /// A server that is up, as [`serve`] hands it to its caller.
@@ -102,7 +151,7 @@ pub async fn run(
 
 /// Serves gRPC (Baton's two services, health, reflection) and admin HTTP on the given store
 /// and clock until `shutdown` resolves, then shuts down gracefully: readiness and health go
-/// NOT_SERVING, streams end with UNAVAILABLE (clients resume from their last seq or cursor),
+/// NOT_SERVING, calls are still served for `shutdown_drain` (the drain), then streams end with UNAVAILABLE (clients resume from their last seq or cursor),
 /// new connections are refused, and in-flight unary calls get `shutdown_grace` to finish.
 /// `started` receives the service once it is up (tests use it to sweep on demand and to read
 /// the cache's counters).
@@ -115,6 +164,9 @@ pub async fn serve(
     started: impl FnOnce(Running),
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
+    // Cancelled first on shutdown: readiness and health turn not-serving while calls are
+    // still served (the drain), then `stop` ends everything.
+    let draining = CancellationToken::new();
     let metrics = telemetry::Metrics::new();
     let counters = domain::counters::Counters::new();
     store.collectors().into_iter().chain(counters.collectors()).for_each(|c| metrics.register(c));
@@ -171,10 +223,10 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd);
 
-    tasks.push(tokio::spawn(watch_health(Arc::clone(&store), health, stop.clone())));
+    tasks.push(tokio::spawn(watch_health(Arc::clone(&store), health, draining.clone())));
     tasks.push(tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval())));
 
-    let router = admin::router(Arc::clone(&store), metrics, stop.clone());
+    let router = admin::router(Arc::clone(&store), metrics, draining.clone());
     let admin_stop = stop.clone().cancelled_owned();
     let admin: futures::future::BoxFuture<'static, std::io::Result<()>> = match admin_tls(&config).await? {
         Some(tls) => {
@@ -217,12 +269,16 @@ pub async fn serve(
     started(Running { baton, redis });
 
     tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
+        () = shutdown => {}
         result = &mut grpc => {
+            draining.cancel();
             stop.cancel();
             return Err(match result { Ok(Ok(())) => "gRPC server stopped".into(), Ok(Err(e)) => e.into(), Err(e) => e.into() });
         }
     }
+    draining.cancel();
+    drain(config.shutdown_drain()).await;
+    tracing::info!("shutting down");
     stop.cancel();
     match tokio::time::timeout(config.shutdown_grace(), &mut grpc).await {
         Ok(result) => result??,
@@ -235,6 +291,24 @@ pub async fn serve(
     futures::future::join_all(tasks).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps serving for `period` after the shutdown signal while readiness and health say
+/// not-serving, so load balancers stop sending new work first; a second SIGINT or SIGTERM
+/// ends the drain early. With no period (tests, the embedded gateway) no signal handler is
+/// installed.
+async fn drain(period: Duration) {
+    if period.is_zero() {
+        return;
+    }
+    tracing::info!(
+        ?period,
+        "draining: /ready and health report not serving; calls are still served (signal again to stop now)"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(period) => {}
+        () = baton_telemetry::signal::shutdown() => tracing::info!("second signal: ending the drain"),
+    }
 }
 
 /// How often idle principals' rate buckets are forgotten.
@@ -279,8 +353,16 @@ async fn admin_tls(config: &Config) -> Result<Option<Arc<tokio_rustls::rustls::S
     Ok(Some(admin::tls_server_config(&cert, &key).map_err(|e| format!("admin TLS: {e}"))?))
 }
 
-/// Keeps grpc.health.v1 in step with the store: SERVING only while it answers.
-async fn watch_health(store: Arc<dyn Store>, health: tonic_health::server::HealthReporter, stop: CancellationToken) {
+/// Keeps grpc.health.v1 in step with the store: SERVING only while it answers. The breaker's
+/// state is read every [`HEALTH_TICK`], so a call that found the database unreachable turns
+/// health NOT_SERVING within that; the store is probed every [`HEALTH_INTERVAL`] while up (an
+/// outage no call has met yet) and every tick while down (to come back as soon as it answers).
+/// `draining` turns it NOT_SERVING for good.
+async fn watch_health(
+    store: Arc<dyn Store>,
+    health: tonic_health::server::HealthReporter,
+    draining: CancellationToken,
+) {
     use baton_proto::v1::context_service_server::SERVICE_NAME as CONTEXT;
     use baton_proto::v1::handoff_service_server::SERVICE_NAME as HANDOFF;
     let set = |status| {
@@ -291,17 +373,27 @@ async fn watch_health(store: Arc<dyn Store>, health: tonic_health::server::Healt
             }
         }
     };
-    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut serving = None;
+    let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = stop.cancelled() => {
+            _ = draining.cancelled() => {
                 set(tonic_health::ServingStatus::NotServing).await;
                 return;
             }
             _ = tick.tick() => {}
         }
-        let ok = store.ping().await.is_ok();
+        let due = last_probe.is_none_or(|t| t.elapsed() >= HEALTH_INTERVAL);
+        let ok = if store.available() && !due {
+            true
+        } else if !store.available() && serving == Some(true) {
+            false
+        } else {
+            last_probe = Some(tokio::time::Instant::now());
+            store.ping().await.is_ok()
+        };
         if serving != Some(ok) {
             if !ok {
                 tracing::warn!("store unreachable: health NOT_SERVING");

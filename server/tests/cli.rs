@@ -232,3 +232,125 @@ fn a_second_batond_on_one_data_dir_is_refused() {
     // The keys command still works on the directory while it is served.
     ok(&batond(&[("BATON_DATA_DIR", dir.path().display().to_string())], &["keys", "list"]));
 }
+
+/// The status code of `GET path` on the admin port, or `None` when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = String::new();
+    s.read_to_string(&mut head).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn migrate_says_what_it_migrated_and_never_creates_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    // No database and no data directory: nothing is created, and the error says why.
+    let missing = dir.path().join("baton-data");
+    let out = batond(&[], &["migrate", "--data-dir", &missing.display().to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to migrate") && err.contains(&missing.display().to_string()), "{err}");
+    assert!(!missing.exists(), "migrate created {}", missing.display());
+
+    // An existing (empty) data directory: every migration is applied, and named; then none.
+    std::fs::create_dir(&missing).unwrap();
+    let first = ok(&batond(&[], &["migrate", "--data-dir", &missing.display().to_string()]));
+    assert!(first.contains("the embedded store") && first.contains("applied") && first.contains("0001 "), "{first}");
+    let again = ok(&batond(&[], &["migrate", "--data-dir", &missing.display().to_string()]));
+    assert!(again.contains("nothing to apply"), "{again}");
+
+    // PostgreSQL, the URL given after the subcommand: where it is, and the schema's version.
+    if let Some(owner) = postgres_url() {
+        let out = ok(&batond(&[], &["migrate", "--database-url", &owner]));
+        assert!(out.contains("PostgreSQL at ") && out.contains("schema"), "{out}");
+        assert!(!out.contains("baton:baton@"), "the password is never printed: {out}");
+    }
+}
+
+#[test]
+fn start_up_errors_say_what_is_wrong_and_where() {
+    // Nothing listens on the port: refused at once, not after the pool's timeout.
+    let port = free_port();
+    let url = format!("postgres://baton:secret@127.0.0.1:{port}/baton");
+    let started = Instant::now();
+    let out = batond(&[("DATABASE_URL", url)], &["--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}")), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("secret"), "the password is never printed: {err}");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+
+    // A database that does not exist is named as such.
+    if let Some(owner) = postgres_url() {
+        let (base, _) = owner.rsplit_once('/').unwrap();
+        let url = format!("{base}/baton_no_such_database");
+        let out = batond(&[("DATABASE_URL", url)], &["migrate"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("baton_no_such_database") && err.contains("does not exist"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_before_shutting_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, admin) = (free_port(), free_port());
+    let child = Command::new(BATOND)
+        .env_clear()
+        .env("BATON_DATA_DIR", dir.path())
+        .env("RUST_LOG", "info")
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin}"),
+            "--shutdown-drain-secs",
+            "3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(admin, "/ready") != Some(200) {
+        assert!(Instant::now() < deadline, "batond did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
+    let mut ctx =
+        pb::context_service_client::ContextServiceClient::with_interceptor(channel.clone(), Caller::new(None, None));
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = tonic_health::pb::HealthCheckRequest { service: String::new() };
+
+    let term = Instant::now();
+    let killed = Command::new("kill").args(["-TERM", &served.0.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    // Not ready at once, while calls are still served, over old and new connections.
+    while http_status(admin, "/ready") != Some(503) {
+        assert!(term.elapsed() < Duration::from_secs(1), "/ready still 200 after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = health.check(check.clone()).await.unwrap().into_inner().status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+    create_session(&mut ctx, "drain-a", "a").await;
+    let fresh =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
+    let mut fresh = pb::context_service_client::ContextServiceClient::with_interceptor(fresh, Caller::new(None, None));
+    create_session(&mut fresh, "drain-b", "b").await;
+    assert!(term.elapsed() < Duration::from_secs(3), "the checks above took the whole drain");
+    // Then it shuts down on its own once the drain is over.
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = served.0.wait().unwrap();
+        (status, term.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(exit.0.success(), "{:?}", exit.0);
+    assert!(exit.1 >= Duration::from_millis(2900) && exit.1 < Duration::from_secs(10), "exited after {:?}", exit.1);
+}

@@ -86,10 +86,16 @@ impl Backend {
 /// The test PostgreSQL store, migrated. Every test isolates itself by tenant, so tests share
 /// one database.
 pub async fn postgres_store(max_connections: u32) -> Option<PgStore> {
-    let owner = PgStore::connect(&postgres_url()?, 1).await.expect("connect to the test PostgreSQL as its owner");
+    let owner = PgStore::connect(&postgres_url()?, 1, std::time::Duration::from_secs(5))
+        .await
+        .expect("connect to the test PostgreSQL as its owner");
     owner.migrate().await.expect("migrate the test PostgreSQL");
     let app = service(APP_DATABASE_URL)?;
-    Some(PgStore::connect(&app, max_connections).await.expect("connect to the test PostgreSQL as the serving role"))
+    Some(
+        PgStore::connect(&app, max_connections, std::time::Duration::from_secs(5))
+            .await
+            .expect("connect to the test PostgreSQL as the serving role"),
+    )
 }
 
 /// The backend's store (a fresh SQLite file under `dir` for the embedded one).
@@ -104,6 +110,8 @@ pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Option<Arc<d
 pub fn config() -> Config {
     let mut config = Config::defaults();
     config.shutdown_grace_secs = 5;
+    // Tests stop servers on purpose: no load balancer to drain (the drain test sets one).
+    config.shutdown_drain_secs = 0;
     config.auth = AuthMode::ApiKey;
     // Tests make calls as fast as they can from one key; the quota tests turn it back on.
     config.rate_limit_rps = 0;

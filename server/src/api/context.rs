@@ -178,12 +178,34 @@ where
             match this.admit(req.uri().path(), req.headers(), peer).await {
                 Ok(ctx) => {
                     req.extensions_mut().insert(Arc::new(ctx));
-                    inner.call(req).await
+                    let response = inner.call(req).await?;
+                    Ok(malformed_is_invalid(response))
                 }
                 Err(e) => Ok(Status::from(e).into_http()),
             }
         })
     }
+}
+
+/// tonic answers a request body it cannot decode (truncated or garbage bytes, invalid UTF-8
+/// in a string field, nesting past prost's recursion limit) with INTERNAL; it is the caller's
+/// error, so it becomes INVALID_ARGUMENT, worded for the caller.
+fn malformed_is_invalid<B: Default>(response: Response<B>) -> Response<B> {
+    const DECODE: &str = "failed to decode Protobuf message";
+    let Some(status) = Status::from_header_map(response.headers()) else { return response };
+    if status.code() != tonic::Code::Internal || !status.message().starts_with(DECODE) {
+        return response;
+    }
+    let cause = status.message()[DECODE.len()..].trim_start_matches(':').trim();
+    let description = if cause.contains("recursion limit") {
+        format!(
+            "the message nests too deeply to decode ({cause}); metadata may nest at most {} levels",
+            super::requests::MAX_METADATA_DEPTH
+        )
+    } else {
+        format!("the request is not a valid protobuf message of this method: {cause}")
+    };
+    Status::from(Error::invalid("request", description)).into_http()
 }
 
 #[cfg(test)]

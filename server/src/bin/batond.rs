@@ -9,22 +9,32 @@ use baton_server::config::{Cli, Command, Config, KeysCommand};
 use baton_server::{BoxError, Listeners};
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     let Cli { command, config } = Cli::parse();
-    let telemetry = baton_server::init_telemetry(config.log_format)?;
+    let telemetry = match baton_server::init_telemetry(config.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("batond: cannot set up telemetry: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = execute(command.unwrap_or(Command::Serve), config).await;
     // Exports the spans still queued; blocking, so off the runtime's workers.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    result
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error's own words ("cannot connect to PostgreSQL at …: Connection refused").
+            eprintln!("batond: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn execute(command: Command, config: Config) -> Result<(), BoxError> {
     match command {
         Command::Migrate => {
-            let mut config = config;
-            config.migrate = true;
-            baton_server::open_store(&config).await?;
-            tracing::info!("migrations applied");
+            println!("{}", baton_server::migrate(&config).await?);
             Ok(())
         }
         Command::Probe(args) => Ok(baton_server::probe::run(args).await?),

@@ -16,6 +16,10 @@ macro_rules! backend_store {
                 <$store>::pool_collectors(self)
             }
 
+            fn available(&self) -> bool {
+                self.sql.available()
+            }
+
             async fn create_session(
                 &self,
                 new: $crate::store::NewSession,

@@ -6,8 +6,9 @@ use crate::domain::Error;
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %e, "store unavailable");
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                // Logged once per outage by the circuit breaker (`store::sql`), not per call.
+                tracing::debug!(error = %e, "store unavailable");
                 Error::Unavailable("the store is unavailable; retry later".into())
             }
             sqlx::Error::RowNotFound => Error::Internal("a stored record disappeared".into()),

@@ -210,8 +210,14 @@ pub type HandoffPage = Vec<(i64, Handoff)>;
 /// The durable store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Succeeds when the store answers a trivial query.
+    /// Succeeds when the store answers a trivial query within a second. It is the store's
+    /// health probe: it runs even while the store is known to be down, and its outcome opens
+    /// or closes the store's circuit breaker.
     async fn ping(&self) -> Result<()>;
+
+    /// False while the store is known to be unreachable (its circuit breaker is open): calls
+    /// fail at once with `Unavailable` until a [`ping`](Store::ping) succeeds.
+    fn available(&self) -> bool;
 
     /// The store's metrics (statement durations, pool usage), for the server's registry.
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;

@@ -5,9 +5,16 @@
 //! values. They are DEBUG spans and children of the request they serve: statements run outside
 //! any request (the expiry sweeper, health pings) are measured but not traced, so an idle server
 //! exports nothing.
+//!
+//! [`Sql`] is also the store's circuit breaker: a failure that says the database cannot be
+//! reached opens it, and until a health probe ([`Sql::probe`]) reaches the database again every
+//! statement fails at once with an I/O error (UNAVAILABLE with RetryInfo, upstream), and calls
+//! waiting for a connection give up, instead of each waiting out the pool's acquire timeout.
 
 use std::future::Future;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus::HistogramVec;
 use tracing::Instrument as _;
@@ -15,11 +22,59 @@ use tracing::field::Empty;
 
 use baton_telemetry::metrics::{Sampled, gauge, histogram};
 
-/// Times and traces the statements of one store.
+/// Times and traces the statements of one store, behind its circuit breaker.
 #[derive(Clone)]
 pub struct Sql {
     system: &'static str,
     duration: HistogramVec,
+    breaker: Arc<Breaker>,
+}
+
+/// How long a health probe may take before it counts as a failure.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Open while the database is known to be unreachable.
+#[derive(Default)]
+struct Breaker {
+    open: AtomicBool,
+    /// Wakes the calls waiting for a connection when the breaker opens.
+    opened: tokio::sync::Notify,
+}
+
+impl Breaker {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self, system: &str, cause: &dyn std::fmt::Display) {
+        if !self.open.swap(true, Ordering::Relaxed) {
+            tracing::warn!(db.system = system, error = %cause, "database unreachable: failing calls at once until it answers");
+        }
+        self.opened.notify_waiters();
+    }
+
+    fn close(&self, system: &str) {
+        if self.open.swap(false, Ordering::Relaxed) {
+            tracing::info!(db.system = system, "database answers again");
+        }
+    }
+}
+
+/// Failures that say the database cannot be reached at all (as opposed to a statement's own
+/// error, a conflict, or a pool busy with other calls): I/O, TLS, and the connection-class
+/// SQLSTATEs (08…, and 57P01–57P03: the server is shutting down or starting).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
+fn circuit_open() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "the database is unreachable (circuit open)"))
 }
 
 impl std::fmt::Debug for Sql {
@@ -36,7 +91,31 @@ impl Sql {
             "SQL statements, by database, operation and main table, from sending to the last row.",
             &["system", "operation", "table"],
         );
-        Sql { system, duration }
+        Sql { system, duration, breaker: Arc::default() }
+    }
+
+    /// False while the circuit breaker is open (the database is unreachable).
+    pub fn available(&self) -> bool {
+        !self.breaker.is_open()
+    }
+
+    /// Runs a health probe: past the open breaker, bounded by [`PROBE_TIMEOUT`]; success
+    /// closes the breaker, an unreachable database (or no answer in time) opens it.
+    pub async fn probe<T>(&self, statement: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, statement).await {
+            Ok(result) => result,
+            Err(_) => {
+                let e = sqlx::Error::PoolTimedOut;
+                self.breaker.trip(self.system, &format_args!("no answer to a health probe within {PROBE_TIMEOUT:?}"));
+                return Err(e);
+            }
+        };
+        match &result {
+            Ok(_) => self.breaker.close(self.system),
+            Err(e) if unreachable(e) || matches!(e, sqlx::Error::PoolTimedOut) => self.breaker.trip(self.system, e),
+            Err(_) => {}
+        }
+        result
     }
 
     /// The histogram, for the server's registry.
@@ -67,8 +146,26 @@ impl Sql {
                 otel.status_description = Empty,
             )
         };
+        if self.breaker.is_open() {
+            return Err(circuit_open());
+        }
         let start = Instant::now();
-        let result = statement.instrument(span.clone()).await;
+        let result = if operation == "BEGIN" {
+            // Waiting for a connection: give up as soon as the breaker opens.
+            let opened = self.breaker.opened.notified();
+            tokio::select! {
+                biased;
+                result = statement.instrument(span.clone()) => result,
+                () = opened => Err(circuit_open()),
+            }
+        } else {
+            statement.instrument(span.clone()).await
+        };
+        if let Err(e) = &result
+            && unreachable(e)
+        {
+            self.breaker.trip(self.system, e);
+        }
         self.duration.with_label_values(&[self.system, operation, table]).observe(start.elapsed().as_secs_f64());
         if let Err(e) = &result
             && !span.is_none()

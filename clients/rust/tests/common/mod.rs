@@ -47,6 +47,7 @@ impl Server {
         config.database_url = None;
         config.redis_url = None;
         config.shutdown_grace_secs = 2;
+        config.shutdown_drain_secs = 0;
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

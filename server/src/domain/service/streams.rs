@@ -36,6 +36,14 @@ impl Baton {
                 session.first_seq - 1
             )));
         }
+        // Seqs have no gaps: a later one does not exist yet, and a stream waiting for it would
+        // skip every entry in between (an unsigned -1 is 2^64-1).
+        if after_seq > session.last_seq {
+            return Err(crate::domain::Error::OutOfRange(format!(
+                "after_seq {after_seq} is beyond the last seq of session {session_key:?} ({}); stream from after_seq <= {}",
+                session.last_seq, session.last_seq
+            )));
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
@@ -132,12 +140,17 @@ impl Baton {
     ) -> Result<ItemStream<HandoffEvent>> {
         let WatchHandoffs { agent, after_cursor } = cmd;
         let mut live = self.hub.subscribe_agent(tenant, &agent);
+        let (pending, head) = self.store.pending_inbox(tenant, &agent).await?;
         let (pending, next) = match after_cursor {
-            Some(c) => (Vec::new(), c + 1),
-            None => {
-                let (pending, head) = self.store.pending_inbox(tenant, &agent).await?;
-                (pending, head + 1)
+            // Cursors have no gaps either: one past the head would skip the events in between.
+            Some(c) if c > head => {
+                return Err(crate::domain::Error::OutOfRange(format!(
+                    "after_cursor {c} is beyond the newest event of agent {agent:?}'s inbox ({head}); \
+                     resume from after_cursor <= {head}"
+                )));
             }
+            Some(c) => (Vec::new(), c + 1),
+            None => (pending, head + 1),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);

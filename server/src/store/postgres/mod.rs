@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
@@ -52,14 +52,28 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Opens a pool of at most `max_connections` to `url`. A caller waits at most five
-    /// seconds for a connection before the store reports itself unavailable.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
+    /// Opens a pool of at most `max_connections` to `url`. A caller waits at most
+    /// `acquire_timeout` for a connection before the store reports itself unavailable.
+    ///
+    /// The first connection is made directly, so that a database that cannot be reached fails
+    /// at once with what is wrong and where ("connection refused", "database … does not
+    /// exist", a rejected password), not with the pool's timeout.
+    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<PgStore> {
+        use sqlx::Connection as _;
+        let options: PgConnectOptions =
+            url.parse().map_err(|e| Error::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let place = describe(&options);
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!("cannot connect to {place}: no answer within {CONNECT_TIMEOUT:?}"))
+            })?
+            .map_err(|e| Error::Unavailable(format!("cannot connect to {place}: {}", connect_cause(&e))))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        drop(first);
         let sql = Sql::new("postgresql");
         let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
         Ok(PgStore { pool, appender, sql })
@@ -68,7 +82,7 @@ impl PgStore {
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
     /// concurrently: sqlx serializes migrators with an advisory lock.
     pub async fn migrate(&self) -> Result<()> {
-        match sqlx::migrate!("../migrations/postgres").run(&self.pool).await {
+        match MIGRATOR.run(&self.pool).await {
             Ok(()) => Ok(()),
             Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
             Err(e) => {
@@ -78,8 +92,52 @@ impl PgStore {
         }
     }
 
+    /// The versions of the migrations applied so far (none on an empty database), and what
+    /// this build's migrations are: `batond migrate` reports the difference.
+    pub async fn schema_versions(&self) -> Result<Vec<i64>> {
+        let read = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await;
+        match read {
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Where this store connects, for messages: host, port, database and user.
+    pub fn describe(&self) -> String {
+        describe(&self.pool.connect_options())
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// The schema of `migrations/postgres`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// "PostgreSQL at host:port (database …, user …)", for messages (never the password).
+fn describe(o: &PgConnectOptions) -> String {
+    format!(
+        "PostgreSQL at {}:{} (database {:?}, user {:?})",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or(o.get_username()),
+        o.get_username()
+    )
+}
+
+/// How long start-up waits for the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a connection failed, in words: the database's own message (a missing database, a
+/// rejected password) or the I/O error ("Connection refused").
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -131,7 +189,7 @@ impl PgStore {
 
     /// Succeeds when the database answers a trivial query.
     async fn ping_database(&self) -> Result<()> {
-        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.pool)).await?;
+        self.sql.probe(sqlx::query("SELECT 1").execute(&self.pool)).await?;
         Ok(())
     }
 

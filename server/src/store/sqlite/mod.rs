@@ -38,7 +38,8 @@ const READERS: u32 = 4;
 /// How long a connection waits for a lock held by another process on the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The schema of `migrations/sqlite`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The embedded store. Cloning is cheap and shares the pools.
 #[derive(Debug, Clone)]
@@ -93,6 +94,33 @@ impl SqliteStore {
         Ok(SqliteStore { write, read, sql: Sql::new("sqlite") })
     }
 
+    /// The database file of the embedded store in `data_dir`.
+    pub fn file(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join(DB_FILE)
+    }
+
+    /// The versions of the migrations applied to the store in `data_dir` (none when it has no
+    /// database yet), read without creating or changing anything.
+    pub async fn schema_versions_at(data_dir: &Path) -> Result<Vec<i64>> {
+        use sqlx::Connection as _;
+        let file = Self::file(data_dir);
+        if !file.exists() {
+            return Ok(Vec::new());
+        }
+        let mut conn =
+            sqlx::SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&file).read_only(true)).await?;
+        let has_table: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')")
+                .fetch_one(&mut conn)
+                .await?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut conn)
+            .await?)
+    }
+
     /// Closes both pools; the last connection to close checkpoints the WAL into the file.
     pub async fn close(&self) {
         self.read.close().await;
@@ -130,7 +158,7 @@ impl Moments for Sqlite {
 impl SqliteStore {
     /// Succeeds when the database answers a trivial query.
     async fn ping_database(&self) -> Result<()> {
-        self.sql.run("SELECT", "", sqlx::query("SELECT 1").execute(&self.read)).await?;
+        self.sql.probe(sqlx::query("SELECT 1").execute(&self.read)).await?;
         Ok(())
     }
 
