@@ -7,7 +7,9 @@
 #      (reused while the tarball's sha256 is unchanged);
 #   4. the tests and examples compiled there against the installed package, and run with
 #      node's test runner against the locally built batond (embedded store, loopback ports), on
-#      the machine's Node.js and on Node.js 18 and 22 (npm's node-linux-<arch> packages).
+#      the machine's Node.js and on Node.js 18 and 22 (npm's node-linux-<arch> packages). The
+#      OpenAI Agents SDK adapter's test (test/openai-agents.test.ts) runs only on Node.js 22 and
+#      newer: @openai/agents-core depends on openai 7, whose engines field requires Node.js 22.
 #
 # Test counts come from node's TAP summary (# pass / # fail / # cancelled / # skipped).
 
@@ -72,29 +74,34 @@ _ts_run() {
   local files
   files=$(tar -tzf "$tarball") || _ts_fail "cannot read $tarball" || return 1
   echo "tarball: $tarball ($(wc -l <<<"$files") files)"
-  for f in package/dist/index.d.ts package/dist/v1.js package/dist/rpc.js package/README.md; do
+  for f in package/dist/index.d.ts package/dist/v1.js package/dist/rpc.js package/dist/openai-agents.js package/README.md; do
     grep -qx "$f" <<<"$files" || _ts_fail "the tarball has no $f" || return 1
   done
 
-  sum=$(sha256sum "$tarball" | cut -c1-16)
+  # The consumer's pins come from the tarball's package.json and from package-lock.json.
+  sum=$(cat "$tarball" "$src/package-lock.json" | sha256sum | cut -c1-16)
   consumer="$cache/consumer-$sum"
   if [[ ! -f $consumer/.installed ]]; then
     echo "[typescript] installing the tarball into a fresh consumer project $consumer"
     find "$cache" -maxdepth 1 -name 'consumer-*' -exec rm -rf {} + 2>/dev/null
     mkdir -p "$consumer" && cp "$tarball" "$consumer/baton-client.tgz" || return 1
-    # The consumer's own tools, at the versions clients/typescript/package.json pins.
+    # The consumer's own tools and the Agents SDK, at the versions clients/typescript/package.json
+    # pins; the SDK's openai dependency at the version package-lock.json resolved.
     node -e '
       const pkg = require(process.argv[1]);
+      const lock = require(process.argv[2]);
       const pin = (n) => pkg.devDependencies[n] ?? pkg.dependencies[n];
       const out = {
         name: "baton-client-consumer", private: true, type: "module",
         dependencies: { "@baton/client": "file:./baton-client.tgz", "@bufbuild/protobuf": pin("@bufbuild/protobuf") },
         devDependencies: {
           typescript: pin("typescript"), "@types/node": pin("@types/node"), "@opentelemetry/api": pin("@opentelemetry/api"),
+          "@openai/agents-core": pin("@openai/agents-core"), zod: pin("zod"),
         },
+        overrides: { openai: lock.packages["node_modules/openai"].version },
       };
-      require("fs").writeFileSync(process.argv[2], JSON.stringify(out, null, 2) + "\n");
-    ' "$PWD/$src/package.json" "$consumer/package.json" || return 1
+      require("fs").writeFileSync(process.argv[3], JSON.stringify(out, null, 2) + "\n");
+    ' "$PWD/$src/package.json" "$PWD/$src/package-lock.json" "$consumer/package.json" || return 1
     (cd "$consumer" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error) ||
       _ts_fail "installing the tarball failed" || return 1
     echo "[typescript] checking npm install from the folder"
@@ -139,12 +146,26 @@ _ts_node_bin() {
   printf '%s\n' "$dir/node_modules/node-linux-$arch/bin/node"
 }
 
+# Tests that need a newer Node.js than the package's own minimum, as "<file>:<major>":
+# @openai/agents-core depends on openai 7, which requires Node.js 22 (its engines field).
+TS_TESTS_MIN_NODE=(openai-agents.test.js:22)
+
 # Runs the compiled suite with one node binary and adds node's TAP counts to the totals.
 _ts_suite() {
-  local consumer=$1 nodebin=$2 log rc=0 p f c s
+  local consumer=$1 nodebin=$2 log rc=0 p f c s major t files=()
+  major=$("$nodebin" -p 'process.versions.node.split(".")[0]') || return 1
+  for t in "$consumer"/build/test/*.test.js; do
+    local name=${t##*/} need=0 m
+    for m in "${TS_TESTS_MIN_NODE[@]}"; do [[ ${m%%:*} == "$name" ]] && need=${m##*:}; done
+    if ((major < need)); then
+      echo "[typescript] $name not run on Node.js $major: it needs Node.js $need or newer"
+      continue
+    fi
+    files+=("build/test/$name")
+  done
   echo "[typescript] node --test on Node.js $("$nodebin" --version)"
   log=$(mktemp)
-  (cd "$consumer" && BATOND_BIN="$BATOND_BIN" "$nodebin" --test --test-reporter=tap build/test/*.test.js) 2>&1 | tee "$log" || rc=$?
+  (cd "$consumer" && BATOND_BIN="$BATOND_BIN" "$nodebin" --test --test-reporter=tap "${files[@]}") 2>&1 | tee "$log" || rc=$?
   p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$log" | tail -n 1)
