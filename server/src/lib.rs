@@ -211,6 +211,9 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // The error details Baton sends (google.rpc.BadRequest, RetryInfo, ...), so grpcurl
+        // and other reflection clients can print them.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
     let max_message = config.max_append_bytes + 1024 * 1024;

@@ -465,10 +465,13 @@ async fn search_ranks_and_snippets(b: Backend) {
     assert_eq!(rest.hits.len(), 1);
     assert!(rest.next_page_token.is_empty());
 
-    // Query syntax never becomes a server error.
+    // Query syntax never becomes a server error: a malformed query is the caller's
+    // (INVALID_ARGUMENT naming `query`); tests/search.rs has the language itself.
     for q in ["\"unterminated", "AND OR NOT", "-", "(*)", "a:b"] {
         let r = ctx.search_entries(pb::SearchEntriesRequest { query: q.into(), ..Default::default() }).await;
-        assert!(r.is_ok(), "query {q:?}: {r:?}");
+        if let Err(e) = r {
+            assert_eq!((e.code(), violations(&e)), (Code::InvalidArgument, vec!["query".to_owned()]), "{q:?}: {e:?}");
+        }
     }
     srv.shutdown().await;
 }
@@ -1030,6 +1033,33 @@ async fn health_reflection_and_admin() {
     let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains("baton.v1.ContextService") && names.contains("baton.v1.HandoffService"), "{names:?}");
     assert!(names.contains("grpc.health.v1.Health"), "{names:?}");
+
+    // The error details Baton sends resolve, with every file they import (grpcurl prints
+    // "google.rpc.BadRequest is not recognized" otherwise).
+    let ask = |request: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+    let mut files = Vec::new();
+    for symbol in ["google.rpc.BadRequest", "google.rpc.RetryInfo", "google.rpc.ErrorInfo", "google.rpc.Status"] {
+        let req = ask(MessageRequest::FileContainingSymbol(symbol.into()));
+        let mut responses = reflection.server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+        match responses.next().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => files.extend(f.file_descriptor_proto),
+            other => panic!("{symbol} not served: {other:?}"),
+        }
+    }
+    for file in files {
+        let file = <prost_types::FileDescriptorProto as prost::Message>::decode(file.as_slice()).unwrap();
+        for dependency in file.dependency {
+            let req = ask(MessageRequest::FileByFilename(dependency.clone()));
+            let mut responses =
+                reflection.server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+            let response = responses.next().await.unwrap().unwrap().message_response;
+            assert!(
+                matches!(response, Some(MessageResponse::FileDescriptorResponse(_))),
+                "{dependency} (imported by {:?}) not served: {response:?}",
+                file.name
+            );
+        }
+    }
 
     for (path, code) in [("/health", 200), ("/ready", 200), ("/nope", 404)] {
         let got = http_status(srv.admin_addr, path).await;
