@@ -328,16 +328,16 @@ impl TryFrom<(pb::SearchEntriesRequest, &str)> for SearchEntries {
         let pb::SearchEntriesRequest { session_key, query, page_size, page_token } = r;
         let mut v = Violations::default();
         let session_key = v.optional_key("session_key", &session_key);
-        if query.trim().is_empty() {
-            v.add("query", "is required");
-        }
-        let query = v.text("query", &query, MAX_QUERY_BYTES);
+        let query = v.search_query("query", &query);
         let page_size = v.page_size("page_size", page_size, DEFAULT_SEARCH_PAGE_SIZE, MAX_SEARCH_PAGE_SIZE);
         let offset = page_token_of(&mut v, d::page::PageKind::Search, tenant, &page_token).unwrap_or(0);
         if offset > 10_000 {
             v.add("page_token", "search pages end after 10000 hits; refine the query");
         }
-        v.finish().map(|()| SearchEntries { session_key, query, page_size, offset: offset as u32 })
+        v.finish()?;
+        // `search_query` reported a missing or malformed query above; this only satisfies the type.
+        let Some(query) = query else { return Err(Error::invalid("query", "is required")) };
+        Ok(SearchEntries { session_key, query, page_size, offset: offset as u32 })
     }
 }
 

@@ -96,7 +96,7 @@ pub struct GetContextWindow {
 #[derive(Debug, Clone)]
 pub struct SearchEntries {
     pub session_key: Option<String>,
-    pub query: String,
+    pub query: super::search::Query,
     pub page_size: u32,
     pub offset: u32,
 }

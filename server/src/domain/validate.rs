@@ -1,6 +1,7 @@
 //! Input rules: what a well-formed key, name, page size or entry is. Validation collects
 //! every violation of a request, so a client fixes them all at once.
 
+use super::search::Query;
 use super::{Error, FieldViolation, Metadata, Result};
 
 /// Longest session key, agent name, tenant or idempotency key, in bytes.
@@ -15,7 +16,7 @@ pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
 /// Longest rejection or cancellation reason.
 pub const MAX_REASON_BYTES: usize = 4 * 1024;
-/// Longest search query.
+/// Longest search query (the language is `search`'s).
 pub const MAX_QUERY_BYTES: usize = 1024;
 /// Default and largest page of sessions, entries and handoffs.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -101,6 +102,21 @@ impl Violations {
         }
     }
 
+    /// A search query: required, at most [`MAX_QUERY_BYTES`], without NUL, and well-formed in
+    /// the query language (`search`); `None` when it is not.
+    pub fn search_query(&mut self, field: &str, value: &str) -> Option<Query> {
+        if value.trim().is_empty() {
+            self.add(field, "is required");
+            return None;
+        }
+        let before = self.0.len();
+        self.text(field, value, MAX_QUERY_BYTES);
+        if self.0.len() > before {
+            return None;
+        }
+        Query::parse(value).map_err(|problem| self.add(field, problem)).ok()
+    }
+
     /// A page size: 0 means `default`; otherwise 1..=max.
     pub fn page_size(&mut self, field: &str, value: u32, default: u32, max: u32) -> u32 {
         match value {
@@ -180,6 +196,21 @@ mod tests {
         v.max_tokens("max_tokens", u32::MAX);
         assert_eq!(v.0.len(), 2);
         assert_eq!(v.0[0].description, "must be at most 2147483647, got 2147483648");
+    }
+
+    #[test]
+    fn search_queries() {
+        let mut v = Violations::default();
+        assert!(v.search_query("query", "deploy -staging").is_some());
+        assert!(v.0.is_empty());
+        for bad in ["", " ", "a\0b", "the", "-x", "\"open"] {
+            assert!(v.search_query("query", bad).is_none(), "{bad:?}");
+        }
+        assert!(v.search_query("query", &"x".repeat(MAX_QUERY_BYTES + 1)).is_none());
+        let said: Vec<&str> = v.0.iter().map(|f| f.description.as_str()).collect();
+        assert_eq!(said.len(), 7, "one violation each: {said:?}");
+        assert_eq!(said[2], "must not contain the NUL character (U+0000), found at byte 1");
+        assert_eq!(said[6], "must be at most 1024 bytes, got 1025");
     }
 
     #[test]

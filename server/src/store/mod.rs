@@ -163,8 +163,8 @@ pub struct SearchQuery {
     pub tenant: String,
     /// `None`: every session of the tenant.
     pub session_key: Option<String>,
-    /// The user's query in web-search syntax (words, "phrases", OR, -not).
-    pub query: String,
+    /// The parsed query (`domain::search`), which each store renders in its own syntax.
+    pub query: crate::domain::search::Query,
     pub offset: u32,
     pub limit: u32,
 }
