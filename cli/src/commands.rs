@@ -183,6 +183,7 @@ async fn show_session(
     session_key: String,
     n: u32,
 ) -> Result<(), Failure> {
+    let n = n.min(MAX_PAGE);
     let session = client.get_session(GetSessionRequest { session_key: session_key.clone() }).await?;
     let first_seq = session.first_seq.max(1);
     let count = (session.last_seq + 1).saturating_sub(first_seq);

@@ -629,3 +629,75 @@ impl Served {
         self.task.await.unwrap();
     }
 }
+
+/// `--tls-ca` (and `--tls-server-name`) against a batond serving TLS with a private CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let authority = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(params, key))
+    };
+    let (ca_pem, ca) = authority("batonctl test CA");
+    let (other_pem, _) = authority("another CA");
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".into()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    let (ca, other) = (write("ca.pem", ca_pem), write("other.pem", other_pem));
+    let (cert, key) = (write("server.pem", server_cert.pem()), write("server.key", server_key.serialize_pem()));
+
+    let server = Server::start(Backend::Sqlite, Arc::new(SystemClock), |c| {
+        c.tls_cert = Some(cert.into());
+        c.tls_key = Some(key.into());
+    })
+    .await
+    .unwrap();
+    let tenant = baton_testkit::tenant();
+    let writer = server.key(&tenant, Role::Writer, None).await;
+    let reader = server.key(&tenant, Role::Reader, None).await;
+    let port = server.addr.port();
+    let client = Client::builder(format!("https://localhost:{port}"))
+        .ca_certificate(std::fs::read(&ca).unwrap())
+        .api_key(writer)
+        .connect()
+        .await
+        .unwrap();
+    let request = CreateSessionRequest { session_key: "secure".into(), agent: "planner".into(), ..Default::default() };
+    client.create_session(request).await.unwrap();
+
+    let run = |target: String, tls: Vec<String>| {
+        let mut cmd = Command::new(BATONCTL);
+        cmd.env_clear().env("BATON_API_KEY", &reader).args(["--target", &target]).args(tls).args(["sessions", "list"]);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let localhost = format!("https://localhost:{port}");
+    let by_ip = format!("https://127.0.0.1:{port}");
+    let flags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (target, tls) in [
+        (localhost.clone(), flags(&["--tls-ca", &ca])),
+        (by_ip.clone(), flags(&["--tls-ca", &ca, "--tls-server-name", "localhost"])),
+    ] {
+        let out = run(target.clone(), tls.clone()).await.unwrap();
+        assert!(out.status.success(), "{target} {tls:?}: {}", text(&out.stderr));
+        assert!(row(&text(&out.stdout), "secure").contains("planner"));
+    }
+    // A certificate that does not chain to the given CA, or names another host.
+    for (target, tls) in [(localhost.clone(), flags(&["--tls-ca", &other])), (by_ip, flags(&["--tls-ca", &ca]))] {
+        let out = run(target.clone(), tls.clone()).await.unwrap();
+        assert_eq!(out.status.code(), Some(4), "{target} {tls:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).starts_with("batonctl: UNAVAILABLE: ") && out.stdout.is_empty());
+    }
+    let out = run(localhost, flags(&["--tls-ca", "/nonexistent/ca.pem"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the --tls-ca file /nonexistent/ca.pem"), "{}", text(&out.stderr));
+    server.shutdown().await;
+}
