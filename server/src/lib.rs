@@ -54,8 +54,9 @@ use store::Store;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How often the health service probes a store that is up.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the health service probes a store that is up (one round trip on the probe's
+/// own connection).
+const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the health service reads the store's circuit breaker (and probes a store that
 /// is down).
 const HEALTH_TICK: Duration = Duration::from_millis(250);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use baton_client::v1 as pb;
 use baton_client::{Client, RetryPolicy};
 use common::RedisServer;
-use common::procs::{BATOND, Batond, PgCluster};
+use common::procs::{BATOND, Batond, PgCluster, http_get};
 use futures::StreamExt;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -636,4 +636,96 @@ async fn follow_raw(endpoint: String, key: String, session: String, n: u64, deli
         }
     }
     opened
+}
+
+// ---- 4. An outage is seen at once ----
+
+/// With the database stopped, health turns NOT_SERVING and `/ready` 503 within about a second
+/// (each `/ready` answering within its own bound), calls fail fast with UNAVAILABLE and a
+/// RetryInfo delay instead of waiting out the pool, and everything comes back on its own.
+#[test]
+fn a_database_outage_is_seen_at_once_and_calls_fail_fast() {
+    use baton_proto::v1::context_service_client::ContextServiceClient;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_types::StatusExt as _;
+
+    scenario("database outage", async {
+        let cluster = PgCluster::start().await;
+        let env = Batond::postgres_env(&cluster.serving_url(), &cluster.owner_url());
+        let tenant = baton_testkit::tenant();
+        let key = Batond::create_key(&env, &tenant, "writer");
+        let batond = Batond::start(env, &[]).await;
+        let session = "faults-outage";
+        create_session(&client(&batond, &key), session).await;
+
+        let channel = tonic::transport::Endpoint::from_shared(batond.endpoint()).unwrap().connect().await.unwrap();
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+        let mut ctx = ContextServiceClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        });
+        let mut health = HealthClient::new(channel);
+        let serving = |health: &mut HealthClient<tonic::transport::Channel>| {
+            let mut health = health.clone();
+            async move {
+                let check = tonic_health::pb::HealthCheckRequest { service: "baton.v1.ContextService".into() };
+                health
+                    .check(check)
+                    .await
+                    .map(|r| r.into_inner().status == ServingStatus::Serving as i32)
+                    .unwrap_or(false)
+            }
+        };
+        let append = |n: usize| pb::AppendEntriesRequest {
+            session_key: session.into(),
+            entries: vec![pb::NewEntry {
+                kind: pb::EntryKind::Message.into(),
+                author: "writer".into(),
+                content: Some(pb::new_entry::Content::Text(format!("outage {n}"))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ctx.append_entries(append(0)).await.expect("an append while the database is up");
+        assert!(serving(&mut health).await);
+
+        cluster.stop("fast");
+        let down = Instant::now();
+        // The first call meets the broken connection; it and every later one fail fast.
+        for n in 1..=5 {
+            let started = Instant::now();
+            let e = ctx.append_entries(append(n)).await.expect_err("an append with the database down");
+            assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+            assert!(started.elapsed() < Duration::from_millis(1500), "append {n} took {:?}", started.elapsed());
+            let retry = e.get_details_retry_info().and_then(|r| r.retry_delay);
+            assert!(retry.is_some(), "UNAVAILABLE carries RetryInfo: {e:?}");
+        }
+        while serving(&mut health).await {
+            assert!(
+                down.elapsed() < Duration::from_millis(1500),
+                "health still SERVING {:?} after the stop",
+                down.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        eprintln!("health NOT_SERVING {:?} after the database stopped", down.elapsed());
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let ready = http_get(batond.admin_port, "/ready", Duration::from_secs(3)).await.map(|(s, _)| s);
+            assert_eq!(ready, Some(503), "/ready during the outage");
+            assert!(asked.elapsed() < Duration::from_millis(1200), "/ready took {:?}", asked.elapsed());
+        }
+
+        cluster.start_again();
+        let back = Instant::now();
+        while !serving(&mut health).await {
+            assert!(back.elapsed() < Duration::from_secs(15), "health not SERVING 15 s after the database came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("health SERVING {:?} after the database came back", back.elapsed());
+        assert_eq!(batond.ready().await, Some(200));
+        let r = ctx.append_entries(append(6)).await.expect("an append after the outage").into_inner();
+        assert_eq!(r.first_seq, 2, "the appends refused during the outage wrote nothing");
+    });
 }

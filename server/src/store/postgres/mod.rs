@@ -15,6 +15,7 @@
 //! By aggregate: `sessions`, `entries` (with `append`, the write coalescer), `search`,
 //! `handoffs`, `inbox`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -49,6 +50,10 @@ pub struct PgStore {
     /// Coalesces concurrent appends into shared transactions (`append`).
     appender: append::Appender,
     sql: Sql,
+    /// The health probe's own connection, outside the pool: a probe never queues behind
+    /// busy calls, and a stopped database breaks it at once (while the pool would quietly
+    /// retry refused connections until its acquire timeout).
+    probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
 }
 
 impl PgStore {
@@ -76,7 +81,7 @@ impl PgStore {
         drop(first);
         let sql = Sql::new("postgresql");
         let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
-        Ok(PgStore { pool, appender, sql })
+        Ok(PgStore { pool, appender, sql, probe: Arc::default() })
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
@@ -187,10 +192,23 @@ impl PgStore {
         Ok(self.sql.run("BEGIN", "", self.pool.begin_with(begin_sql(scope)?)).await?)
     }
 
-    /// Succeeds when the database answers a trivial query.
+    /// Succeeds when the database answers a trivial query on the probe's own connection
+    /// (made again when missing or broken).
     async fn ping_database(&self) -> Result<()> {
-        self.sql.probe(sqlx::query("SELECT 1").execute(&self.pool)).await?;
-        Ok(())
+        use sqlx::Connection as _;
+        let probe = async {
+            // Taken out while in use: a probe cut short by its timeout leaves no half-used
+            // connection behind.
+            let taken = self.probe.lock().await.take();
+            let mut conn = match taken {
+                Some(conn) => conn,
+                None => sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?,
+            };
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            *self.probe.lock().await = Some(conn);
+            Ok(())
+        };
+        Ok(self.sql.probe(probe).await?)
     }
 
     /// Statement durations and pool usage.
