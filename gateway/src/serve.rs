@@ -153,6 +153,23 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// A session ended by `DELETE /mcp` is answered 204 No Content: rmcp says 202 Accepted,
+/// which the official MCP SDKs take for a failure ("Session termination failed: 202"); every
+/// revision of the Streamable HTTP transport lets a DELETE end the session, and 2xx-with-no-body
+/// is 204. Other answers (400 without a session id, 404 for an unknown one) pass through.
+async fn deleted_is_no_content(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
+}
+
 /// Who may call `/mcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpAccess {
@@ -184,7 +201,8 @@ pub fn http_router(
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let mut mcp = axum::Router::new().nest_service("/mcp", service);
+    let mut mcp =
+        axum::Router::new().nest_service("/mcp", service).layer(axum::middleware::from_fn(deleted_is_no_content));
     if access == HttpAccess::AsBatond {
         mcp = mcp.layer(axum::middleware::from_fn_with_state(gate, require_bearer));
     }

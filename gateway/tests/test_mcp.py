@@ -839,6 +839,34 @@ def test_http_asks_for_a_baton_key(servers: Servers) -> None:
         assert accepted.status_code == 200, (role, accepted.text)
 
 
+def test_delete_ends_the_session_with_204(servers: Servers) -> None:
+    """DELETE /mcp ends the MCP session with 204 No Content (the official SDKs warn on 202),
+    and the ended session is gone: a request naming it is 404."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "d", "version": "0"}},
+    }
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", **servers.auth_headers()}
+    opened = httpx2.post(servers.mcp_url, json=init, headers=headers, timeout=30)
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    ended = httpx2.delete(
+        servers.mcp_url, headers={**headers, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}, timeout=30
+    )
+    assert ended.status_code == 204, (ended.status_code, ended.text)
+    assert ended.content == b""
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    gone = httpx2.post(
+        servers.mcp_url,
+        json=ping,
+        headers={**headers, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"},
+        timeout=30,
+    )
+    assert gone.status_code == 404, (gone.status_code, gone.text)
+
+
 def remote_only(servers: Servers) -> None:
     if not servers.keys:
         pytest.skip("the embedded service serves loopback without keys")
