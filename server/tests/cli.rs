@@ -336,8 +336,11 @@ async fn sigterm_drains_before_shutting_down() {
         assert!(term.elapsed() < Duration::from_secs(1), "/ready still 200 after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let status = health.check(check.clone()).await.unwrap().into_inner().status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    while health.check(check.clone()).await.unwrap().into_inner().status != not_serving {
+        assert!(term.elapsed() < Duration::from_secs(1), "health still SERVING after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     create_session(&mut ctx, "drain-a", "a").await;
     let fresh =
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
