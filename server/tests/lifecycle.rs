@@ -213,6 +213,7 @@ async fn fork_copies_entries_and_keeps_the_lineage(b: Backend) {
             at_seq: 600,
             new_session_key: "f1".into(),
             agent: "b".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -237,6 +238,7 @@ async fn fork_copies_entries_and_keeps_the_lineage(b: Backend) {
             at_seq: 0,
             new_session_key: "f2".into(),
             agent: "c".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -250,6 +252,7 @@ async fn fork_copies_entries_and_keeps_the_lineage(b: Backend) {
             at_seq: 1001,
             new_session_key: "x".into(),
             agent: "b".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -260,6 +263,7 @@ async fn fork_copies_entries_and_keeps_the_lineage(b: Backend) {
             at_seq: 1,
             new_session_key: "f1".into(),
             agent: "b".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -675,6 +679,7 @@ async fn lifecycle_races_appends_without_gaps(b: Backend) {
                 at_seq: 0,
                 new_session_key: format!("rf{n}"),
                 agent: "b".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

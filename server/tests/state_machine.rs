@@ -1,6 +1,7 @@
 //! The handoff state machine as a table: every stored state (and a pending handoff past its
 //! deadline) × every action × every handoff type × the acting agent, against the rules'
-//! `decide` and `expire`. Pure domain: no store, no server.
+//! `decide` and `expire`. Pure domain: no store, no server. A transition repeated by its agent
+//! on a handoff already in the status it leads to changes nothing (a retry is safe).
 
 use baton_server::domain::rules::{self, Action};
 use baton_server::domain::{Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, SessionStatus};
@@ -41,7 +42,14 @@ fn handoff(state: State, kind: HandoffType) -> Handoff {
 /// What the table expects of one cell.
 #[derive(Debug, PartialEq)]
 enum Outcome {
-    To { status: HandoffStatus, event: HandoffEventType, owner: Option<&'static str>, session: Option<SessionStatus> },
+    To {
+        status: HandoffStatus,
+        event: HandoffEventType,
+        owner: Option<&'static str>,
+        session: Option<SessionStatus>,
+    },
+    /// Already there: nothing to change.
+    Unchanged,
     Denied,
     Illegal,
 }
@@ -78,6 +86,10 @@ fn expected(state: State, action: Action, kind: HandoffType, agent: &str) -> Out
             owner: full.then_some("alice"),
             session: full.then_some(SessionStatus::Active),
         },
+        (State::Stored(S::Accepted), Action::Accept)
+        | (State::Stored(S::Rejected), Action::Reject)
+        | (State::Stored(S::Completed), Action::Complete)
+        | (State::Stored(S::Cancelled), Action::Cancel) => Outcome::Unchanged,
         _ => Outcome::Illegal,
     }
 }
@@ -99,7 +111,8 @@ fn every_state_action_type_and_agent() {
                 for agent in ["alice", "bob", "mallory"] {
                     let h = handoff(state, kind);
                     let got = match rules::decide(&h, action, agent, Some("why"), NOW) {
-                        Ok(c) => Outcome::To {
+                        Ok(None) => Outcome::Unchanged,
+                        Ok(Some(c)) => Outcome::To {
                             status: c.status,
                             event: c.event,
                             owner: match c.new_owner.as_deref() {
@@ -126,9 +139,10 @@ fn every_state_action_type_and_agent() {
 #[test]
 fn a_reason_is_kept_only_when_given() {
     let h = handoff(State::Stored(HandoffStatus::Pending), HandoffType::ContextTransfer);
-    assert_eq!(rules::decide(&h, Action::Reject, "bob", Some("busy"), NOW).unwrap().reason.as_deref(), Some("busy"));
-    assert_eq!(rules::decide(&h, Action::Reject, "bob", Some(""), NOW).unwrap().reason, None);
-    assert_eq!(rules::decide(&h, Action::Reject, "bob", None, NOW).unwrap().reason, None);
+    let reason = |r| rules::decide(&h, Action::Reject, "bob", r, NOW).unwrap().expect("a change").reason;
+    assert_eq!(reason(Some("busy")).as_deref(), Some("busy"));
+    assert_eq!(reason(Some("")), None);
+    assert_eq!(reason(None), None);
 }
 
 #[test]

@@ -951,13 +951,17 @@ async fn handoff_illegal_transitions_change_nothing(db: Db) {
         (&rejected, Action::Cancel, "alice"),
         (&rejected, Action::Complete, "bob"),
         (&completed, Action::Cancel, "alice"),
-        (&completed, Action::Complete, "bob"),
+        (&completed, Action::Accept, "bob"),
         (&completed, Action::Reject, "bob"),
     ] {
         let stored = db.get_handoff(&t, &h.handoff_id).await.unwrap();
         assert_precondition(act(&db, h, action, agent, None, at(9)).await, "ILLEGAL_TRANSITION");
         assert_eq!(db.get_handoff(&t, &h.handoff_id).await.unwrap(), stored);
     }
+    // Repeated by its agent, a transition already made changes nothing (a retry is safe).
+    let again = act(&db, &completed, Action::Complete, "bob", None, at(9)).await.unwrap();
+    assert!(again.unchanged && again.events.is_empty(), "{again:?}");
+    assert_eq!(again.handoff, db.get_handoff(&t, &completed.handoff_id).await.unwrap());
     assert_eq!(heads(db.clone(), t.clone()).await, after_setup, "refused changes wrote no events");
 
     let missing = Handoff { handoff_id: "no-such-handoff".into(), ..pending.clone() };

@@ -68,6 +68,7 @@ async fn fork_copies_entries_up_to_at_seq() {
             at_seq: 3,
             new_session_key: "fork".into(),
             agent: "explorer".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

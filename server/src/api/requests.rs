@@ -91,13 +91,14 @@ fn timestamp_in_range(t: &prost_types::Timestamp) -> bool {
 impl TryFrom<pb::CreateSessionRequest> for CreateSession {
     type Error = Error;
     fn try_from(r: pb::CreateSessionRequest) -> Result<Self> {
-        let pb::CreateSessionRequest { session_key, agent, metadata: meta, ttl } = r;
+        let pb::CreateSessionRequest { session_key, agent, metadata: meta, ttl, idempotency_key } = r;
         let mut v = Violations::default();
         let cmd = CreateSession {
             session_key: v.optional_key("session_key", &session_key),
             agent: v.key("agent", &agent),
             metadata: metadata(&mut v, "metadata", meta),
             ttl: duration(&mut v, "ttl", ttl).filter(|d| !d.is_zero()),
+            idempotency_key: v.optional_key("idempotency_key", &idempotency_key),
         };
         v.finish().map(|()| cmd)
     }
@@ -164,12 +165,13 @@ const MAX_REASON: usize = 1024;
 impl TryFrom<pb::ForkSessionRequest> for ForkSession {
     type Error = Error;
     fn try_from(r: pb::ForkSessionRequest) -> Result<Self> {
-        let pb::ForkSessionRequest { session_key, at_seq, new_session_key, agent } = r;
+        let pb::ForkSessionRequest { session_key, at_seq, new_session_key, agent, idempotency_key } = r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
         let new_session_key = v.optional_key("new_session_key", &new_session_key);
         let agent = v.key("agent", &agent);
-        v.finish().map(|()| ForkSession { session_key, at_seq, new_session_key, agent })
+        let idempotency_key = v.optional_key("idempotency_key", &idempotency_key);
+        v.finish().map(|()| ForkSession { session_key, at_seq, new_session_key, agent, idempotency_key })
     }
 }
 
@@ -344,8 +346,16 @@ impl TryFrom<(pb::SearchEntriesRequest, &str)> for SearchEntries {
 impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
     type Error = Error;
     fn try_from(r: pb::RequestHandoffRequest) -> Result<Self> {
-        let pb::RequestHandoffRequest { session_key, from_agent, to_agent, r#type, instructions, deadline, max_tokens } =
-            r;
+        let pb::RequestHandoffRequest {
+            session_key,
+            from_agent,
+            to_agent,
+            r#type,
+            instructions,
+            deadline,
+            max_tokens,
+            idempotency_key,
+        } = r;
         let mut v = Violations::default();
         let session_key = v.key("session_key", &session_key);
         let from_agent = v.key("from_agent", &from_agent);
@@ -353,6 +363,7 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
         let kind = v.enumeration("type", r#type, handoff_type);
         let instructions = v.text("instructions", &instructions, MAX_INSTRUCTIONS_BYTES);
         let max_tokens = v.max_tokens("max_tokens", max_tokens);
+        let idempotency_key = v.optional_key("idempotency_key", &idempotency_key);
         let deadline = deadline.and_then(|t| {
             let m = timestamp_in_range(&t).then(|| micros(&t)).flatten();
             if m.is_none() {
@@ -363,7 +374,16 @@ impl TryFrom<pb::RequestHandoffRequest> for RequestHandoff {
         v.finish()?;
         // `enumeration` reported a missing or unknown type above; this only satisfies the type.
         let Some(kind) = kind else { return Err(Error::invalid("type", "is required")) };
-        Ok(RequestHandoff { session_key, from_agent, to_agent, kind, instructions, deadline, max_tokens })
+        Ok(RequestHandoff {
+            session_key,
+            from_agent,
+            to_agent,
+            kind,
+            instructions,
+            deadline,
+            max_tokens,
+            idempotency_key,
+        })
     }
 }
 

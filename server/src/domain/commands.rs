@@ -12,6 +12,8 @@ pub struct CreateSession {
     pub agent: String,
     pub metadata: Metadata,
     pub ttl: Option<Duration>,
+    /// Makes the create once per key in the tenant (shared with forks).
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct ForkSession {
     pub at_seq: u64,
     pub new_session_key: Option<String>,
     pub agent: String,
+    /// Makes the fork once per key in the tenant (shared with creates).
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +114,8 @@ pub struct RequestHandoff {
     pub instructions: String,
     pub deadline: Option<Micros>,
     pub max_tokens: u32,
+    /// Makes the request once per key in the session.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]

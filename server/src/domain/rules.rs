@@ -1,5 +1,8 @@
 //! State rules that stores apply inside their transactions: the stores lock and write, these
-//! functions decide.
+//! functions decide. Handoff transitions are safe to retry: repeated by the agent allowed to
+//! make it on a handoff already in the status it leads to, a transition decides nothing to do
+//! (`decide` gives `None`) and the caller gets the handoff unchanged, with no event; every
+//! other move out of a status stays ILLEGAL_TRANSITION.
 
 use super::{
     EntryKind, Error, Handoff, HandoffEventType, HandoffStatus, HandoffType, Micros, Result, Retention, Session,
@@ -260,7 +263,18 @@ impl Action {
 /// The handoff state machine: PENDING → ACCEPTED → COMPLETED; PENDING → REJECTED;
 /// PENDING/ACCEPTED → CANCELLED; PENDING → EXPIRED at the deadline. Accept, reject and
 /// complete belong to the target agent, cancel to the requester.
-pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&str>, now: Micros) -> Result<Change> {
+///
+/// Transitions are safe to retry: the allowed agent repeating one on a handoff already in the
+/// status it leads to gets `None` (nothing to change, no event; the first call's reason stays),
+/// so a retry after a lost answer succeeds with the handoff as it is. Any other move out of a
+/// status is ILLEGAL_TRANSITION.
+pub fn decide(
+    handoff: &Handoff,
+    action: Action,
+    agent: &str,
+    reason: Option<&str>,
+    now: Micros,
+) -> Result<Option<Change>> {
     let allowed_agent = match action {
         Action::Cancel => &handoff.from_agent,
         _ => &handoff.to_agent,
@@ -274,6 +288,9 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
         )));
     }
     let status = effective_status(handoff, now);
+    if status == action.target() {
+        return Ok(None);
+    }
     let legal = matches!(
         (status, action),
         (HandoffStatus::Pending, Action::Accept | Action::Reject | Action::Cancel)
@@ -292,7 +309,7 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
         });
     }
     let full = handoff.kind == HandoffType::FullHandoff;
-    Ok(Change {
+    Ok(Some(Change {
         status: action.target(),
         event: action.event(),
         reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
@@ -308,7 +325,7 @@ pub fn decide(handoff: &Handoff, action: Action, agent: &str, reason: Option<&st
             }
             _ => None,
         },
-    })
+    }))
 }
 
 /// The change that expires a pending handoff past its deadline.

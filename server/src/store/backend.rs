@@ -20,11 +20,12 @@ macro_rules! backend_store {
                 self.sql.available()
             }
 
-            async fn create_session(
+            async fn create_session_once(
                 &self,
                 new: $crate::store::NewSession,
-            ) -> $crate::domain::Result<$crate::domain::Session> {
-                sessions::create(self, new).await
+                idempotency_key: Option<&str>,
+            ) -> $crate::domain::Result<$crate::store::Created<$crate::domain::Session>> {
+                sessions::create(self, new, idempotency_key).await
             }
 
             async fn get_session(
@@ -101,12 +102,22 @@ macro_rules! backend_store {
                 search::search(self, q).await
             }
 
-            async fn create_handoff(
+            async fn create_handoff_once(
                 &self,
                 new: $crate::store::NewHandoff,
+                idempotency_key: Option<&str>,
             ) -> $crate::domain::Result<$crate::store::Changed> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(&new.handoff.tenant)).await?;
-                $crate::store::handoffs::create(tx, new).await
+                $crate::store::handoffs::create(tx, new, idempotency_key).await
+            }
+
+            async fn handoff_by_idempotency_key(
+                &self,
+                tenant: &str,
+                session_key: &str,
+                idempotency_key: &str,
+            ) -> $crate::domain::Result<Option<$crate::domain::Handoff>> {
+                handoffs::by_idempotency_key(self, tenant, session_key, idempotency_key).await
             }
 
             async fn get_handoff(
@@ -208,7 +219,7 @@ macro_rules! backend_store {
                 &self,
                 fork: $crate::store::lifecycle::NewFork,
                 audit: $crate::domain::Audit,
-            ) -> $crate::domain::Result<$crate::domain::Session> {
+            ) -> $crate::domain::Result<$crate::store::Created<$crate::domain::Session>> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(&fork.tenant)).await?;
                 $crate::store::lifecycle::fork(tx, fork, audit).await
             }

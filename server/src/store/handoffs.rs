@@ -6,6 +6,12 @@
 //!
 //! Locks are always taken in the order handoff → session → inbox heads, so concurrent writers
 //! queue instead of deadlocking.
+//!
+//! Both writes are safe to repeat. A create with an idempotency key first looks for the
+//! handoff that key made in the session, under the session's lock (so concurrent requests with
+//! one key queue there and create one handoff), and returns it as stored, writing nothing. A
+//! change that `decide` finds already made (the handoff is in the status the call leads to)
+//! writes nothing either. Both come back `unchanged`, with no events.
 
 use async_trait::async_trait;
 use sqlx::Transaction;
@@ -35,9 +41,11 @@ pub(super) trait HandoffTx: Send + Sized {
     /// At most `limit` pending handoffs whose deadline is at or before `now`, locked (skipping
     /// any another sweeper holds), oldest deadline first.
     async fn lock_due_handoffs(&mut self, now: Micros, limit: u32) -> Result<Vec<StoredHandoff>>;
-    /// Inserts the handoff of the session `session_id`; returns its internal id, or
-    /// `AlreadyExists` when its id is taken in the tenant.
-    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff) -> Result<i64>;
+    /// Inserts the handoff of the session `session_id` with its idempotency key; returns its
+    /// internal id, or `AlreadyExists` when its id is taken in the tenant.
+    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff, idempotency_key: Option<&str>) -> Result<i64>;
+    /// The handoff that the idempotency key made in the (locked) session `session_id`.
+    async fn handoff_by_idempotency_key(&mut self, session_id: i64, key: &str) -> Result<Option<StoredHandoff>>;
     /// Writes the status, reason and time of changed handoffs, by internal id.
     async fn update_handoffs(&mut self, changed: &[(i64, &Handoff)]) -> Result<()>;
     /// Writes a session's owner, status and time.
@@ -51,19 +59,29 @@ pub(super) trait HandoffTx: Send + Sized {
 
 /// Writes the handoff with `up_to_seq` = the session's last seq, under the session's lock (so
 /// that the snapshot is exact and the session cannot close in between), with a `created` event
-/// for both agents.
-pub(super) async fn create(mut tx: impl HandoffTx, new: NewHandoff) -> Result<Changed> {
+/// for both agents; or returns the handoff `idempotency_key` already made in the session.
+pub(super) async fn create(mut tx: impl HandoffTx, new: NewHandoff, idempotency_key: Option<&str>) -> Result<Changed> {
     let mut h = new.handoff;
     let session = tx.lock_session(&h.tenant, &h.session_key).await?;
+    if let Some(key) = idempotency_key
+        && let Some(made) = tx.handoff_by_idempotency_key(session.id, key).await?
+    {
+        return Ok(unchanged(made.handoff));
+    }
     rules::check_append(&session, None, h.created_at)?;
     h.up_to_seq = session.last_seq;
-    let pk = tx.insert_handoff(session.id, &h).await?;
+    let pk = tx.insert_handoff(session.id, &h, idempotency_key).await?;
     let events = events(&mut tx, &[(pk, HandoffEventType::Created, &h)]).await?.pop().unwrap_or_default();
     tx.commit().await?;
-    Ok(Changed { handoff: h, events, session: None })
+    Ok(Changed { handoff: h, events, session: None, unchanged: false })
 }
 
-/// Locks the handoff, asks `decide`, and writes the change.
+/// A handoff as stored, when a write found nothing to do (the transaction rolls back).
+fn unchanged(handoff: Handoff) -> Changed {
+    Changed { handoff, events: Vec::new(), session: None, unchanged: true }
+}
+
+/// Locks the handoff, asks `decide`, and writes the change, if there is one.
 pub(super) async fn change(
     mut tx: impl HandoffTx,
     tenant: &str,
@@ -72,7 +90,7 @@ pub(super) async fn change(
     decide: Decide<'_>,
 ) -> Result<Changed> {
     let stored = tx.lock_handoff(tenant, handoff_id).await?;
-    let change = decide(&stored.handoff)?;
+    let Some(change) = decide(&stored.handoff)? else { return Ok(unchanged(stored.handoff)) };
     let mut changed = apply(&mut tx, vec![(stored, change)], now).await?;
     tx.commit().await?;
     changed.pop().ok_or_else(|| Error::Internal("a handoff change was lost".into()))
@@ -122,7 +140,7 @@ async fn apply(tx: &mut impl HandoffTx, changes: Vec<(StoredHandoff, Change)>, n
         .into_iter()
         .zip(sessions)
         .zip(events)
-        .map(|(((stored, _), session), events)| Changed { handoff: stored.handoff, events, session })
+        .map(|(((stored, _), session), events)| Changed { handoff: stored.handoff, events, session, unchanged: false })
         .collect())
 }
 

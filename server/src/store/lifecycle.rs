@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 
+use super::Created;
 use super::handoffs::HandoffTx;
 use super::rows::StoredHandoff;
 use crate::domain::{Audit, Entry, HandoffEvent, HandoffEventType, Redaction, Result, Session, rules};
@@ -33,6 +34,8 @@ pub struct NewFork {
     pub agent: String,
     pub now: crate::domain::Micros,
     pub expires_at: Option<crate::domain::Micros>,
+    /// Makes the fork once per key in the tenant (shared with CreateSession's keys).
+    pub idempotency_key: Option<String>,
 }
 
 /// The statements of the lifecycle flows.
@@ -43,8 +46,12 @@ pub(super) trait LifecycleTx: HandoffTx {
     /// Deletes the session row (its entries, idempotency records and handoffs go with it;
     /// inbox events stay as tombstones); returns how many entries it had.
     async fn delete_session_row(&mut self, session: &Session) -> Result<u64>;
-    /// Inserts a session row as given (a fork); `AlreadyExists` when the key is taken.
-    async fn insert_session_row(&mut self, session: &Session) -> Result<i64>;
+    /// Inserts a session row as given (a fork) with its idempotency key; `AlreadyExists` when
+    /// the session key is taken.
+    async fn insert_session_row(&mut self, session: &Session, idempotency_key: Option<&str>) -> Result<i64>;
+    /// The session that a create or fork with the idempotency key made in the tenant, if any,
+    /// with the key held until the transaction ends so that concurrent calls with it queue.
+    async fn claim_idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<Session>>;
     /// Copies the entries `first..=up_to` of session `from` into session `to` (inside the
     /// database).
     async fn copy_entries(&mut self, from: i64, to: &Session, up_to: u64) -> Result<()>;
@@ -96,12 +103,19 @@ pub(super) async fn delete(mut tx: impl LifecycleTx, tenant: &str, session_key: 
     Ok(Deleted { session, entries, handoff_ids, events })
 }
 
-/// Forks a session: the new one starts with copies of the source's entries up to `at_seq`.
-pub(super) async fn fork(mut tx: impl LifecycleTx, new: NewFork, audit: Audit) -> Result<Session> {
+/// Forks a session: the new one starts with copies of the source's entries up to `at_seq`. A
+/// fork whose idempotency key already made a session returns that one as it is now (before the
+/// source is even looked at: it may have changed or gone since) and writes nothing.
+pub(super) async fn fork(mut tx: impl LifecycleTx, new: NewFork, audit: Audit) -> Result<Created<Session>> {
+    if let Some(key) = &new.idempotency_key
+        && let Some(made) = tx.claim_idempotency_key(&new.tenant, key).await?
+    {
+        return Ok(Created { record: made, replayed: true });
+    }
     let source = tx.lock_session(&new.tenant, &new.source_key).await?;
     let at = rules::fork_point(&source, new.at_seq)?;
     let mut session = rules::forked(&source, at, &new.session_key, &new.agent, new.now, new.expires_at);
-    session.id = tx.insert_session_row(&session).await?;
+    session.id = tx.insert_session_row(&session, new.idempotency_key.as_deref()).await?;
     if at >= session.first_seq {
         tx.copy_entries(source.id, &session, at).await?;
     }
@@ -109,7 +123,7 @@ pub(super) async fn fork(mut tx: impl LifecycleTx, new: NewFork, audit: Audit) -
     audit.seqs = if at == 0 { String::new() } else { format!("{}-{at}", source.first_seq.min(at)) };
     tx.insert_audit(&audit).await?;
     tx.commit().await?;
-    Ok(session)
+    Ok(Created { record: session, replayed: false })
 }
 
 /// Redacts stored entries of a session (optionally only if its newest seq is `expected_last_seq`).
@@ -171,8 +185,8 @@ pub(super) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
 
 pub(super) const INSERT_SESSION_ROW: &str = "INSERT INTO sessions (tenant, session_key, created_by, owner, status, \
      metadata, last_seq, last_summary_seq, created_at, updated_at, last_activity_at, expires_at, forked_from_key, \
-     forked_from_seq, first_seq, legal_hold, retention_keep_latest, retention_max_age_us) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id";
+     forked_from_seq, first_seq, legal_hold, retention_keep_latest, retention_max_age_us, idempotency_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
 
 pub(super) const REMOVE_ENTRIES_BEFORE: &str = "DELETE FROM entries WHERE session_id = $1 AND seq < $2";
 

@@ -59,6 +59,15 @@ pub struct NewSession {
     pub expires_at: Option<Micros>,
 }
 
+/// What a create that a caller may repeat did: the record, and whether an earlier call with
+/// the same idempotency key had made it (then nothing was written and the record is as it is
+/// now).
+#[derive(Debug, Clone)]
+pub struct Created<T> {
+    pub record: T,
+    pub replayed: bool,
+}
+
 /// Changes to a session; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct SessionPatch {
@@ -188,8 +197,9 @@ pub struct HandoffQuery {
     pub limit: u32,
 }
 
-/// Decides a transition given the handoff as currently stored (locked).
-pub type Decide<'a> = &'a (dyn Fn(&Handoff) -> Result<Change> + Send + Sync);
+/// Decides a transition given the handoff as currently stored (locked): the change, or `None`
+/// when the handoff already is where the transition leads (a repeated call).
+pub type Decide<'a> = &'a (dyn Fn(&Handoff) -> Result<Option<Change>> + Send + Sync);
 
 /// Decides the sweep of a handoff found due (locked): its change, or `None` to leave it as it
 /// is (`rules::sweep`, which logs why).
@@ -202,6 +212,10 @@ pub struct Changed {
     pub events: Vec<HandoffEvent>,
     /// The session after the change, when the change touched it.
     pub session: Option<Session>,
+    /// True when nothing was written: a handoff create repeated with its idempotency key, or a
+    /// change to the status the handoff already has (`rules::decide`). `handoff` is as stored,
+    /// `events` is empty.
+    pub unchanged: bool,
 }
 
 /// A handoff list with its internal keyset ids.
@@ -223,7 +237,14 @@ pub trait Store: Send + Sync + 'static {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
 
     /// Creates a session; `AlreadyExists` when the key is taken in the tenant.
-    async fn create_session(&self, new: NewSession) -> Result<Session>;
+    async fn create_session(&self, new: NewSession) -> Result<Session> {
+        Ok(self.create_session_once(new, None).await?.record)
+    }
+    /// Creates a session, once per `idempotency_key` in the tenant (a namespace shared with
+    /// forks): when a session made with that key exists, writes nothing and returns it as it
+    /// is now (`replayed`), whatever `new` says. Atomic: concurrent calls with one key create
+    /// one session.
+    async fn create_session_once(&self, new: NewSession, idempotency_key: Option<&str>) -> Result<Created<Session>>;
     /// `NotFound` when absent.
     async fn get_session(&self, tenant: &str, session_key: &str) -> Result<Session>;
     async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<Session>>;
@@ -258,10 +279,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the handoff with `up_to_seq` = the session's last_seq at that moment and a
     /// `created` event in the inboxes of both agents.
-    async fn create_handoff(&self, new: NewHandoff) -> Result<Changed>;
+    async fn create_handoff(&self, new: NewHandoff) -> Result<Changed> {
+        self.create_handoff_once(new, None).await
+    }
+    /// As [`create_handoff`](Store::create_handoff), once per `idempotency_key` in the
+    /// handoff's session: under the session's lock, a handoff made with that key is returned as
+    /// it is now (`unchanged`, nothing written), before the session is checked to be open.
+    async fn create_handoff_once(&self, new: NewHandoff, idempotency_key: Option<&str>) -> Result<Changed>;
+    /// The handoff made in the session with `idempotency_key`, if any (`NotFound` is not an
+    /// error here: an unknown session has none).
+    async fn handoff_by_idempotency_key(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Handoff>>;
     async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff>;
     async fn list_handoffs(&self, q: &HandoffQuery) -> Result<HandoffPage>;
-    /// Locks the handoff, asks `decide`, and writes the change and its events atomically.
+    /// Locks the handoff, asks `decide`, and writes the change and its events atomically; when
+    /// `decide` finds nothing to change, writes nothing (`unchanged`).
     async fn change_handoff(&self, tenant: &str, handoff_id: &str, now: Micros, decide: Decide<'_>) -> Result<Changed>;
     /// Moves at most `limit` pending handoffs whose deadline is at or before `now` to EXPIRED,
     /// as the domain's `rules::sweep` decides for each.
@@ -293,8 +329,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a session and everything of it (`lifecycle::delete`).
     async fn delete_session(&self, tenant: &str, session_key: &str, audit: Audit) -> Result<lifecycle::Deleted>;
-    /// Forks a session (`lifecycle::fork`).
-    async fn fork_session(&self, fork: lifecycle::NewFork, audit: Audit) -> Result<Session>;
+    /// Forks a session (`lifecycle::fork`), once per the fork's idempotency key.
+    async fn fork_session(&self, fork: lifecycle::NewFork, audit: Audit) -> Result<Created<Session>>;
     /// Redacts entries (`lifecycle::redact`).
     async fn redact_entries(
         &self,

@@ -8,9 +8,13 @@ use super::HandoffQuery;
 
 pub(super) const INSERT_SESSION: &str = concat!(
     "INSERT INTO sessions (tenant, session_key, created_by, owner, status, metadata, created_at, updated_at, \
-     last_activity_at, expires_at) VALUES ($1, $2, $3, $3, $4, $5, $6, $6, $6, $7) RETURNING ",
+     last_activity_at, expires_at, idempotency_key) VALUES ($1, $2, $3, $3, $4, $5, $6, $6, $6, $7, $8) RETURNING ",
     session_cols!("")
 );
+
+/// The session that a create or fork with idempotency key $2 made in tenant $1.
+pub(super) const SESSION_BY_IDEMPOTENCY_KEY: &str =
+    concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = $1 AND s.idempotency_key = $2");
 
 pub(super) const GET_SESSION: &str =
     concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2");
@@ -27,8 +31,20 @@ pub(super) const GET_HANDOFF: &str =
 
 pub(super) const INSERT_HANDOFF: &str = "INSERT INTO handoffs \
      (tenant, handoff_id, session_id, session_key, from_agent, to_agent, type, status, instructions, summary, \
-      up_to_seq, max_tokens, reason, created_at, updated_at, deadline) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id";
+      up_to_seq, max_tokens, reason, created_at, updated_at, deadline, idempotency_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
+
+/// The handoff that a request with idempotency key $2 made in the session with internal id $1.
+pub(super) const HANDOFF_BY_IDEMPOTENCY_KEY: &str =
+    concat!("SELECT ", handoff_cols!(), " FROM handoffs h WHERE h.session_id = $1 AND h.idempotency_key = $2");
+
+/// The same by tenant $1 and session key $2, idempotency key $3.
+pub(super) const HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    handoff_cols!(),
+    " FROM handoffs h WHERE h.tenant = $1 \
+     AND h.session_id = (SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2) AND h.idempotency_key = $3"
+);
 
 /// Pending handoffs due at $1, oldest deadline first, at most $2 (PostgreSQL adds its row
 /// locks).
@@ -104,7 +120,10 @@ macro_rules! binders {
             type Args<'q> = <$db as sqlx::Database>::Arguments<'q>;
 
             /// Inserts a new ACTIVE session; the row has `session_cols!`.
-            pub(in $crate::store) fn insert_session(new: &NewSession) -> Result<Query<'_, $db, Args<'_>>> {
+            pub(in $crate::store) fn insert_session<'q>(
+                new: &'q NewSession,
+                idempotency_key: Option<&'q str>,
+            ) -> Result<Query<'q, $db, Args<'q>>> {
                 Ok(sqlx::query(INSERT_SESSION)
                     .bind(new.tenant.as_str())
                     .bind(new.session_key.as_str())
@@ -112,14 +131,16 @@ macro_rules! binders {
                     .bind(SessionStatus::Active.as_str())
                     .bind(Json(&new.metadata))
                     .bind(<$db>::moment(new.now)?)
-                    .bind(new.expires_at.map(<$db>::moment).transpose()?))
+                    .bind(new.expires_at.map(<$db>::moment).transpose()?)
+                    .bind(idempotency_key))
             }
 
             /// Inserts the handoff of the session `session_id`; returns its internal id.
-            pub(in $crate::store) fn insert_handoff(
+            pub(in $crate::store) fn insert_handoff<'q>(
                 session_id: i64,
-                h: &Handoff,
-            ) -> Result<QueryScalar<'_, $db, i64, Args<'_>>> {
+                h: &'q Handoff,
+                idempotency_key: Option<&'q str>,
+            ) -> Result<QueryScalar<'q, $db, i64, Args<'q>>> {
                 Ok(sqlx::query_scalar(INSERT_HANDOFF)
                     .bind(h.tenant.as_str())
                     .bind(h.handoff_id.as_str())
@@ -136,7 +157,8 @@ macro_rules! binders {
                     .bind(h.reason.as_str())
                     .bind(<$db>::moment(h.created_at)?)
                     .bind(<$db>::moment(h.updated_at)?)
-                    .bind(h.deadline.map(<$db>::moment).transpose()?))
+                    .bind(h.deadline.map(<$db>::moment).transpose()?)
+                    .bind(idempotency_key))
             }
 
             /// Where the handoff tail of a session starts.

@@ -13,8 +13,25 @@ use crate::store::{Changed, HandoffQuery, NewHandoff};
 
 impl Baton {
     pub async fn request_handoff(&self, tenant: &str, cmd: RequestHandoff) -> Result<Handoff> {
-        let RequestHandoff { session_key, from_agent, to_agent, kind, instructions, deadline, max_tokens } = cmd;
+        let RequestHandoff {
+            session_key,
+            from_agent,
+            to_agent,
+            kind,
+            instructions,
+            deadline,
+            max_tokens,
+            idempotency_key,
+        } = cmd;
         let now = self.now();
+        // A repeat is answered before anything else is checked (the session may have closed
+        // since) and before the summary is read; the store checks again under the session's
+        // lock, for a repeat that races the first call.
+        if let Some(key) = &idempotency_key
+            && let Some(made) = self.store.handoff_by_idempotency_key(tenant, &session_key, key).await?
+        {
+            return Ok(self.effective_handoff(made));
+        }
         if from_agent == to_agent {
             return Err(Error::invalid("to_agent", "must differ from from_agent"));
         }
@@ -41,7 +58,7 @@ impl Baton {
             updated_at: now,
             deadline,
         };
-        let changed = self.store.create_handoff(NewHandoff { handoff }).await?;
+        let changed = self.store.create_handoff_once(NewHandoff { handoff }, idempotency_key.as_deref()).await?;
         Ok(self.publish_change(tenant, changed).await)
     }
 
@@ -97,9 +114,13 @@ impl Baton {
         Ok(self.publish_change(tenant, changed).await)
     }
 
-    /// Tells the cache, the session's followers and both agents' inboxes what a change wrote.
+    /// Tells the cache, the session's followers and both agents' inboxes what a change wrote;
+    /// a write that found nothing to do (`unchanged`) tells no one.
     pub(super) async fn publish_change(&self, tenant: &str, changed: Changed) -> Handoff {
-        let Changed { handoff, events, session } = changed;
+        let Changed { handoff, events, session, unchanged } = changed;
+        if unchanged {
+            return self.effective_handoff(handoff);
+        }
         self.counters.handoff_processed(handoff.status);
         self.cache.after_handoff_change(tenant, &handoff, &events).await;
         if let Some(session) = session {

@@ -79,7 +79,7 @@ impl Baton {
 
     /// Forks a session at `at_seq` into a new one owned by `cmd.agent`.
     pub async fn fork_session(&self, tenant: &str, who: &Principal, cmd: ForkSession) -> Result<Session> {
-        let ForkSession { session_key, at_seq, new_session_key, agent } = cmd;
+        let ForkSession { session_key, at_seq, new_session_key, agent, idempotency_key } = cmd;
         let now = self.now();
         let key = new_session_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let audit = self.audit(tenant, who, "fork", &session_key, String::new(), &format!("into {key}"));
@@ -91,8 +91,13 @@ impl Baton {
             agent,
             now,
             expires_at: None,
+            idempotency_key,
         };
-        let session = self.store.fork_session(fork, audit).await?;
+        let created = self.store.fork_session(fork, audit).await?;
+        if created.replayed {
+            return Ok(self.effective(created.record));
+        }
+        let session = created.record;
         tracing::info!(tenant, session_key = %session.session_key, forked_from = ?session.forked_from, "session forked");
         self.counters.session_created();
         Ok(session)

@@ -10,20 +10,22 @@ use crate::store::{NewSession, SessionPatch, SessionQuery, WindowSlice};
 
 impl Baton {
     pub async fn create_session(&self, tenant: &str, cmd: CreateSession) -> Result<Session> {
-        let CreateSession { session_key, agent, metadata, ttl } = cmd;
+        let CreateSession { session_key, agent, metadata, ttl, idempotency_key } = cmd;
         let now = self.now();
         let session_key = session_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let session = self
-            .store
-            .create_session(NewSession {
-                tenant: tenant.to_owned(),
-                session_key,
-                agent,
-                metadata,
-                now,
-                expires_at: ttl.map(|d| now.plus(d)),
-            })
-            .await?;
+        let new = NewSession {
+            tenant: tenant.to_owned(),
+            session_key,
+            agent,
+            metadata,
+            now,
+            expires_at: ttl.map(|d| now.plus(d)),
+        };
+        let created = self.store.create_session_once(new, idempotency_key.as_deref()).await?;
+        if created.replayed {
+            return Ok(self.effective(created.record));
+        }
+        let session = created.record;
         self.counters.session_created();
         let slice = WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new() };
         self.cache.install(tenant, &slice).await;

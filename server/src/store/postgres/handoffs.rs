@@ -9,7 +9,7 @@ use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
 use crate::store::Scope;
 use crate::store::error::unique_or;
 use crate::store::handoffs::{HandoffTx, Tx};
-use crate::store::queries::{self, GET_HANDOFF};
+use crate::store::queries::{self, GET_HANDOFF, HANDOFF_BY_IDEMPOTENCY_KEY, HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY};
 use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
 use crate::store::{HandoffPage, HandoffQuery};
 
@@ -52,6 +52,18 @@ pub(super) async fn get(store: &PgStore, tenant: &str, handoff_id: &str) -> Resu
     Ok(handoff_at(&row.ok_or_else(|| Error::handoff_not_found(handoff_id))?, 0)?.handoff)
 }
 
+pub(super) async fn by_idempotency_key(
+    store: &PgStore,
+    tenant: &str,
+    session_key: &str,
+    key: &str,
+) -> Result<Option<Handoff>> {
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
+    let get = sqlx::query(HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY).bind(tenant).bind(session_key).bind(key);
+    let row = store.sql.run("SELECT", "handoffs", get.fetch_optional(&mut *tx)).await?;
+    row.map(|r| handoff_at(&r, 0).map(|h| h.handoff)).transpose()
+}
+
 pub(super) async fn list(store: &PgStore, q: &HandoffQuery) -> Result<HandoffPage> {
     let mut list = queries::list_handoffs::<Postgres>(q);
     let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
@@ -88,9 +100,14 @@ impl HandoffTx for Tx<'_, Postgres> {
         rows.iter().map(|r| handoff_at(r, 0)).collect()
     }
 
-    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff) -> Result<i64> {
-        let insert = bound::insert_handoff(session_id, h)?.fetch_one(&mut *self.tx);
+    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff, idempotency_key: Option<&str>) -> Result<i64> {
+        let insert = bound::insert_handoff(session_id, h, idempotency_key)?.fetch_one(&mut *self.tx);
         self.sql.run("INSERT", "handoffs", insert).await.map_err(|e| unique_or(e, "handoff", &h.handoff_id))
+    }
+
+    async fn handoff_by_idempotency_key(&mut self, session_id: i64, key: &str) -> Result<Option<StoredHandoff>> {
+        let get = sqlx::query(HANDOFF_BY_IDEMPOTENCY_KEY).bind(session_id).bind(key).fetch_optional(&mut *self.tx);
+        self.sql.run("SELECT", "handoffs", get).await?.map(|row| handoff_at(&row, 0)).transpose()
     }
 
     async fn update_handoffs(&mut self, changed: &[(i64, &Handoff)]) -> Result<()> {

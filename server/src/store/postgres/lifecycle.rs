@@ -63,7 +63,7 @@ impl LifecycleTx for Tx<'_, Postgres> {
         Ok(unsigned(count))
     }
 
-    async fn insert_session_row(&mut self, s: &Session) -> Result<i64> {
+    async fn insert_session_row(&mut self, s: &Session, idempotency_key: Option<&str>) -> Result<i64> {
         let insert = sqlx::query_scalar(INSERT_SESSION_ROW)
             .bind(&s.tenant)
             .bind(&s.session_key)
@@ -81,8 +81,13 @@ impl LifecycleTx for Tx<'_, Postgres> {
             .bind(s.legal_hold)
             .bind(signed(s.retention.keep_latest))
             .bind(s.retention.max_age_micros)
+            .bind(idempotency_key)
             .fetch_one(&mut *self.tx);
         self.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &s.session_key))
+    }
+
+    async fn claim_idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<Session>> {
+        super::sessions::claim_idempotency_key(self.sql, &mut self.tx, tenant, key).await
     }
 
     async fn copy_entries(&mut self, from: i64, to: &Session, up_to: u64) -> Result<()> {

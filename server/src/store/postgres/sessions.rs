@@ -7,15 +7,19 @@ use super::{PgStore, bound, ts};
 use crate::domain::{Error, Micros, Result, Session};
 use crate::store::Scope;
 use crate::store::error::unique_or;
-use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
+use crate::store::queries::{GET_SESSION, SESSION_BY_IDEMPOTENCY_KEY, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
 use crate::store::sql::Sql;
-use crate::store::{NewSession, SessionPatch, SessionQuery};
+use crate::store::{Created, NewSession, SessionPatch, SessionQuery};
 
 const LOCK_SESSION: &str =
     concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.tenant = $1 AND s.session_key = $2 FOR UPDATE");
 const LOCK_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = $1 FOR UPDATE");
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE tenant = $1 AND session_key = $2";
+/// Serializes creates with one idempotency key in a tenant until the transaction ends (keys and
+/// tenants never contain '/', so the text names one pair).
+const LOCK_IDEMPOTENCY_KEY: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('baton/session-create/' || $1 || '/' || $2, 0))";
 
 const EXPIRE_SESSIONS: &str = concat!(
     "UPDATE sessions s SET status = 'expired', updated_at = $1 \
@@ -26,13 +30,36 @@ const EXPIRE_SESSIONS: &str = concat!(
     session_cols!("s.")
 );
 
-pub(super) async fn create(store: &PgStore, new: NewSession) -> Result<Session> {
+pub(super) async fn create(
+    store: &PgStore,
+    new: NewSession,
+    idempotency_key: Option<&str>,
+) -> Result<Created<Session>> {
     let mut tx = store.begin(Scope::Tenant(&new.tenant)).await?;
-    let insert = bound::insert_session(&new)?.fetch_one(&mut *tx);
+    if let Some(key) = idempotency_key
+        && let Some(made) = claim_idempotency_key(&store.sql, &mut tx, &new.tenant, key).await?
+    {
+        return Ok(Created { record: made, replayed: true });
+    }
+    let insert = bound::insert_session(&new, idempotency_key)?.fetch_one(&mut *tx);
     let row =
         store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
     store.sql.run("COMMIT", "", tx.commit()).await?;
-    session_at(&row, 0)
+    Ok(Created { record: session_at(&row, 0)?, replayed: false })
+}
+
+/// Locks the idempotency key of a session create in the tenant for the rest of the transaction
+/// (concurrent creates with it wait here), then reads the session it already made, if any.
+pub(super) async fn claim_idempotency_key(
+    sql: &Sql,
+    conn: &mut PgConnection,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<Session>> {
+    let lock = sqlx::query(LOCK_IDEMPOTENCY_KEY).bind(tenant).bind(key).execute(&mut *conn);
+    sql.run("SELECT", "sessions", lock).await?;
+    let get = sqlx::query(SESSION_BY_IDEMPOTENCY_KEY).bind(tenant).bind(key).fetch_optional(conn);
+    sql.run("SELECT", "sessions", get).await?.map(|row| session_at(&row, 0)).transpose()
 }
 
 pub(super) async fn get(store: &PgStore, tenant: &str, session_key: &str) -> Result<Session> {

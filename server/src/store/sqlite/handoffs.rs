@@ -9,7 +9,7 @@ use super::{SqliteStore, bound, sessions};
 use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::handoffs::{HandoffTx, Tx};
-use crate::store::queries::{self, GET_HANDOFF};
+use crate::store::queries::{self, GET_HANDOFF, HANDOFF_BY_IDEMPOTENCY_KEY, HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY};
 use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
 use crate::store::sql::Sql;
 use crate::store::{HandoffPage, HandoffQuery};
@@ -38,6 +38,17 @@ async fn fetch<'e>(
 
 pub(super) async fn get(store: &SqliteStore, tenant: &str, handoff_id: &str) -> Result<Handoff> {
     Ok(fetch(&store.sql, &store.read, tenant, handoff_id).await?.handoff)
+}
+
+pub(super) async fn by_idempotency_key(
+    store: &SqliteStore,
+    tenant: &str,
+    session_key: &str,
+    key: &str,
+) -> Result<Option<Handoff>> {
+    let get = sqlx::query(HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY).bind(tenant).bind(session_key).bind(key);
+    let row = store.sql.run("SELECT", "handoffs", get.fetch_optional(&store.read)).await?;
+    row.map(|r| handoff_at(&r, 0).map(|h| h.handoff)).transpose()
 }
 
 pub(super) async fn list(store: &SqliteStore, q: &HandoffQuery) -> Result<HandoffPage> {
@@ -73,9 +84,14 @@ impl HandoffTx for Tx<'_, Sqlite> {
         rows.iter().map(|r| handoff_at(r, 0)).collect()
     }
 
-    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff) -> Result<i64> {
-        let insert = bound::insert_handoff(session_id, h)?.fetch_one(&mut *self.tx);
+    async fn insert_handoff(&mut self, session_id: i64, h: &Handoff, idempotency_key: Option<&str>) -> Result<i64> {
+        let insert = bound::insert_handoff(session_id, h, idempotency_key)?.fetch_one(&mut *self.tx);
         self.sql.run("INSERT", "handoffs", insert).await.map_err(|e| unique_or(e, "handoff", &h.handoff_id))
+    }
+
+    async fn handoff_by_idempotency_key(&mut self, session_id: i64, key: &str) -> Result<Option<StoredHandoff>> {
+        let get = sqlx::query(HANDOFF_BY_IDEMPOTENCY_KEY).bind(session_id).bind(key).fetch_optional(&mut *self.tx);
+        self.sql.run("SELECT", "handoffs", get).await?.map(|row| handoff_at(&row, 0)).transpose()
     }
 
     async fn update_handoffs(&mut self, changed: &[(i64, &Handoff)]) -> Result<()> {

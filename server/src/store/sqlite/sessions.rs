@@ -6,10 +6,10 @@ use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection};
 use super::{SqliteStore, bound};
 use crate::domain::{Error, Micros, Result, Session};
 use crate::store::error::unique_or;
-use crate::store::queries::{GET_SESSION, UPDATE_SESSION, UPDATE_SESSION_SIDE};
+use crate::store::queries::{GET_SESSION, SESSION_BY_IDEMPOTENCY_KEY, UPDATE_SESSION, UPDATE_SESSION_SIDE};
 use crate::store::rows::session_at;
 use crate::store::sql::Sql;
-use crate::store::{NewSession, SessionPatch, SessionQuery};
+use crate::store::{Created, NewSession, SessionPatch, SessionQuery};
 
 const GET_SESSION_BY_ID: &str = concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE s.id = ?");
 const GET_SESSION_ID: &str = "SELECT id FROM sessions WHERE tenant = ? AND session_key = ?";
@@ -21,11 +21,35 @@ const EXPIRE_SESSIONS: &str = concat!(
     session_cols!("")
 );
 
-pub(super) async fn create(store: &SqliteStore, new: NewSession) -> Result<Session> {
-    let insert = bound::insert_session(&new)?.fetch_one(&store.write);
+/// The write transaction holds SQLite's one write lock: looking the idempotency key up and
+/// inserting are atomic.
+pub(super) async fn create(
+    store: &SqliteStore,
+    new: NewSession,
+    idempotency_key: Option<&str>,
+) -> Result<Created<Session>> {
+    let mut tx = store.begin_write().await?;
+    if let Some(key) = idempotency_key
+        && let Some(made) = by_idempotency_key(&store.sql, &mut tx, &new.tenant, key).await?
+    {
+        return Ok(Created { record: made, replayed: true });
+    }
+    let insert = bound::insert_session(&new, idempotency_key)?.fetch_one(&mut *tx);
     let row =
         store.sql.run("INSERT", "sessions", insert).await.map_err(|e| unique_or(e, "session", &new.session_key))?;
-    session_at(&row, 0)
+    store.commit(tx).await?;
+    Ok(Created { record: session_at(&row, 0)?, replayed: false })
+}
+
+/// The session that a create or fork with the idempotency key made in the tenant, if any.
+pub(super) async fn by_idempotency_key(
+    sql: &Sql,
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<Session>> {
+    let get = sqlx::query(SESSION_BY_IDEMPOTENCY_KEY).bind(tenant).bind(key).fetch_optional(conn);
+    sql.run("SELECT", "sessions", get).await?.map(|row| session_at(&row, 0)).transpose()
 }
 
 pub(super) async fn get(store: &SqliteStore, tenant: &str, session_key: &str) -> Result<Session> {
