@@ -164,6 +164,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     started: impl FnOnce(Running),
 ) -> Result<(), BoxError> {
+    // Page tokens are sealed with a key from the pepper: replicas sharing it accept each
+    // other's tokens.
+    domain::page::set_secret(config.key_pepper.as_deref().unwrap_or_default().as_bytes());
     let stop = CancellationToken::new();
     // Cancelled first on shutdown: readiness and health turn not-serving while calls are
     // still served (the drain), then `stop` ends everything.

@@ -871,9 +871,9 @@ async fn bad_input_is_rejected_with_field_violations(b: Backend) {
     assert_eq!(violations(&err), ["page_token"]);
     let err = ctx.list_sessions(pb::ListSessionsRequest { status: 77, ..Default::default() }).await.unwrap_err();
     assert_eq!(violations(&err), ["status"]);
-    // A token from another list is malformed here.
+    // A token from another list is malformed here (even with the same filters).
     let entries_token =
-        baton_server::domain::page::encode(baton_server::domain::page::PageKind::Entries, &srv.tenant, 5);
+        baton_server::domain::page::encode(baton_server::domain::page::PageKind::Entries, &srv.tenant, "None|None", 5);
     let err = ctx
         .list_sessions(pb::ListSessionsRequest { page_token: entries_token, ..Default::default() })
         .await

@@ -18,7 +18,8 @@ backend_tests!(
     entries_carry_content,
     malformed_messages_are_invalid_arguments,
     token_budgets_are_range_checked,
-    cursors_beyond_the_head_are_out_of_range
+    cursors_beyond_the_head_are_out_of_range,
+    page_tokens_are_bound_to_their_query
 );
 
 fn num(n: f64) -> prost_types::Value {
@@ -317,5 +318,45 @@ async fn cursors_beyond_the_head_are_out_of_range(b: Backend) {
     .await
     .unwrap();
     assert_eq!(events.message().await.unwrap().unwrap().cursor, 1);
+    srv.shutdown().await;
+}
+
+async fn page_tokens_are_bound_to_their_query(b: Backend) {
+    let srv = start_server(b).await;
+    let mut ctx = srv.context().await;
+    for k in ["q1", "q2", "q3"] {
+        create_session(&mut ctx, k, "a").await;
+    }
+    let list = |agent: &str, page_token: &str| pb::ListSessionsRequest {
+        agent: agent.into(),
+        page_size: 1,
+        page_token: page_token.into(),
+        ..Default::default()
+    };
+    let first = ctx.list_sessions(list("a", "")).await.unwrap().into_inner();
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+    // The same query continues ...
+    let second = ctx.list_sessions(list("a", &token)).await.unwrap().into_inner();
+    assert_ne!(second.sessions[0].session_key, first.sessions[0].session_key);
+    // ... another query (here, another agent filter) refuses the token, as does a changed one.
+    refused(ctx.list_sessions(list("b", &token)).await, "page_token").await;
+    let mut changed = token.clone().into_bytes();
+    let last = changed.len() - 2;
+    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+    refused(ctx.list_sessions(list("a", &String::from_utf8(changed).unwrap())).await, "page_token").await;
+    // Entries: a token of one kind filter is refused by another.
+    append(&mut ctx, "q1", vec![message("a", "one"), message("a", "two"), message("a", "three")]).await;
+    let entries = |kinds: Vec<i32>, page_token: &str| pb::ListEntriesRequest {
+        session_key: "q1".into(),
+        kinds,
+        page_size: 1,
+        page_token: page_token.into(),
+        ..Default::default()
+    };
+    let messages = vec![pb::EntryKind::Message as i32];
+    let page = ctx.list_entries(entries(messages.clone(), "")).await.unwrap().into_inner();
+    assert!(ctx.list_entries(entries(messages, &page.next_page_token)).await.is_ok());
+    refused(ctx.list_entries(entries(vec![], &page.next_page_token)).await, "page_token").await;
     srv.shutdown().await;
 }

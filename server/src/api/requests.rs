@@ -120,13 +120,14 @@ impl TryFrom<(pb::ListSessionsRequest, &str)> for ListSessions {
         let agent = v.optional_key("agent", &agent);
         let status = v.enumeration("status", status, session_status).flatten();
         let page_size = v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        let page_token = page_token_of(&mut v, d::page::PageKind::Sessions, tenant, &page_token);
-        v.finish().map(|()| ListSessions { agent, status, page_size, page_token })
+        let mut cmd = ListSessions { agent, status, page_size, page_token: None };
+        cmd.page_token = page_token_of(&mut v, d::page::PageKind::Sessions, tenant, &cmd.page_scope(), &page_token);
+        v.finish().map(|()| cmd)
     }
 }
 
-fn page_token_of(v: &mut Violations, kind: d::page::PageKind, tenant: &str, token: &str) -> Option<i64> {
-    match d::page::decode(kind, tenant, token) {
+fn page_token_of(v: &mut Violations, kind: d::page::PageKind, tenant: &str, scope: &str, token: &str) -> Option<i64> {
+    match d::page::decode(kind, tenant, scope, token) {
         Ok(p) => p,
         Err(e) => {
             v.merge(Err(e));
@@ -284,15 +285,16 @@ impl TryFrom<(pb::ListEntriesRequest, &str)> for ListEntries {
             .filter_map(|(i, k)| v.enumeration(&format!("kinds[{i}]"), *k, entry_kind))
             .collect();
         let page_size = v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        let page_token = page_token_of(&mut v, d::page::PageKind::Entries, tenant, &page_token);
-        v.finish().map(|()| ListEntries {
+        let mut cmd = ListEntries {
             session_key,
             after_seq: after_seq.unwrap_or(0),
             before_seq,
             kinds,
             page_size,
-            page_token,
-        })
+            page_token: None,
+        };
+        cmd.page_token = page_token_of(&mut v, d::page::PageKind::Entries, tenant, &cmd.page_scope(), &page_token);
+        v.finish().map(|()| cmd)
     }
 }
 
@@ -332,7 +334,11 @@ impl TryFrom<(pb::SearchEntriesRequest, &str)> for SearchEntries {
         let session_key = v.optional_key("session_key", &session_key);
         let query = v.search_query("query", &query);
         let page_size = v.page_size("page_size", page_size, DEFAULT_SEARCH_PAGE_SIZE, MAX_SEARCH_PAGE_SIZE);
-        let offset = page_token_of(&mut v, d::page::PageKind::Search, tenant, &page_token).unwrap_or(0);
+        // A token is bound to the parsed query; a malformed query was reported above.
+        let offset = query.as_ref().map_or(0, |q| {
+            let scope = SearchEntries::scope(&session_key, q);
+            page_token_of(&mut v, d::page::PageKind::Search, tenant, &scope, &page_token).unwrap_or(0)
+        });
         if offset > 10_000 {
             v.add("page_token", "search pages end after 10000 hits; refine the query");
         }
@@ -393,14 +399,15 @@ impl TryFrom<(pb::ListHandoffsRequest, &str)> for ListHandoffs {
     fn try_from((r, tenant): (pb::ListHandoffsRequest, &str)) -> Result<Self> {
         let pb::ListHandoffsRequest { to_agent, from_agent, session_key, status, page_size, page_token } = r;
         let mut v = Violations::default();
-        let cmd = ListHandoffs {
+        let mut cmd = ListHandoffs {
             to_agent: v.optional_key("to_agent", &to_agent),
             from_agent: v.optional_key("from_agent", &from_agent),
             session_key: v.optional_key("session_key", &session_key),
             status: v.enumeration("status", status, handoff_status).flatten(),
             page_size: v.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-            page_token: page_token_of(&mut v, d::page::PageKind::Handoffs, tenant, &page_token),
+            page_token: None,
         };
+        cmd.page_token = page_token_of(&mut v, d::page::PageKind::Handoffs, tenant, &cmd.page_scope(), &page_token);
         v.finish().map(|()| cmd)
     }
 }

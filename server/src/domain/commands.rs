@@ -151,3 +151,35 @@ pub struct ContextWindow {
     pub last_seq: u64,
     pub truncated: bool,
 }
+
+// What a page token is bound to besides its list and tenant: the list's filters, so a token
+// of one query is refused by another (`domain::page`). Positions (after_seq) are not part of
+// it: the token replaces them.
+
+impl ListSessions {
+    pub fn page_scope(&self) -> String {
+        format!("{:?}|{:?}", self.agent, self.status)
+    }
+}
+
+impl ListEntries {
+    pub fn page_scope(&self) -> String {
+        format!("{:?}|{:?}|{:?}", self.session_key, self.before_seq, self.kinds)
+    }
+}
+
+impl SearchEntries {
+    pub fn page_scope(&self) -> String {
+        Self::scope(&self.session_key, &self.query)
+    }
+
+    pub fn scope(session_key: &Option<String>, query: &super::search::Query) -> String {
+        format!("{session_key:?}|{query:?}")
+    }
+}
+
+impl ListHandoffs {
+    pub fn page_scope(&self) -> String {
+        format!("{:?}|{:?}|{:?}|{:?}", self.to_agent, self.from_agent, self.session_key, self.status)
+    }
+}

@@ -36,6 +36,7 @@ impl Baton {
     }
 
     pub async fn list_entries(&self, tenant: &str, cmd: ListEntries) -> Result<(Vec<Entry>, String)> {
+        let scope = cmd.page_scope();
         let ListEntries { session_key, after_seq, before_seq, kinds, page_size, page_token } = cmd;
         let after_seq = after_seq.max(page_token.map_or(0, |p| p as u64));
         // The tail of a session, unfiltered, comes from the cache when it holds all of it.
@@ -45,7 +46,7 @@ impl Baton {
             && let Some(tail) = cached.entries_after(after_seq)
         {
             let page = tail.iter().take(page_size as usize + 1).cloned().collect();
-            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, tenant, e.seq as i64)));
+            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, tenant, &scope, e.seq as i64)));
         }
         let entries = self
             .store
@@ -63,7 +64,7 @@ impl Baton {
         if entries.first().is_none_or(|e| e.seq != after_seq + 1) {
             self.check_stored_from(tenant, &session_key, after_seq).await?;
         }
-        Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, tenant, e.seq as i64)))
+        Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, tenant, &scope, e.seq as i64)))
     }
 
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
@@ -90,13 +91,14 @@ impl Baton {
     }
 
     pub async fn search(&self, tenant: &str, cmd: SearchEntries) -> Result<(Vec<SearchHit>, String)> {
+        let scope = cmd.page_scope();
         let SearchEntries { session_key, query, page_size, offset } = cmd;
         let hits = self
             .store
             .search(&SearchQuery { tenant: tenant.to_owned(), session_key, query, offset, limit: page_size + 1 })
             .await?;
         let next_offset = i64::from(offset) + i64::from(page_size);
-        Ok(split_page(hits, page_size, |_| page::encode(PageKind::Search, tenant, next_offset)))
+        Ok(split_page(hits, page_size, |_| page::encode(PageKind::Search, tenant, &scope, next_offset)))
     }
 }
 

@@ -89,6 +89,7 @@ impl Baton {
     }
 
     pub async fn list_handoffs(&self, tenant: &str, cmd: ListHandoffs) -> Result<(Vec<Handoff>, String)> {
+        let scope = cmd.page_scope();
         let ListHandoffs { to_agent, from_agent, session_key, status, page_size, page_token } = cmd;
         let rows = self
             .store
@@ -102,7 +103,7 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        let (rows, next) = split_page(rows, page_size, |(id, _)| page::encode(PageKind::Handoffs, tenant, *id));
+        let (rows, next) = split_page(rows, page_size, |(id, _)| page::encode(PageKind::Handoffs, tenant, &scope, *id));
         Ok((rows.into_iter().map(|(_, h)| self.effective_handoff(h)).collect(), next))
     }
 

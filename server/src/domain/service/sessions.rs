@@ -49,6 +49,7 @@ impl Baton {
     }
 
     pub async fn list_sessions(&self, tenant: &str, cmd: ListSessions) -> Result<(Vec<Session>, String)> {
+        let scope = cmd.page_scope();
         let ListSessions { agent, status, page_size, page_token } = cmd;
         let sessions = self
             .store
@@ -60,7 +61,7 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, tenant, s.id));
+        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, tenant, &scope, s.id));
         Ok((sessions.into_iter().map(|s| self.effective(s)).collect(), next))
     }
 
