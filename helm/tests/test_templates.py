@@ -664,7 +664,7 @@ def test_schema_is_draft_07_and_closed():
     ([DEFAULT], ["autoscaling.enabled=true"], "6 batond replicas need Redis"),
     ([EMBEDDED], ["database.url=postgres://x/y"], "choose one store"),
     ([EMBEDDED], ["replicaCount=2", "redis.url=redis://r:6379"], "the embedded store runs a single replica"),
-    ([DEFAULT], ["lifecycle.terminationGracePeriodSeconds=25"], "must be above lifecycle.preStopSleepSeconds + config.shutdownGraceSecs (30)"),
+    ([DEFAULT], ["lifecycle.terminationGracePeriodSeconds=25"], "must be above lifecycle.preStopSleepSeconds + config.shutdownDrainSecs + config.shutdownGraceSecs (30)"),
     ([HA], ["autoscaling.minReplicas=9"], "autoscaling.minReplicas (9) is above autoscaling.maxReplicas (5)"),
     ([DEFAULT], ["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1"], "blocks every node drain"),
     ([HA], ["autoscaling.targetCPUUtilizationPercentage=0", "autoscaling.targetMemoryUtilizationPercentage=0"], "needs a target"),

@@ -190,7 +190,7 @@ secretKeyRef:
 {{- end -}}
 
 {{- define "baton.terminationGracePeriodSeconds" -}}
-{{- $floor := add .Values.lifecycle.preStopSleepSeconds .Values.config.shutdownGraceSecs -}}
+{{- $floor := add .Values.lifecycle.preStopSleepSeconds .Values.config.shutdownDrainSecs .Values.config.shutdownGraceSecs -}}
 {{- if .Values.lifecycle.terminationGracePeriodSeconds -}}
 {{- .Values.lifecycle.terminationGracePeriodSeconds -}}
 {{- else -}}
@@ -312,9 +312,9 @@ lifecycle:
 {{- if and $v.tls.admin (not $v.tls.enabled) -}}
 {{- fail "tls.admin serves the admin port with the gRPC port's certificate: set tls.enabled=true and tls.secretName" -}}
 {{- end -}}
-{{- $floor := add $v.lifecycle.preStopSleepSeconds $v.config.shutdownGraceSecs -}}
+{{- $floor := add $v.lifecycle.preStopSleepSeconds $v.config.shutdownDrainSecs $v.config.shutdownGraceSecs -}}
 {{- if and $v.lifecycle.terminationGracePeriodSeconds (le (int $v.lifecycle.terminationGracePeriodSeconds) (int $floor)) -}}
-{{- fail (printf "lifecycle.terminationGracePeriodSeconds (%d) must be above lifecycle.preStopSleepSeconds + config.shutdownGraceSecs (%d), or batond is killed before in-flight calls finish" (int $v.lifecycle.terminationGracePeriodSeconds) (int $floor)) -}}
+{{- fail (printf "lifecycle.terminationGracePeriodSeconds (%d) must be above lifecycle.preStopSleepSeconds + config.shutdownDrainSecs + config.shutdownGraceSecs (%d), or batond is killed before in-flight calls finish" (int $v.lifecycle.terminationGracePeriodSeconds) (int $floor)) -}}
 {{- end -}}
 {{- if and $v.podDisruptionBudget.enabled (le (int (include "baton.minReplicas" .)) 1) (ne (toString $v.podDisruptionBudget.minAvailable) "") -}}
 {{- fail "podDisruptionBudget.minAvailable with a single batond replica blocks every node drain: run at least 2 replicas (with Redis) or use maxUnavailable" -}}
