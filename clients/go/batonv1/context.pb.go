@@ -34,9 +34,14 @@ type CreateSessionRequest struct {
 	// Free-form JSON object (at most 64 KiB encoded).
 	Metadata *structpb.Struct `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// Time to live, counted from creation; the session expires after it. Unset: no expiry.
-	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Makes the call safe to retry (same characters as a session key, at most 128): a second
+	// CreateSession or ForkSession with the same key in the tenant writes nothing and returns
+	// the session the first one created, as it is now, whatever the other fields say. Empty:
+	// every call creates a session.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateSessionRequest) Reset() {
@@ -95,6 +100,13 @@ func (x *CreateSessionRequest) GetTtl() *durationpb.Duration {
 		return x.Ttl
 	}
 	return nil
+}
+
+func (x *CreateSessionRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 // Reads a session.
@@ -465,9 +477,14 @@ type ForkSessionRequest struct {
 	// Key of the new session; generated when empty.
 	NewSessionKey string `protobuf:"bytes,3,opt,name=new_session_key,json=newSessionKey,proto3" json:"new_session_key,omitempty"`
 	// The agent creating and owning the fork (required).
-	Agent         string `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Agent string `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
+	// Makes the call safe to retry (same characters as a session key, at most 128): a second
+	// ForkSession or CreateSession with the same key in the tenant writes nothing and returns
+	// the session the first one created, as it is now, whatever the other fields say. Empty:
+	// every call creates a session.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ForkSessionRequest) Reset() {
@@ -524,6 +541,13 @@ func (x *ForkSessionRequest) GetNewSessionKey() string {
 func (x *ForkSessionRequest) GetAgent() string {
 	if x != nil {
 		return x.Agent
+	}
+	return ""
+}
+
+func (x *ForkSessionRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -1467,13 +1491,14 @@ var File_baton_v1_context_proto protoreflect.FileDescriptor
 
 const file_baton_v1_context_proto_rawDesc = "" +
 	"\n" +
-	"\x16baton/v1/context.proto\x12\bbaton.v1\x1a\x15baton/v1/common.proto\x1a\x16baton/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xaf\x01\n" +
+	"\x16baton/v1/context.proto\x12\bbaton.v1\x1a\x15baton/v1/common.proto\x1a\x16baton/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xd8\x01\n" +
 	"\x14CreateSessionRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"4\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"4\n" +
 	"\x11GetSessionRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\"\x98\x01\n" +
@@ -1500,13 +1525,14 @@ const file_baton_v1_context_proto_rawDesc = "" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\"@\n" +
 	"\x15DeleteSessionResponse\x12'\n" +
-	"\x0fdeleted_entries\x18\x01 \x01(\x04R\x0edeletedEntries\"\x8a\x01\n" +
+	"\x0fdeleted_entries\x18\x01 \x01(\x04R\x0edeletedEntries\"\xb3\x01\n" +
 	"\x12ForkSessionRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x15\n" +
 	"\x06at_seq\x18\x02 \x01(\x04R\x05atSeq\x12&\n" +
 	"\x0fnew_session_key\x18\x03 \x01(\tR\rnewSessionKey\x12\x14\n" +
-	"\x05agent\x18\x04 \x01(\tR\x05agent\"\xc0\x01\n" +
+	"\x05agent\x18\x04 \x01(\tR\x05agent\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"\xc0\x01\n" +
 	"\x14RedactEntriesRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x12\n" +

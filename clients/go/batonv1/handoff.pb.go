@@ -38,9 +38,14 @@ type RequestHandoffRequest struct {
 	// The handoff expires if still pending at this time (must be in the future).
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// Token budget of the context package (0: 8192).
-	MaxTokens     uint32 `protobuf:"varint,7,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxTokens uint32 `protobuf:"varint,7,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
+	// Makes the request safe to retry (same characters as a session key, at most 128): a
+	// second RequestHandoff with the same key for the same session writes nothing and returns
+	// the handoff the first one created, as it is now, whatever the other fields say. Empty:
+	// every call creates a handoff.
+	IdempotencyKey string `protobuf:"bytes,8,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RequestHandoffRequest) Reset() {
@@ -120,6 +125,13 @@ func (x *RequestHandoffRequest) GetMaxTokens() uint32 {
 		return x.MaxTokens
 	}
 	return 0
+}
+
+func (x *RequestHandoffRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 // Reads a handoff.
@@ -657,7 +669,7 @@ var File_baton_v1_handoff_proto protoreflect.FileDescriptor
 
 const file_baton_v1_handoff_proto_rawDesc = "" +
 	"\n" +
-	"\x16baton/v1/handoff.proto\x12\bbaton.v1\x1a\x15baton/v1/common.proto\x1a\x16baton/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n" +
+	"\x16baton/v1/handoff.proto\x12\bbaton.v1\x1a\x15baton/v1/common.proto\x1a\x16baton/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n" +
 	"\x15RequestHandoffRequest\x12\x1f\n" +
 	"\vsession_key\x18\x01 \x01(\tR\n" +
 	"sessionKey\x12\x1d\n" +
@@ -668,7 +680,8 @@ const file_baton_v1_handoff_proto_rawDesc = "" +
 	"\finstructions\x18\x05 \x01(\tR\finstructions\x126\n" +
 	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1d\n" +
 	"\n" +
-	"max_tokens\x18\a \x01(\rR\tmaxTokens\"2\n" +
+	"max_tokens\x18\a \x01(\rR\tmaxTokens\x12'\n" +
+	"\x0fidempotency_key\x18\b \x01(\tR\x0eidempotencyKey\"2\n" +
 	"\x11GetHandoffRequest\x12\x1d\n" +
 	"\n" +
 	"handoff_id\x18\x01 \x01(\tR\thandoffId\"\xdd\x01\n" +

@@ -44,13 +44,16 @@ type HandoffServiceClient interface {
 	// Lists handoffs, newest first, filtered by agents, session and status.
 	ListHandoffs(ctx context.Context, in *ListHandoffsRequest, opts ...grpc.CallOption) (*ListHandoffsResponse, error)
 	// The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-	// session's owner.
+	// session's owner. Repeated on a handoff it already accepted, returns it unchanged.
 	AcceptHandoff(ctx context.Context, in *AcceptHandoffRequest, opts ...grpc.CallOption) (*Handoff, error)
-	// The target agent declines a pending handoff.
+	// The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+	// returns it unchanged.
 	RejectHandoff(ctx context.Context, in *RejectHandoffRequest, opts ...grpc.CallOption) (*Handoff, error)
-	// The target agent marks an accepted handoff done.
+	// The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+	// it unchanged.
 	CompleteHandoff(ctx context.Context, in *CompleteHandoffRequest, opts ...grpc.CallOption) (*Handoff, error)
-	// The requesting agent withdraws a pending or accepted handoff.
+	// The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+	// handoff, returns it unchanged.
 	CancelHandoff(ctx context.Context, in *CancelHandoffRequest, opts ...grpc.CallOption) (*Handoff, error)
 	// An agent's inbox: the pending handoffs addressed to it first, then every later event of
 	// handoffs it sent or received, live. Resumable from an event's cursor.
@@ -190,13 +193,16 @@ type HandoffServiceServer interface {
 	// Lists handoffs, newest first, filtered by agents, session and status.
 	ListHandoffs(context.Context, *ListHandoffsRequest) (*ListHandoffsResponse, error)
 	// The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-	// session's owner.
+	// session's owner. Repeated on a handoff it already accepted, returns it unchanged.
 	AcceptHandoff(context.Context, *AcceptHandoffRequest) (*Handoff, error)
-	// The target agent declines a pending handoff.
+	// The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+	// returns it unchanged.
 	RejectHandoff(context.Context, *RejectHandoffRequest) (*Handoff, error)
-	// The target agent marks an accepted handoff done.
+	// The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+	// it unchanged.
 	CompleteHandoff(context.Context, *CompleteHandoffRequest) (*Handoff, error)
-	// The requesting agent withdraws a pending or accepted handoff.
+	// The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+	// handoff, returns it unchanged.
 	CancelHandoff(context.Context, *CancelHandoffRequest) (*Handoff, error)
 	// An agent's inbox: the pending handoffs addressed to it first, then every later event of
 	// handoffs it sent or received, live. Resumable from an event's cursor.

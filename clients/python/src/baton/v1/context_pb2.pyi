@@ -10,16 +10,18 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("session_key", "agent", "metadata", "ttl")
+    __slots__ = ("session_key", "agent", "metadata", "ttl", "idempotency_key")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     agent: str
     metadata: _struct_pb2.Struct
     ttl: _duration_pb2.Duration
-    def __init__(self, session_key: _Optional[str] = ..., agent: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, session_key: _Optional[str] = ..., agent: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_key",)
@@ -76,16 +78,18 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self, deleted_entries: _Optional[int] = ...) -> None: ...
 
 class ForkSessionRequest(_message.Message):
-    __slots__ = ("session_key", "at_seq", "new_session_key", "agent")
+    __slots__ = ("session_key", "at_seq", "new_session_key", "agent", "idempotency_key")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     AT_SEQ_FIELD_NUMBER: _ClassVar[int]
     NEW_SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     at_seq: int
     new_session_key: str
     agent: str
-    def __init__(self, session_key: _Optional[str] = ..., at_seq: _Optional[int] = ..., new_session_key: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, session_key: _Optional[str] = ..., at_seq: _Optional[int] = ..., new_session_key: _Optional[str] = ..., agent: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class RedactEntriesRequest(_message.Message):
     __slots__ = ("session_key", "seqs", "reason", "agent", "expected_last_seq")

@@ -17,7 +17,7 @@ from baton.v1 import options_pb2 as baton_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/handoff.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x16\x62\x61ton/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x15RequestHandoffRequest\x12\x1f\n\x0bsession_key\x18\x01 \x01(\tR\nsessionKey\x12\x1d\n\nfrom_agent\x18\x02 \x01(\tR\tfromAgent\x12\x19\n\x08to_agent\x18\x03 \x01(\tR\x07toAgent\x12)\n\x04type\x18\x04 \x01(\x0e\x32\x15.baton.v1.HandoffTypeR\x04type\x12\"\n\x0cinstructions\x18\x05 \x01(\tR\x0cinstructions\x12\x36\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\x12\x1d\n\nmax_tokens\x18\x07 \x01(\rR\tmaxTokens\"2\n\x11GetHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\"\xdd\x01\n\x13ListHandoffsRequest\x12\x19\n\x08to_agent\x18\x01 \x01(\tR\x07toAgent\x12\x1d\n\nfrom_agent\x18\x02 \x01(\tR\tfromAgent\x12\x1f\n\x0bsession_key\x18\x03 \x01(\tR\nsessionKey\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x17.baton.v1.HandoffStatusR\x06status\x12\x1b\n\tpage_size\x18\x05 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x06 \x01(\tR\tpageToken\"m\n\x14ListHandoffsResponse\x12-\n\x08handoffs\x18\x01 \x03(\x0b\x32\x11.baton.v1.HandoffR\x08handoffs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n\x14\x41\x63\x63\x65ptHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\"c\n\x14RejectHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"M\n\x16\x43ompleteHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\"c\n\x14\x43\x61ncelHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"e\n\x14WatchHandoffsRequest\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12&\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x04H\x00R\x0b\x61\x66terCursor\x88\x01\x01\x42\x0f\n\r_after_cursor\"<\n\x1bStreamHandoffContextRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId2\xd1\x06\n\x0eHandoffService\x12[\n\x0eRequestHandoff\x12\x1f.baton.v1.RequestHandoffRequest\x1a\x11.baton.v1.Handoff\"\x15\xaa\xd4\x18\x11\n\x0frequest_handoff\x12Q\n\nGetHandoff\x12\x1b.baton.v1.GetHandoffRequest\x1a\x11.baton.v1.Handoff\"\x13\xaa\xd4\x18\x0f\n\x0bget_handoff\x10\x01\x12\x64\n\x0cListHandoffs\x12\x1d.baton.v1.ListHandoffsRequest\x1a\x1e.baton.v1.ListHandoffsResponse\"\x15\xaa\xd4\x18\x11\n\rlist_handoffs\x10\x01\x12X\n\rAcceptHandoff\x12\x1e.baton.v1.AcceptHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0e\x61\x63\x63\x65pt_handoff\x12X\n\rRejectHandoff\x12\x1e.baton.v1.RejectHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0ereject_handoff\x12^\n\x0f\x43ompleteHandoff\x12 .baton.v1.CompleteHandoffRequest\x1a\x11.baton.v1.Handoff\"\x16\xaa\xd4\x18\x12\n\x10\x63omplete_handoff\x12X\n\rCancelHandoff\x12\x1e.baton.v1.CancelHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0e\x63\x61ncel_handoff\x12I\n\rWatchHandoffs\x12\x1e.baton.v1.WatchHandoffsRequest\x1a\x16.baton.v1.HandoffEvent0\x01\x12p\n\x14StreamHandoffContext\x12%.baton.v1.StreamHandoffContextRequest\x1a\x0f.baton.v1.Entry\"\x1e\xaa\xd4\x18\x1a\n\x16stream_handoff_context\x10\x01\x30\x01\x42U\n\x0c\x64\x65v.baton.v1B\x0cHandoffProtoP\x01Z5github.com/baton-dev/baton/clients/go/batonv1;batonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/handoff.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x16\x62\x61ton/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n\x15RequestHandoffRequest\x12\x1f\n\x0bsession_key\x18\x01 \x01(\tR\nsessionKey\x12\x1d\n\nfrom_agent\x18\x02 \x01(\tR\tfromAgent\x12\x19\n\x08to_agent\x18\x03 \x01(\tR\x07toAgent\x12)\n\x04type\x18\x04 \x01(\x0e\x32\x15.baton.v1.HandoffTypeR\x04type\x12\"\n\x0cinstructions\x18\x05 \x01(\tR\x0cinstructions\x12\x36\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\x12\x1d\n\nmax_tokens\x18\x07 \x01(\rR\tmaxTokens\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\"2\n\x11GetHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\"\xdd\x01\n\x13ListHandoffsRequest\x12\x19\n\x08to_agent\x18\x01 \x01(\tR\x07toAgent\x12\x1d\n\nfrom_agent\x18\x02 \x01(\tR\tfromAgent\x12\x1f\n\x0bsession_key\x18\x03 \x01(\tR\nsessionKey\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x17.baton.v1.HandoffStatusR\x06status\x12\x1b\n\tpage_size\x18\x05 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x06 \x01(\tR\tpageToken\"m\n\x14ListHandoffsResponse\x12-\n\x08handoffs\x18\x01 \x03(\x0b\x32\x11.baton.v1.HandoffR\x08handoffs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n\x14\x41\x63\x63\x65ptHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\"c\n\x14RejectHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"M\n\x16\x43ompleteHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\"c\n\x14\x43\x61ncelHandoffRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"e\n\x14WatchHandoffsRequest\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12&\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x04H\x00R\x0b\x61\x66terCursor\x88\x01\x01\x42\x0f\n\r_after_cursor\"<\n\x1bStreamHandoffContextRequest\x12\x1d\n\nhandoff_id\x18\x01 \x01(\tR\thandoffId2\xd1\x06\n\x0eHandoffService\x12[\n\x0eRequestHandoff\x12\x1f.baton.v1.RequestHandoffRequest\x1a\x11.baton.v1.Handoff\"\x15\xaa\xd4\x18\x11\n\x0frequest_handoff\x12Q\n\nGetHandoff\x12\x1b.baton.v1.GetHandoffRequest\x1a\x11.baton.v1.Handoff\"\x13\xaa\xd4\x18\x0f\n\x0bget_handoff\x10\x01\x12\x64\n\x0cListHandoffs\x12\x1d.baton.v1.ListHandoffsRequest\x1a\x1e.baton.v1.ListHandoffsResponse\"\x15\xaa\xd4\x18\x11\n\rlist_handoffs\x10\x01\x12X\n\rAcceptHandoff\x12\x1e.baton.v1.AcceptHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0e\x61\x63\x63\x65pt_handoff\x12X\n\rRejectHandoff\x12\x1e.baton.v1.RejectHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0ereject_handoff\x12^\n\x0f\x43ompleteHandoff\x12 .baton.v1.CompleteHandoffRequest\x1a\x11.baton.v1.Handoff\"\x16\xaa\xd4\x18\x12\n\x10\x63omplete_handoff\x12X\n\rCancelHandoff\x12\x1e.baton.v1.CancelHandoffRequest\x1a\x11.baton.v1.Handoff\"\x14\xaa\xd4\x18\x10\n\x0e\x63\x61ncel_handoff\x12I\n\rWatchHandoffs\x12\x1e.baton.v1.WatchHandoffsRequest\x1a\x16.baton.v1.HandoffEvent0\x01\x12p\n\x14StreamHandoffContext\x12%.baton.v1.StreamHandoffContextRequest\x1a\x0f.baton.v1.Entry\"\x1e\xaa\xd4\x18\x1a\n\x16stream_handoff_context\x10\x01\x30\x01\x42U\n\x0c\x64\x65v.baton.v1B\x0cHandoffProtoP\x01Z5github.com/baton-dev/baton/clients/go/batonv1;batonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,25 +42,25 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_HANDOFFSERVICE'].methods_by_name['StreamHandoffContext']._options = None
   _globals['_HANDOFFSERVICE'].methods_by_name['StreamHandoffContext']._serialized_options = b'\252\324\030\032\n\026stream_handoff_context\020\001'
   _globals['_REQUESTHANDOFFREQUEST']._serialized_start=117
-  _globals['_REQUESTHANDOFFREQUEST']._serialized_end=397
-  _globals['_GETHANDOFFREQUEST']._serialized_start=399
-  _globals['_GETHANDOFFREQUEST']._serialized_end=449
-  _globals['_LISTHANDOFFSREQUEST']._serialized_start=452
-  _globals['_LISTHANDOFFSREQUEST']._serialized_end=673
-  _globals['_LISTHANDOFFSRESPONSE']._serialized_start=675
-  _globals['_LISTHANDOFFSRESPONSE']._serialized_end=784
-  _globals['_ACCEPTHANDOFFREQUEST']._serialized_start=786
-  _globals['_ACCEPTHANDOFFREQUEST']._serialized_end=861
-  _globals['_REJECTHANDOFFREQUEST']._serialized_start=863
-  _globals['_REJECTHANDOFFREQUEST']._serialized_end=962
-  _globals['_COMPLETEHANDOFFREQUEST']._serialized_start=964
-  _globals['_COMPLETEHANDOFFREQUEST']._serialized_end=1041
-  _globals['_CANCELHANDOFFREQUEST']._serialized_start=1043
-  _globals['_CANCELHANDOFFREQUEST']._serialized_end=1142
-  _globals['_WATCHHANDOFFSREQUEST']._serialized_start=1144
-  _globals['_WATCHHANDOFFSREQUEST']._serialized_end=1245
-  _globals['_STREAMHANDOFFCONTEXTREQUEST']._serialized_start=1247
-  _globals['_STREAMHANDOFFCONTEXTREQUEST']._serialized_end=1307
-  _globals['_HANDOFFSERVICE']._serialized_start=1310
-  _globals['_HANDOFFSERVICE']._serialized_end=2159
+  _globals['_REQUESTHANDOFFREQUEST']._serialized_end=438
+  _globals['_GETHANDOFFREQUEST']._serialized_start=440
+  _globals['_GETHANDOFFREQUEST']._serialized_end=490
+  _globals['_LISTHANDOFFSREQUEST']._serialized_start=493
+  _globals['_LISTHANDOFFSREQUEST']._serialized_end=714
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_start=716
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_end=825
+  _globals['_ACCEPTHANDOFFREQUEST']._serialized_start=827
+  _globals['_ACCEPTHANDOFFREQUEST']._serialized_end=902
+  _globals['_REJECTHANDOFFREQUEST']._serialized_start=904
+  _globals['_REJECTHANDOFFREQUEST']._serialized_end=1003
+  _globals['_COMPLETEHANDOFFREQUEST']._serialized_start=1005
+  _globals['_COMPLETEHANDOFFREQUEST']._serialized_end=1082
+  _globals['_CANCELHANDOFFREQUEST']._serialized_start=1084
+  _globals['_CANCELHANDOFFREQUEST']._serialized_end=1183
+  _globals['_WATCHHANDOFFSREQUEST']._serialized_start=1185
+  _globals['_WATCHHANDOFFSREQUEST']._serialized_end=1286
+  _globals['_STREAMHANDOFFCONTEXTREQUEST']._serialized_start=1288
+  _globals['_STREAMHANDOFFCONTEXTREQUEST']._serialized_end=1348
+  _globals['_HANDOFFSERVICE']._serialized_start=1351
+  _globals['_HANDOFFSERVICE']._serialized_end=2200
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RequestHandoffRequest(_message.Message):
-    __slots__ = ("session_key", "from_agent", "to_agent", "type", "instructions", "deadline", "max_tokens")
+    __slots__ = ("session_key", "from_agent", "to_agent", "type", "instructions", "deadline", "max_tokens", "idempotency_key")
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     FROM_AGENT_FIELD_NUMBER: _ClassVar[int]
     TO_AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class RequestHandoffRequest(_message.Message):
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     session_key: str
     from_agent: str
     to_agent: str
@@ -24,7 +25,8 @@ class RequestHandoffRequest(_message.Message):
     instructions: str
     deadline: _timestamp_pb2.Timestamp
     max_tokens: int
-    def __init__(self, session_key: _Optional[str] = ..., from_agent: _Optional[str] = ..., to_agent: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.HandoffType, str]] = ..., instructions: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, session_key: _Optional[str] = ..., from_agent: _Optional[str] = ..., to_agent: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.HandoffType, str]] = ..., instructions: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., max_tokens: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetHandoffRequest(_message.Message):
     __slots__ = ("handoff_id",)

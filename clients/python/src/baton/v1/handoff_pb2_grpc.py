@@ -91,28 +91,31 @@ class HandoffServiceServicer(object):
 
     def AcceptHandoff(self, request, context):
         """The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-        session's owner.
+        session's owner. Repeated on a handoff it already accepted, returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RejectHandoff(self, request, context):
-        """The target agent declines a pending handoff.
+        """The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+        returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteHandoff(self, request, context):
-        """The target agent marks an accepted handoff done.
+        """The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+        it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelHandoff(self, request, context):
-        """The requesting agent withdraws a pending or accepted handoff.
+        """The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+        handoff, returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,26 +47,32 @@ class HandoffServiceStub:
         baton.v1.common_pb2.Handoff,
     ]
     """The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-    session's owner.
+    session's owner. Repeated on a handoff it already accepted, returns it unchanged.
     """
 
     RejectHandoff: grpc.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.RejectHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The target agent declines a pending handoff."""
+    """The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+    returns it unchanged.
+    """
 
     CompleteHandoff: grpc.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.CompleteHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The target agent marks an accepted handoff done."""
+    """The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+    it unchanged.
+    """
 
     CancelHandoff: grpc.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.CancelHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The requesting agent withdraws a pending or accepted handoff."""
+    """The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+    handoff, returns it unchanged.
+    """
 
     WatchHandoffs: grpc.UnaryStreamMultiCallable[
         baton.v1.handoff_pb2.WatchHandoffsRequest,
@@ -112,26 +118,32 @@ class HandoffServiceAsyncStub:
         baton.v1.common_pb2.Handoff,
     ]
     """The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-    session's owner.
+    session's owner. Repeated on a handoff it already accepted, returns it unchanged.
     """
 
     RejectHandoff: grpc.aio.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.RejectHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The target agent declines a pending handoff."""
+    """The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+    returns it unchanged.
+    """
 
     CompleteHandoff: grpc.aio.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.CompleteHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The target agent marks an accepted handoff done."""
+    """The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+    it unchanged.
+    """
 
     CancelHandoff: grpc.aio.UnaryUnaryMultiCallable[
         baton.v1.handoff_pb2.CancelHandoffRequest,
         baton.v1.common_pb2.Handoff,
     ]
-    """The requesting agent withdraws a pending or accepted handoff."""
+    """The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+    handoff, returns it unchanged.
+    """
 
     WatchHandoffs: grpc.aio.UnaryStreamMultiCallable[
         baton.v1.handoff_pb2.WatchHandoffsRequest,
@@ -185,7 +197,7 @@ class HandoffServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[baton.v1.common_pb2.Handoff, collections.abc.Awaitable[baton.v1.common_pb2.Handoff]]:
         """The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-        session's owner.
+        session's owner. Repeated on a handoff it already accepted, returns it unchanged.
         """
 
     @abc.abstractmethod
@@ -194,7 +206,9 @@ class HandoffServiceServicer(metaclass=abc.ABCMeta):
         request: baton.v1.handoff_pb2.RejectHandoffRequest,
         context: _ServicerContext,
     ) -> typing.Union[baton.v1.common_pb2.Handoff, collections.abc.Awaitable[baton.v1.common_pb2.Handoff]]:
-        """The target agent declines a pending handoff."""
+        """The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+        returns it unchanged.
+        """
 
     @abc.abstractmethod
     def CompleteHandoff(
@@ -202,7 +216,9 @@ class HandoffServiceServicer(metaclass=abc.ABCMeta):
         request: baton.v1.handoff_pb2.CompleteHandoffRequest,
         context: _ServicerContext,
     ) -> typing.Union[baton.v1.common_pb2.Handoff, collections.abc.Awaitable[baton.v1.common_pb2.Handoff]]:
-        """The target agent marks an accepted handoff done."""
+        """The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+        it unchanged.
+        """
 
     @abc.abstractmethod
     def CancelHandoff(
@@ -210,7 +226,9 @@ class HandoffServiceServicer(metaclass=abc.ABCMeta):
         request: baton.v1.handoff_pb2.CancelHandoffRequest,
         context: _ServicerContext,
     ) -> typing.Union[baton.v1.common_pb2.Handoff, collections.abc.Awaitable[baton.v1.common_pb2.Handoff]]:
-        """The requesting agent withdraws a pending or accepted handoff."""
+        """The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+        handoff, returns it unchanged.
+        """
 
     @abc.abstractmethod
     def WatchHandoffs(

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/handoff.proto.
  */
 export const file_baton_v1_handoff: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9oYW5kb2ZmLnByb3RvEghiYXRvbi52MSLPAQoVUmVxdWVzdEhhbmRvZmZSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEhIKCmZyb21fYWdlbnQYAiABKAkSEAoIdG9fYWdlbnQYAyABKAkSIwoEdHlwZRgEIAEoDjIVLmJhdG9uLnYxLkhhbmRvZmZUeXBlEhQKDGluc3RydWN0aW9ucxgFIAEoCRIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbWF4X3Rva2VucxgHIAEoDSInChFHZXRIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJIqABChNMaXN0SGFuZG9mZnNSZXF1ZXN0EhAKCHRvX2FnZW50GAEgASgJEhIKCmZyb21fYWdlbnQYAiABKAkSEwoLc2Vzc2lvbl9rZXkYAyABKAkSJwoGc3RhdHVzGAQgASgOMhcuYmF0b24udjEuSGFuZG9mZlN0YXR1cxIRCglwYWdlX3NpemUYBSABKA0SEgoKcGFnZV90b2tlbhgGIAEoCSJUChRMaXN0SGFuZG9mZnNSZXNwb25zZRIjCghoYW5kb2ZmcxgBIAMoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjkKFEFjY2VwdEhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSDQoFYWdlbnQYAiABKAkiSQoUUmVqZWN0SGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRINCgVhZ2VudBgCIAEoCRIOCgZyZWFzb24YAyABKAkiOwoWQ29tcGxldGVIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEg0KBWFnZW50GAIgASgJIkkKFENhbmNlbEhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSDQoFYWdlbnQYAiABKAkSDgoGcmVhc29uGAMgASgJIlEKFFdhdGNoSGFuZG9mZnNSZXF1ZXN0Eg0KBWFnZW50GAEgASgJEhkKDGFmdGVyX2N1cnNvchgCIAEoBEgAiAEBQg8KDV9hZnRlcl9jdXJzb3IiMQobU3RyZWFtSGFuZG9mZkNvbnRleHRSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAky0QYKDkhhbmRvZmZTZXJ2aWNlElsKDlJlcXVlc3RIYW5kb2ZmEh8uYmF0b24udjEuUmVxdWVzdEhhbmRvZmZSZXF1ZXN0GhEuYmF0b24udjEuSGFuZG9mZiIVqtQYEQoPcmVxdWVzdF9oYW5kb2ZmElEKCkdldEhhbmRvZmYSGy5iYXRvbi52MS5HZXRIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiE6rUGA8KC2dldF9oYW5kb2ZmEAESZAoMTGlzdEhhbmRvZmZzEh0uYmF0b24udjEuTGlzdEhhbmRvZmZzUmVxdWVzdBoeLmJhdG9uLnYxLkxpc3RIYW5kb2Zmc1Jlc3BvbnNlIhWq1BgRCg1saXN0X2hhbmRvZmZzEAESWAoNQWNjZXB0SGFuZG9mZhIeLmJhdG9uLnYxLkFjY2VwdEhhbmRvZmZSZXF1ZXN0GhEuYmF0b24udjEuSGFuZG9mZiIUqtQYEAoOYWNjZXB0X2hhbmRvZmYSWAoNUmVqZWN0SGFuZG9mZhIeLmJhdG9uLnYxLlJlamVjdEhhbmRvZmZSZXF1ZXN0GhEuYmF0b24udjEuSGFuZG9mZiIUqtQYEAoOcmVqZWN0X2hhbmRvZmYSXgoPQ29tcGxldGVIYW5kb2ZmEiAuYmF0b24udjEuQ29tcGxldGVIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiFqrUGBIKEGNvbXBsZXRlX2hhbmRvZmYSWAoNQ2FuY2VsSGFuZG9mZhIeLmJhdG9uLnYxLkNhbmNlbEhhbmRvZmZSZXF1ZXN0GhEuYmF0b24udjEuSGFuZG9mZiIUqtQYEAoOY2FuY2VsX2hhbmRvZmYSSQoNV2F0Y2hIYW5kb2ZmcxIeLmJhdG9uLnYxLldhdGNoSGFuZG9mZnNSZXF1ZXN0GhYuYmF0b24udjEuSGFuZG9mZkV2ZW50MAEScAoUU3RyZWFtSGFuZG9mZkNvbnRleHQSJS5iYXRvbi52MS5TdHJlYW1IYW5kb2ZmQ29udGV4dFJlcXVlc3QaDy5iYXRvbi52MS5FbnRyeSIeqtQYGgoWc3RyZWFtX2hhbmRvZmZfY29udGV4dBABMAFCVQoMZGV2LmJhdG9uLnYxQgxIYW5kb2ZmUHJvdG9QAVo1Z2l0aHViLmNvbS9iYXRvbi1kZXYvYmF0b24vY2xpZW50cy9nby9iYXRvbnYxO2JhdG9udjFiBnByb3RvMw", [file_baton_v1_common, file_baton_v1_options, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9oYW5kb2ZmLnByb3RvEghiYXRvbi52MSLoAQoVUmVxdWVzdEhhbmRvZmZSZXF1ZXN0EhMKC3Nlc3Npb25fa2V5GAEgASgJEhIKCmZyb21fYWdlbnQYAiABKAkSEAoIdG9fYWdlbnQYAyABKAkSIwoEdHlwZRgEIAEoDjIVLmJhdG9uLnYxLkhhbmRvZmZUeXBlEhQKDGluc3RydWN0aW9ucxgFIAEoCRIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbWF4X3Rva2VucxgHIAEoDRIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkiJwoRR2V0SGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCSKgAQoTTGlzdEhhbmRvZmZzUmVxdWVzdBIQCgh0b19hZ2VudBgBIAEoCRISCgpmcm9tX2FnZW50GAIgASgJEhMKC3Nlc3Npb25fa2V5GAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLmJhdG9uLnYxLkhhbmRvZmZTdGF0dXMSEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiVAoUTGlzdEhhbmRvZmZzUmVzcG9uc2USIwoIaGFuZG9mZnMYASADKAsyES5iYXRvbi52MS5IYW5kb2ZmEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI5ChRBY2NlcHRIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEg0KBWFnZW50GAIgASgJIkkKFFJlamVjdEhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSDQoFYWdlbnQYAiABKAkSDgoGcmVhc29uGAMgASgJIjsKFkNvbXBsZXRlSGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRINCgVhZ2VudBgCIAEoCSJJChRDYW5jZWxIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEg0KBWFnZW50GAIgASgJEg4KBnJlYXNvbhgDIAEoCSJRChRXYXRjaEhhbmRvZmZzUmVxdWVzdBINCgVhZ2VudBgBIAEoCRIZCgxhZnRlcl9jdXJzb3IYAiABKARIAIgBAUIPCg1fYWZ0ZXJfY3Vyc29yIjEKG1N0cmVhbUhhbmRvZmZDb250ZXh0UmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJMtEGCg5IYW5kb2ZmU2VydmljZRJbCg5SZXF1ZXN0SGFuZG9mZhIfLmJhdG9uLnYxLlJlcXVlc3RIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiFarUGBEKD3JlcXVlc3RfaGFuZG9mZhJRCgpHZXRIYW5kb2ZmEhsuYmF0b24udjEuR2V0SGFuZG9mZlJlcXVlc3QaES5iYXRvbi52MS5IYW5kb2ZmIhOq1BgPCgtnZXRfaGFuZG9mZhABEmQKDExpc3RIYW5kb2ZmcxIdLmJhdG9uLnYxLkxpc3RIYW5kb2Zmc1JlcXVlc3QaHi5iYXRvbi52MS5MaXN0SGFuZG9mZnNSZXNwb25zZSIVqtQYEQoNbGlzdF9oYW5kb2ZmcxABElgKDUFjY2VwdEhhbmRvZmYSHi5iYXRvbi52MS5BY2NlcHRIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiFKrUGBAKDmFjY2VwdF9oYW5kb2ZmElgKDVJlamVjdEhhbmRvZmYSHi5iYXRvbi52MS5SZWplY3RIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiFKrUGBAKDnJlamVjdF9oYW5kb2ZmEl4KD0NvbXBsZXRlSGFuZG9mZhIgLmJhdG9uLnYxLkNvbXBsZXRlSGFuZG9mZlJlcXVlc3QaES5iYXRvbi52MS5IYW5kb2ZmIhaq1BgSChBjb21wbGV0ZV9oYW5kb2ZmElgKDUNhbmNlbEhhbmRvZmYSHi5iYXRvbi52MS5DYW5jZWxIYW5kb2ZmUmVxdWVzdBoRLmJhdG9uLnYxLkhhbmRvZmYiFKrUGBAKDmNhbmNlbF9oYW5kb2ZmEkkKDVdhdGNoSGFuZG9mZnMSHi5iYXRvbi52MS5XYXRjaEhhbmRvZmZzUmVxdWVzdBoWLmJhdG9uLnYxLkhhbmRvZmZFdmVudDABEnAKFFN0cmVhbUhhbmRvZmZDb250ZXh0EiUuYmF0b24udjEuU3RyZWFtSGFuZG9mZkNvbnRleHRSZXF1ZXN0Gg8uYmF0b24udjEuRW50cnkiHqrUGBoKFnN0cmVhbV9oYW5kb2ZmX2NvbnRleHQQATABQlUKDGRldi5iYXRvbi52MUIMSGFuZG9mZlByb3RvUAFaNWdpdGh1Yi5jb20vYmF0b24tZGV2L2JhdG9uL2NsaWVudHMvZ28vYmF0b252MTtiYXRvbnYxYgZwcm90bzM", [file_baton_v1_common, file_baton_v1_options, file_google_protobuf_timestamp]);
 
 /**
  * Requests a handoff.
@@ -71,6 +71,16 @@ export type RequestHandoffRequest = Message<"baton.v1.RequestHandoffRequest"> & 
    * @generated from field: uint32 max_tokens = 7;
    */
   maxTokens: number;
+
+  /**
+   * Makes the request safe to retry (same characters as a session key, at most 128): a
+   * second RequestHandoff with the same key for the same session writes nothing and returns
+   * the handoff the first one created, as it is now, whatever the other fields say. Empty:
+   * every call creates a handoff.
+   *
+   * @generated from field: string idempotency_key = 8;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -399,7 +409,7 @@ export const HandoffService: GenService<{
   },
   /**
    * The target agent takes a pending handoff. Accepting a FULL_HANDOFF makes the target the
-   * session's owner.
+   * session's owner. Repeated on a handoff it already accepted, returns it unchanged.
    *
    * @generated from rpc baton.v1.HandoffService.AcceptHandoff
    */
@@ -409,7 +419,8 @@ export const HandoffService: GenService<{
     output: typeof HandoffSchema;
   },
   /**
-   * The target agent declines a pending handoff.
+   * The target agent declines a pending handoff. Repeated on a handoff it already rejected,
+   * returns it unchanged.
    *
    * @generated from rpc baton.v1.HandoffService.RejectHandoff
    */
@@ -419,7 +430,8 @@ export const HandoffService: GenService<{
     output: typeof HandoffSchema;
   },
   /**
-   * The target agent marks an accepted handoff done.
+   * The target agent marks an accepted handoff done. Repeated on a completed handoff, returns
+   * it unchanged.
    *
    * @generated from rpc baton.v1.HandoffService.CompleteHandoff
    */
@@ -429,7 +441,8 @@ export const HandoffService: GenService<{
     output: typeof HandoffSchema;
   },
   /**
-   * The requesting agent withdraws a pending or accepted handoff.
+   * The requesting agent withdraws a pending or accepted handoff. Repeated on a cancelled
+   * handoff, returns it unchanged.
    *
    * @generated from rpc baton.v1.HandoffService.CancelHandoff
    */
