@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/baton-dev/baton/clients/go/batonv1"
 )
@@ -137,8 +138,8 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, c.md...)
 }
 
-// NewIdempotencyKey returns a fresh random idempotency key, as AppendEntries makes for a
-// request that has none.
+// NewIdempotencyKey returns a fresh random idempotency key, as AppendEntries and the creates
+// (CreateSession, ForkSession, RequestHandoff) make for a request that has none.
 func NewIdempotencyKey() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -148,9 +149,11 @@ func NewIdempotencyKey() string {
 // --- ContextService ------------------------------------------------------------------------
 
 // CreateSession opens a new session owned by the calling agent (its key is generated when
-// SessionKey is empty).
+// SessionKey is empty). A request without an IdempotencyKey is sent with a fresh one (req
+// itself is not changed), kept on every retry: a retry after a lost answer returns the session
+// the first attempt created.
 func (c *Client) CreateSession(ctx context.Context, req *batonv1.CreateSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
-	return c.contexts.CreateSession(ctx, req, opts...)
+	return c.contexts.CreateSession(ctx, keyed(req), opts...)
 }
 
 // GetSession returns one session.
@@ -178,11 +181,24 @@ func (c *Client) CloseSession(ctx context.Context, req *batonv1.CloseSessionRequ
 // sent with a fresh one (req itself is not changed), and every retry carries the same key, so
 // the entries are stored once however often the call is retried.
 func (c *Client) AppendEntries(ctx context.Context, req *batonv1.AppendEntriesRequest, opts ...grpc.CallOption) (*batonv1.AppendEntriesResponse, error) {
-	if req.GetIdempotencyKey() == "" {
-		req = proto.Clone(req).(*batonv1.AppendEntriesRequest)
-		req.IdempotencyKey = NewIdempotencyKey()
+	return c.contexts.AppendEntries(ctx, keyed(req), opts...)
+}
+
+// idempotent is a request that carries an idempotency key.
+type idempotent interface {
+	proto.Message
+	GetIdempotencyKey() string
+}
+
+// keyed returns req, or a copy of it with a fresh idempotency key when it has none.
+func keyed[R idempotent](req R) R {
+	if req.GetIdempotencyKey() != "" {
+		return req
 	}
-	return c.contexts.AppendEntries(ctx, req, opts...)
+	out := proto.Clone(req).(R)
+	m := out.ProtoReflect()
+	m.Set(m.Descriptor().Fields().ByName("idempotency_key"), protoreflect.ValueOfString(NewIdempotencyKey()))
+	return out
 }
 
 // ListEntries lists a session's entries in sequence order, one page at a time.
@@ -210,9 +226,10 @@ func (c *Client) DeleteSession(ctx context.Context, req *batonv1.DeleteSessionRe
 
 // ForkSession starts a new session, owned by req.Agent, whose entries 1..AtSeq (0: the
 // source's newest) are copies of another session's; its ForkedFrom names the source and seq.
-// Handoffs are not copied.
+// Handoffs are not copied. Like CreateSession it carries an IdempotencyKey (fresh unless
+// set), so a retry returns the first fork instead of making a second.
 func (c *Client) ForkSession(ctx context.Context, req *batonv1.ForkSessionRequest, opts ...grpc.CallOption) (*batonv1.Session, error) {
-	return c.contexts.ForkSession(ctx, req, opts...)
+	return c.contexts.ForkSession(ctx, keyed(req), opts...)
 }
 
 // RedactEntries erases the content and metadata of the entries req.Seqs; each keeps its seq,
@@ -232,9 +249,11 @@ func (c *Client) CompactSession(ctx context.Context, req *batonv1.CompactSession
 
 // --- HandoffService ------------------------------------------------------------------------
 
-// RequestHandoff asks another agent to take over or join the work on a session.
+// RequestHandoff asks another agent to take over or join the work on a session. It carries an
+// IdempotencyKey (fresh unless set), so a retry returns the first handoff instead of
+// requesting a second.
 func (c *Client) RequestHandoff(ctx context.Context, req *batonv1.RequestHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
-	return c.handoffs.RequestHandoff(ctx, req, opts...)
+	return c.handoffs.RequestHandoff(ctx, keyed(req), opts...)
 }
 
 // GetHandoff returns one handoff.
@@ -247,7 +266,9 @@ func (c *Client) ListHandoffs(ctx context.Context, req *batonv1.ListHandoffsRequ
 	return c.handoffs.ListHandoffs(ctx, req, opts...)
 }
 
-// AcceptHandoff makes the target agent take a pending handoff.
+// AcceptHandoff makes the target agent take a pending handoff. Like the other transitions, it
+// is retried after a lost answer: repeated on a handoff already accepted, it returns it
+// unchanged.
 func (c *Client) AcceptHandoff(ctx context.Context, req *batonv1.AcceptHandoffRequest, opts ...grpc.CallOption) (*batonv1.Handoff, error) {
 	return c.handoffs.AcceptHandoff(ctx, req, opts...)
 }

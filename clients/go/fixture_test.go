@@ -61,6 +61,13 @@ func (s *scripted) CreateSession(ctx context.Context, r *batonv1.CreateSessionRe
 	return &batonv1.Session{SessionKey: r.GetSessionKey()}, nil
 }
 
+func (s *scripted) CloseSession(ctx context.Context, r *batonv1.CloseSessionRequest) (*batonv1.Session, error) {
+	if err := s.record(ctx); err != nil {
+		return nil, err
+	}
+	return &batonv1.Session{SessionKey: r.GetSessionKey()}, nil
+}
+
 func (s *scripted) AppendEntries(ctx context.Context, r *batonv1.AppendEntriesRequest) (*batonv1.AppendEntriesResponse, error) {
 	s.mu.Lock()
 	s.keys = append(s.keys, r.GetIdempotencyKey())
@@ -134,10 +141,10 @@ func TestRetryGivesUp(t *testing.T) {
 	// A non-idempotent write is not repeated after an UNAVAILABLE that may have been handled.
 	s, addr := startScripted(t, bare)
 	c := dial(t, addr)
-	_, err := c.CreateSession(testCtx(t, 10*time.Second), &batonv1.CreateSessionRequest{Agent: "a"})
+	_, err := c.CloseSession(testCtx(t, 10*time.Second), &batonv1.CloseSessionRequest{SessionKey: "k"})
 	mustError(t, err, "UNAVAILABLE")
 	if s.attempts() != 1 {
-		t.Fatalf("CreateSession tried %d times after a bare UNAVAILABLE", s.attempts())
+		t.Fatalf("CloseSession tried %d times after a bare UNAVAILABLE", s.attempts())
 	}
 	// A read is, up to MaxAttempts; other codes are returned at once.
 	s, addr = startScripted(t, bare, bare, bare, bare)

@@ -142,6 +142,80 @@ func TestAppendRetriedAfterLostAnswerIsStoredOnce(t *testing.T) {
 	}
 }
 
+// Creates and transitions whose answer was lost are retried with the same idempotency key (or,
+// for a transition, found already made) and happen once.
+func TestCreatesRetriedAfterLostAnswersHappenOnce(t *testing.T) {
+	srv := sharedServer(t)
+	ctx := testCtx(t, 60*time.Second)
+	tenant := baton.WithTenant(uniq("t"))
+	direct := dial(t, srv.target(), tenant)
+	p := newProxy(t, srv.target())
+	c := dial(t, p.target(), tenant, baton.WithRetryPolicy(baton.RetryPolicy{MaxAttempts: 5, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Multiplier: 2}))
+	// lose arms the proxy on marker (a string the request carries), runs call, and checks that
+	// its answer was lost once and the call still succeeded.
+	lose := func(marker string, call func() error) {
+		t.Helper()
+		_, before, _ := p.stats()
+		p.arm(marker, false)
+		if err := call(); err != nil {
+			t.Fatalf("%s through a lost answer: %v", marker, err)
+		}
+		if _, dropped, _ := p.stats(); dropped != before+1 {
+			t.Fatalf("%s: the proxy did not drop the answer", marker)
+		}
+	}
+
+	writer, reader := uniq("writer"), uniq("reader")
+	var s, fork *batonv1.Session
+	var h *batonv1.Handoff
+	lose(writer, func() (err error) {
+		s, err = c.CreateSession(ctx, &batonv1.CreateSessionRequest{Agent: writer})
+		return err
+	})
+	if _, err := direct.AppendEntries(ctx, &batonv1.AppendEntriesRequest{SessionKey: s.GetSessionKey(), Entries: []*batonv1.NewEntry{msg(writer, "one")}}); err != nil {
+		t.Fatal(err)
+	}
+	lose(reader, func() (err error) {
+		fork, err = c.ForkSession(ctx, &batonv1.ForkSessionRequest{SessionKey: s.GetSessionKey(), Agent: reader})
+		return err
+	})
+	instructions := uniq("instructions")
+	lose(instructions, func() (err error) {
+		h, err = c.RequestHandoff(ctx, &batonv1.RequestHandoffRequest{SessionKey: s.GetSessionKey(), FromAgent: writer, ToAgent: reader,
+			Type: batonv1.HandoffType_HANDOFF_TYPE_CONTEXT_TRANSFER, Instructions: instructions})
+		return err
+	})
+	lose(h.GetHandoffId(), func() error {
+		a, err := c.AcceptHandoff(ctx, &batonv1.AcceptHandoffRequest{HandoffId: h.GetHandoffId(), Agent: reader})
+		if err == nil && a.GetStatus() != batonv1.HandoffStatus_HANDOFF_STATUS_ACCEPTED {
+			err = fmt.Errorf("status %v", a.GetStatus())
+		}
+		return err
+	})
+
+	sessions, err := direct.ListSessions(ctx, &batonv1.ListSessionsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, x := range sessions.GetSessions() {
+		keys = append(keys, x.GetSessionKey())
+	}
+	want := []string{s.GetSessionKey(), fork.GetSessionKey()}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("sessions %v, want one session and one fork %v", keys, want)
+	}
+	handoffs, err := direct.ListHandoffs(ctx, &batonv1.ListHandoffsRequest{SessionKey: s.GetSessionKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(handoffs.GetHandoffs()); n != 1 {
+		t.Fatalf("%d handoffs, want 1", n)
+	}
+}
+
 func TestFollowStreamSurvivesServerRestart(t *testing.T) {
 	srv := ownServer(t)
 	writer := dial(t, srv.target(), patient)

@@ -57,9 +57,18 @@ func (p RetryPolicy) backoff(attempt int, serverDelay time.Duration) time.Durati
 }
 
 // safeToRepeat lists the RPCs that may be sent again after an answer was lost: the reads,
-// AppendEntries (idempotency key) and UpdateSession (sets values). The others are retried only
-// when the server says it did nothing.
+// AppendEntries, CreateSession, ForkSession and RequestHandoff (idempotency key: a repeat
+// returns the first call's result), the handoff transitions (repeated on a handoff already
+// there, they return it unchanged) and UpdateSession (sets values). The others are retried
+// only when the server says it did nothing.
 var safeToRepeat = map[string]bool{
+	batonv1.ContextService_CreateSession_FullMethodName:        true,
+	batonv1.ContextService_ForkSession_FullMethodName:          true,
+	batonv1.HandoffService_RequestHandoff_FullMethodName:       true,
+	batonv1.HandoffService_AcceptHandoff_FullMethodName:        true,
+	batonv1.HandoffService_RejectHandoff_FullMethodName:        true,
+	batonv1.HandoffService_CompleteHandoff_FullMethodName:      true,
+	batonv1.HandoffService_CancelHandoff_FullMethodName:        true,
 	batonv1.ContextService_GetSession_FullMethodName:           true,
 	batonv1.ContextService_ListSessions_FullMethodName:         true,
 	batonv1.ContextService_UpdateSession_FullMethodName:        true,

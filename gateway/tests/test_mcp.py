@@ -934,7 +934,8 @@ async def test_lifecycle_tools_are_listed_with_hints_and_schemas(servers: Server
         assert "NOT_FOUND" in tools["delete_session"].description
 
         props, required = schema("fork_session")
-        assert set(props) == {"session_key", "at_seq", "new_session_key", "agent"}
+        assert set(props) == {"session_key", "at_seq", "new_session_key", "agent", "idempotency_key"}
+        assert "safe to retry" in props["idempotency_key"]["description"]
         assert set(required) == {"session_key", "agent"}
         assert props["at_seq"]["description"].startswith("The last seq copied: 0 (or unset) for the source's newest")
         assert props["at_seq"]["type"] == ["string", "integer"]

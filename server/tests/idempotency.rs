@@ -80,7 +80,7 @@ async fn a_repeated_handoff_request_creates_one_handoff(b: Backend) {
     // A retry, even one whose other fields differ, answers with the first handoff.
     let again = h.request_handoff(handoff_request("s", "req-1", "something else")).await.unwrap().into_inner();
     assert_eq!(again, first);
-    assert_eq!(handoffs_of(&mut h, "s").await, [first.clone()]);
+    assert_eq!(handoffs_of(&mut h, "s").await, std::slice::from_ref(&first));
 
     // Another key is another handoff; a key is scoped to its session.
     let second = h.request_handoff(handoff_request("s", "req-2", "more")).await.unwrap().into_inner();
@@ -118,7 +118,7 @@ async fn a_repeated_create_session_creates_one_session(b: Backend) {
     append(&mut ctx, &first.session_key, vec![message("a", "hello")]).await;
     let now = ctx.create_session(create_request("another-key", "create-1", "z")).await.unwrap().into_inner();
     assert_eq!((now.session_key.as_str(), now.last_seq), (first.session_key.as_str(), 1));
-    assert_eq!(session_keys(&mut ctx).await, [first.session_key.clone()]);
+    assert_eq!(session_keys(&mut ctx).await, std::slice::from_ref(&first.session_key));
 
     // A chosen session key: the retry succeeds instead of ALREADY_EXISTS; another key (or
     // none) on that session key is still ALREADY_EXISTS.

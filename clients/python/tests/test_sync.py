@@ -190,6 +190,38 @@ def test_append_retried_after_lost_answer_is_stored_once(server: Batond, drop_pr
     direct.close()
 
 
+def test_creates_retried_after_lost_answers_create_once(server: Batond, drop_proxy: DropProxy) -> None:
+    tenant = f"t-{uuid.uuid4().hex}"
+    direct = baton.Client(server.target, tenant=tenant)
+
+    def sessions() -> List[common_pb2.Session]:
+        return list(direct.list_sessions().sessions)
+
+    with baton.Client(drop_proxy.target, tenant=tenant) as c:
+        c.list_sessions()  # the connection is up
+        drop_proxy.arm(lambda: len(sessions()) == 1)
+        s = c.create_session(agent="a")
+        assert drop_proxy.dropped == 1, "the proxy dropped the first answer"
+        direct.append_entries(session_key=s.session_key, entries=[msg("a", "one")])
+
+        drop_proxy.arm(lambda: len(sessions()) == 2)
+        fork = c.fork_session(session_key=s.session_key, agent="b")
+        assert drop_proxy.dropped == 2
+        assert (fork.forked_from.session_key, fork.last_seq) == (s.session_key, 1)
+
+        drop_proxy.arm(lambda: len(direct.list_handoffs(session_key=s.session_key).handoffs) == 1)
+        h = c.request_handoff(session_key=s.session_key, from_agent="a", to_agent="b", type="context_transfer")
+        assert drop_proxy.dropped == 3
+
+        accepted = common_pb2.HANDOFF_STATUS_ACCEPTED
+        drop_proxy.arm(lambda: direct.get_handoff(handoff_id=h.handoff_id).status == accepted)
+        assert c.accept_handoff(handoff_id=h.handoff_id, agent="b").status == accepted
+        assert drop_proxy.dropped == 4
+    assert sorted(x.session_key for x in sessions()) == sorted([s.session_key, fork.session_key]), "one of each"
+    assert [x.handoff_id for x in direct.list_handoffs(session_key=s.session_key).handoffs] == [h.handoff_id]
+    direct.close()
+
+
 def test_lost_answer_of_an_unsafe_write_is_raised(server: Batond, drop_proxy: DropProxy) -> None:
     direct = baton.Client(server.target)
     s = direct.create_session(agent="a")
@@ -290,7 +322,8 @@ def test_deadline_exceeded_is_a_baton_error(server: Batond) -> None:
 
 
 class Recorder(context_pb2_grpc.ContextServiceServicer):
-    """Answers GetSession and AppendEntries from a script of status codes, recording calls."""
+    """Answers GetSession, AppendEntries, CreateSession and CloseSession from a script of status
+    codes, recording calls."""
 
     def __init__(self) -> None:
         self.calls: List[Tuple[str, Dict[str, str], Any]] = []
@@ -324,6 +357,10 @@ class Recorder(context_pb2_grpc.ContextServiceServicer):
     def CreateSession(self, request: Any, context: grpc.ServicerContext) -> common_pb2.Session:
         self._answer("CreateSession", request, context)
         return common_pb2.Session(session_key="new")
+
+    def CloseSession(self, request: Any, context: grpc.ServicerContext) -> common_pb2.Session:
+        self._answer("CloseSession", request, context)
+        return common_pb2.Session(session_key=request.session_key)
 
 
 class _RichStatus(grpc.Status):
@@ -383,9 +420,17 @@ def test_other_codes_and_unsafe_writes_are_not_retried(recorder: Any) -> None:
             c.get_session(session_key="k")
         assert ei.value.code == "FAILED_PRECONDITION"
         with pytest.raises(baton.BatonError) as ei:
-            c.create_session(agent="a")
+            c.close_session(session_key="k")
         assert ei.value.code == "UNAVAILABLE"
-    assert [name for name, _, _ in recorder.calls] == ["GetSession", "CreateSession"]
+    assert [name for name, _, _ in recorder.calls] == ["GetSession", "CloseSession"]
+
+
+def test_creates_are_retried_with_one_key(recorder: Any) -> None:
+    recorder.script = [(grpc.StatusCode.UNAVAILABLE, 0.0)]
+    with baton.Client(recorder.target, retry=baton.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)) as c:
+        assert c.create_session(agent="a").session_key == "new"
+    keys = [req.idempotency_key for name, _, req in recorder.calls]
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
 
 
 def test_retries_give_up_after_max_attempts(recorder: Any) -> None:

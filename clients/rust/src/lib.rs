@@ -6,12 +6,15 @@
 //! (or a [`tonic::Request`] of it, to add metadata) and returns the response message; the
 //! messages are re-exported as [`v1`]. Over the raw stubs it adds:
 //!
-//! - **Safe retries.** [`Client::append_entries`] fills in an `idempotency_key` when the
-//!   request has none. `UNAVAILABLE` and `RESOURCE_EXHAUSTED` answers and lost connections are
-//!   retried with exponential backoff and jitter ([`RetryPolicy`]), after the server's
+//! - **Safe retries.** [`Client::append_entries`] and the creates ([`Client::create_session`],
+//!   [`Client::fork_session`], [`Client::request_handoff`]) fill in an `idempotency_key` when
+//!   the request has none. `UNAVAILABLE` and `RESOURCE_EXHAUSTED` answers and lost connections
+//!   are retried with exponential backoff and jitter ([`RetryPolicy`]), after the server's
 //!   `google.rpc.RetryInfo` delay when it sends one, always with the same key: a retried append
-//!   never writes twice. Reads retry the same way; other writes are retried only when the server
-//!   cannot have run them (it refused them, or the connection was never made).
+//!   never writes twice, a retried create returns what the first attempt created. Reads and
+//!   the handoff transitions (repeated on a handoff already there, they return it unchanged)
+//!   retry the same way; other writes are retried only when the server cannot have run them (it
+//!   refused them, or the connection was never made).
 //! - **Streams that resume.** [`Client::stream_entries`] and [`Client::watch_handoffs`]
 //!   reconnect when the stream breaks with `UNAVAILABLE` (a server restart, a lost connection)
 //!   and continue after the last seq or cursor they delivered: every entry or event arrives
@@ -158,6 +161,27 @@ macro_rules! unary {
     };
 }
 
+/// Defines a unary method whose request carries an idempotency key: a fresh one (a UUIDv7)
+/// when the caller gave none, sent on every retry, so the server acts once and the call is
+/// retried like a read.
+macro_rules! keyed {
+    ($(#[$doc:meta])* $name:ident, $stub:ident, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: impl IntoRequest<$req>) -> Result<$resp, Error> {
+            let (metadata, extensions, mut message) = request.into_request().into_parts();
+            if message.idempotency_key.is_empty() {
+                message.idempotency_key = uuid::Uuid::now_v7().to_string();
+            }
+            let stub = self.$stub.clone();
+            let call = move |r| {
+                let mut stub = stub.clone();
+                async move { stub.$name(r).await }
+            };
+            self.unary(tonic::Request::from_parts(metadata, extensions, message), Idempotency::Idempotent, call).await
+        }
+    };
+}
+
 impl Client {
     /// Connects to `target` (`host:port`; an `http://` or `https://` prefix is accepted) with
     /// the defaults: no tenant header, no API key, 10 s deadlines, [`RetryPolicy::default`].
@@ -183,10 +207,11 @@ impl Client {
 
     // ---- ContextService ----
 
-    unary!(
+    keyed!(
         /// Opens a new session owned by the calling agent (`session_key` is generated when
-        /// empty). Not retried after a lost connection: the session may exist already.
-        create_session, context, CreateSessionRequest => Session, NotIdempotent
+        /// empty). A request without an `idempotency_key` gets a fresh one, sent on every
+        /// retry: a retry after a lost answer returns the session the first attempt created.
+        create_session, context, CreateSessionRequest => Session
     );
     unary!(
         /// Returns one session.
@@ -207,25 +232,13 @@ impl Client {
         close_session, context, CloseSessionRequest => Session, NotIdempotent
     );
 
-    /// Appends a batch of entries atomically; they get consecutive sequence numbers.
-    ///
-    /// A request without an `idempotency_key` gets a fresh one (a UUIDv7), and every retry
-    /// sends the same key, so the batch is stored once however often it is sent.
-    pub async fn append_entries(
-        &self,
-        request: impl IntoRequest<AppendEntriesRequest>,
-    ) -> Result<AppendEntriesResponse, Error> {
-        let (metadata, extensions, mut message) = request.into_request().into_parts();
-        if message.idempotency_key.is_empty() {
-            message.idempotency_key = uuid::Uuid::now_v7().to_string();
-        }
-        let stub = self.context.clone();
-        let call = move |r| {
-            let mut stub = stub.clone();
-            async move { stub.append_entries(r).await }
-        };
-        self.unary(tonic::Request::from_parts(metadata, extensions, message), Idempotency::Idempotent, call).await
-    }
+    keyed!(
+        /// Appends a batch of entries atomically; they get consecutive sequence numbers.
+        ///
+        /// A request without an `idempotency_key` gets a fresh one (a UUIDv7), and every retry
+        /// sends the same key, so the batch is stored once however often it is sent.
+        append_entries, context, AppendEntriesRequest => AppendEntriesResponse
+    );
 
     unary!(
         /// Lists a session's entries in sequence order, one page at a time.
@@ -275,11 +288,12 @@ impl Client {
         /// hold. Not retried after a lost connection: the session may be gone already.
         delete_session, context, DeleteSessionRequest => DeleteSessionResponse, NotIdempotent
     );
-    unary!(
+    keyed!(
         /// Starts a new session, owned by `agent`, whose entries 1..`at_seq` (0: the source's
         /// newest) are copies of another session's; its `forked_from` names the source and seq.
-        /// Handoffs are not copied. Not retried after a lost connection.
-        fork_session, context, ForkSessionRequest => Session, NotIdempotent
+        /// Handoffs are not copied. Like `create_session` it carries an `idempotency_key`
+        /// (fresh unless given), so a retry returns the first fork instead of making a second.
+        fork_session, context, ForkSessionRequest => Session
     );
     unary!(
         /// Erases the content and metadata of the entries `seqs`: each keeps its seq, kind,
@@ -297,10 +311,11 @@ impl Client {
 
     // ---- HandoffService ----
 
-    unary!(
-        /// Asks another agent to take over or join the work on a session. Not retried after a
-        /// lost connection: the handoff may exist already.
-        request_handoff, handoff, RequestHandoffRequest => Handoff, NotIdempotent
+    keyed!(
+        /// Asks another agent to take over or join the work on a session. It carries an
+        /// `idempotency_key` (fresh unless given), so a retry returns the first handoff instead
+        /// of requesting a second.
+        request_handoff, handoff, RequestHandoffRequest => Handoff
     );
     unary!(
         /// Returns one handoff.
@@ -312,20 +327,21 @@ impl Client {
     );
     unary!(
         /// The target agent takes a pending handoff (a FULL_HANDOFF makes it the session's
-        /// owner).
-        accept_handoff, handoff, AcceptHandoffRequest => Handoff, NotIdempotent
+        /// owner). Like the other transitions it is retried after a lost connection: repeated
+        /// on a handoff already accepted, it returns it unchanged.
+        accept_handoff, handoff, AcceptHandoffRequest => Handoff, Idempotent
     );
     unary!(
         /// The target agent declines a pending handoff.
-        reject_handoff, handoff, RejectHandoffRequest => Handoff, NotIdempotent
+        reject_handoff, handoff, RejectHandoffRequest => Handoff, Idempotent
     );
     unary!(
         /// The target agent marks an accepted handoff done.
-        complete_handoff, handoff, CompleteHandoffRequest => Handoff, NotIdempotent
+        complete_handoff, handoff, CompleteHandoffRequest => Handoff, Idempotent
     );
     unary!(
         /// The requesting agent withdraws a pending or accepted handoff.
-        cancel_handoff, handoff, CancelHandoffRequest => Handoff, NotIdempotent
+        cancel_handoff, handoff, CancelHandoffRequest => Handoff, Idempotent
     );
 
     /// An agent's handoff inbox: the pending handoffs addressed to it (or the events after

@@ -279,33 +279,71 @@ async fn an_append_retried_after_a_lost_answer_is_stored_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handoff_request_is_not_repeated_after_a_lost_answer() {
+async fn creates_and_transitions_retried_after_lost_answers_happen_once() {
+    let server = Server::start().await;
+    let direct = client(&server.target()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let via_proxy = client(&proxy.target()).await;
+    let sessions = async || direct.list_sessions(ListSessionsRequest::default()).await.unwrap().sessions;
+
+    let c = via_proxy.clone();
+    let call =
+        async move { c.create_session(CreateSessionRequest { agent: "planner".into(), ..Default::default() }).await };
+    let s = lose_the_answer(&proxy, call, async || !sessions().await.is_empty()).await.expect("create retried");
+    append(&direct, &s.session_key, &["context"]).await;
+
+    let c = via_proxy.clone();
+    let source = s.session_key.clone();
+    let call = async move {
+        c.fork_session(ForkSessionRequest { session_key: source, agent: "reviewer".into(), ..Default::default() }).await
+    };
+    let fork = lose_the_answer(&proxy, call, async || sessions().await.len() == 2).await.expect("fork retried");
+    assert_eq!(
+        (fork.forked_from.as_ref().map(|f| f.session_key.as_str()), fork.last_seq),
+        (Some(s.session_key.as_str()), 1)
+    );
+
+    let c = via_proxy.clone();
+    let key = s.session_key.clone();
+    let call = async move { Ok::<_, Error>(request_handoff(&c, &key, "reviewer").await) };
+    let list = ListHandoffsRequest { session_key: s.session_key.clone(), ..Default::default() };
+    let handoffs = async || direct.list_handoffs(list.clone()).await.unwrap().handoffs;
+    let h = lose_the_answer(&proxy, call, async || !handoffs().await.is_empty()).await.unwrap();
+
+    let c = via_proxy.clone();
+    let id = h.handoff_id.clone();
+    let call = async move { c.accept_handoff(AcceptHandoffRequest { handoff_id: id, agent: "reviewer".into() }).await };
+    let get = GetHandoffRequest { handoff_id: h.handoff_id.clone() };
+    let accepted = async || direct.get_handoff(get.clone()).await.unwrap().status() == HandoffStatus::Accepted;
+    let a = lose_the_answer(&proxy, call, accepted).await.expect("accept retried");
+    assert_eq!(a.status(), HandoffStatus::Accepted);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut keys: Vec<String> = sessions().await.into_iter().map(|s| s.session_key).collect();
+    keys.sort();
+    let mut want = vec![s.session_key.clone(), fork.session_key.clone()];
+    want.sort();
+    assert_eq!(keys, want, "one session and one fork");
+    let ids: Vec<String> = handoffs().await.into_iter().map(|h| h.handoff_id).collect();
+    assert_eq!(ids, std::slice::from_ref(&h.handoff_id), "one handoff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_cannot_repeat_is_not_retried_after_a_lost_answer() {
     let server = Server::start().await;
     let direct = client(&server.target()).await;
     let proxy = Proxy::start(server.addr).await;
     let via_proxy = client(&proxy.target()).await;
     create(&via_proxy, "s1", "planner").await;
 
-    let call = async move {
-        via_proxy
-            .request_handoff(RequestHandoffRequest {
-                session_key: "s1".into(),
-                from_agent: "planner".into(),
-                to_agent: "reviewer".into(),
-                r#type: HandoffType::ContextTransfer.into(),
-                ..Default::default()
-            })
-            .await
-    };
-    let list = ListHandoffsRequest { session_key: "s1".into(), ..Default::default() };
-    let arrived = async || !direct.list_handoffs(list.clone()).await.unwrap().handoffs.is_empty();
+    let call = async move { via_proxy.close_session(CloseSessionRequest { session_key: "s1".into() }).await };
+    let get = GetSessionRequest { session_key: "s1".into() };
+    let arrived = async || direct.get_session(get.clone()).await.unwrap().status() == SessionStatus::Closed;
     let e = lose_the_answer(&proxy, call, arrived).await.unwrap_err();
 
-    // Not retried (it would create a second handoff): the caller learns the connection broke.
+    // Not retried: the caller learns the connection broke, and reads to find out.
     assert!(matches!(e, Error::Transport { .. }), "{e:?}");
     assert_eq!(e.code_name(), "UNAVAILABLE");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(direct.list_handoffs(list).await.unwrap().handoffs.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

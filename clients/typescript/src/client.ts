@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { clone, create, isMessage } from "@bufbuild/protobuf";
-import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import type { CallOptions as ConnectCallOptions, Client, Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -138,6 +138,21 @@ function toNewEntry(e: NewEntryInit): NewEntry {
   return create(NewEntrySchema, init);
 }
 
+/** Gives a request a fresh idempotency key (a UUID) unless it has one. */
+function withKey<T extends { idempotencyKey: string }>(req: T): T {
+  if (req.idempotencyKey === "") req.idempotencyKey = randomUUID();
+  return req;
+}
+
+/**
+ * A request message with an idempotency key, built from the caller's message or init object
+ * without modifying it: every retry of the call sends that key, so the server acts once.
+ */
+function keyed<Desc extends DescMessage>(schema: Desc, request: MessageInitShape<Desc>): MessageShape<Desc> {
+  const req = isMessage(request, schema) ? clone(schema, request) : create(schema, request);
+  return withKey(req as MessageShape<Desc> & { idempotencyKey: string });
+}
+
 /**
  * Parses `host:port`, `http://host:port` or `https://host:port` into the base URL of the
  * transport. @internal
@@ -229,9 +244,12 @@ interface StreamPlan<T> {
  * `AsyncIterable`s. Failures are {@link BatonError}s.
  *
  * What it adds over raw stubs:
- * - appends get an idempotency key when they have none, and are retried with it;
- * - calls refused by the server (UNAVAILABLE, RESOURCE_EXHAUSTED) and reads and appends whose
- *   connection was lost before the answer are retried with exponential backoff and jitter,
+ * - appends and creates (`createSession`, `forkSession`, `requestHandoff`) get an idempotency
+ *   key when they have none, and are retried with it: a retry returns what the first attempt
+ *   did;
+ * - calls refused by the server (UNAVAILABLE, RESOURCE_EXHAUSTED), and reads, appends,
+ *   creates and handoff transitions (a repeated one returns the handoff unchanged) whose
+ *   connection was lost before the answer, are retried with exponential backoff and jitter,
  *   never sooner than the server's `google.rpc.RetryInfo` asks;
  * - `streamEntries` and `watchHandoffs` reconnect after a lost connection or a server restart
  *   and continue after the last seq / cursor they delivered: every item exactly once, in order;
@@ -316,10 +334,15 @@ export class BatonClient {
 
   // --- ContextService ---------------------------------------------------------------------
 
-  /** Opens a new session owned by the calling agent (`sessionKey` is generated when empty). */
+  /**
+   * Opens a new session owned by the calling agent (`sessionKey` is generated when empty).
+   * Without an `idempotencyKey` the client sets a fresh one, sent on every retry: a retry after
+   * a lost answer returns the session the first attempt created. The request passed in is not
+   * modified.
+   */
   async createSession(request: RequestShape<typeof CreateSessionRequestSchema>, options?: CallOptions): Promise<Session> {
-    const req = create(CreateSessionRequestSchema, request);
-    return this.unary("CreateSession", false, options, (co) => this.context.createSession(req, co));
+    const req = keyed(CreateSessionRequestSchema, request);
+    return this.unary("CreateSession", true, options, (co) => this.context.createSession(req, co));
   }
 
   /** Returns one session; NOT_FOUND when there is none with that key. */
@@ -369,7 +392,7 @@ export class BatonClient {
       req = create(AppendEntriesRequestSchema, rest as MessageInitShape<typeof AppendEntriesRequestSchema>);
       req.entries = (entries ?? []).map(toNewEntry);
     }
-    if (req.idempotencyKey === "") req.idempotencyKey = randomUUID();
+    withKey(req);
     return this.unary("AppendEntries", true, options, (co) => this.context.appendEntries(req, co));
   }
 
@@ -443,11 +466,12 @@ export class BatonClient {
   /**
    * Starts a new session, owned by `agent`, whose entries 1..`atSeq` (0: the source's newest)
    * are copies of another session's; its `forkedFrom` names the source and seq. Handoffs are
-   * not copied. Not retried after a lost answer (a retry could fork twice).
+   * not copied. Carries an `idempotencyKey` (fresh unless given) like `createSession`, so a
+   * retry returns the first fork instead of making a second.
    */
   async forkSession(request: RequestShape<typeof ForkSessionRequestSchema>, options?: CallOptions): Promise<Session> {
-    const req = create(ForkSessionRequestSchema, request);
-    return this.unary("ForkSession", false, options, (co) => this.context.forkSession(req, co));
+    const req = keyed(ForkSessionRequestSchema, request);
+    return this.unary("ForkSession", true, options, (co) => this.context.forkSession(req, co));
   }
 
   /**
@@ -476,10 +500,14 @@ export class BatonClient {
 
   // --- HandoffService ---------------------------------------------------------------------
 
-  /** Asks another agent to take over or join the work on a session. */
+  /**
+   * Asks another agent to take over or join the work on a session. Carries an
+   * `idempotencyKey` (fresh unless given), so a retry returns the first handoff instead of
+   * requesting a second.
+   */
   async requestHandoff(request: RequestShape<typeof RequestHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
-    const req = create(RequestHandoffRequestSchema, request);
-    return this.unary("RequestHandoff", false, options, (co) => this.handoffs.requestHandoff(req, co));
+    const req = keyed(RequestHandoffRequestSchema, request);
+    return this.unary("RequestHandoff", true, options, (co) => this.handoffs.requestHandoff(req, co));
   }
 
   /** Returns one handoff; NOT_FOUND when there is none with that id. */
@@ -497,28 +525,28 @@ export class BatonClient {
     return this.unary("ListHandoffs", true, options, (co) => this.handoffs.listHandoffs(req, co));
   }
 
-  /** The target agent takes a pending handoff. */
+  /** The target agent takes a pending handoff. Repeated on a handoff already there, returns it unchanged (so it is retried). */
   async acceptHandoff(request: RequestShape<typeof AcceptHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(AcceptHandoffRequestSchema, request);
-    return this.unary("AcceptHandoff", false, options, (co) => this.handoffs.acceptHandoff(req, co));
+    return this.unary("AcceptHandoff", true, options, (co) => this.handoffs.acceptHandoff(req, co));
   }
 
-  /** The target agent declines a pending handoff. */
+  /** The target agent declines a pending handoff. Repeated on a handoff already there, returns it unchanged (so it is retried). */
   async rejectHandoff(request: RequestShape<typeof RejectHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(RejectHandoffRequestSchema, request);
-    return this.unary("RejectHandoff", false, options, (co) => this.handoffs.rejectHandoff(req, co));
+    return this.unary("RejectHandoff", true, options, (co) => this.handoffs.rejectHandoff(req, co));
   }
 
-  /** The target agent marks an accepted handoff done. */
+  /** The target agent marks an accepted handoff done. Repeated on a handoff already there, returns it unchanged (so it is retried). */
   async completeHandoff(request: RequestShape<typeof CompleteHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CompleteHandoffRequestSchema, request);
-    return this.unary("CompleteHandoff", false, options, (co) => this.handoffs.completeHandoff(req, co));
+    return this.unary("CompleteHandoff", true, options, (co) => this.handoffs.completeHandoff(req, co));
   }
 
-  /** The requesting agent withdraws a pending or accepted handoff. */
+  /** The requesting agent withdraws a pending or accepted handoff. Repeated on a handoff already there, returns it unchanged (so it is retried). */
   async cancelHandoff(request: RequestShape<typeof CancelHandoffRequestSchema>, options?: CallOptions): Promise<Handoff> {
     const req = create(CancelHandoffRequestSchema, request);
-    return this.unary("CancelHandoff", false, options, (co) => this.handoffs.cancelHandoff(req, co));
+    return this.unary("CancelHandoff", true, options, (co) => this.handoffs.cancelHandoff(req, co));
   }
 
   /**

@@ -1,9 +1,10 @@
 // Retries, resumable streams and deadlines against a real batond that drops answers, restarts
 // and crashes.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { BatonClient, BatonError, textOf } from "@baton/client";
-import { EntryKind, HandoffEventType, HandoffType } from "@baton/client/v1";
+import { EntryKind, HandoffEventType, HandoffStatus, HandoffType, SessionStatus } from "@baton/client/v1";
 import type { Entry, HandoffEvent } from "@baton/client/v1";
 import { Batond, Blackhole, DropFirstAnswerProxy, rejection, sleep } from "./helpers.js";
 
@@ -48,16 +49,58 @@ describe("retries", () => {
     const proxy = await DropFirstAnswerProxy.start(server.port);
     const client = new BatonClient(proxy.target, { retry: { initialBackoffMs: 20 } });
     try {
-      const err = await rejection(client.createSession({ sessionKey: "created-once", agent: "writer" }));
+      await direct.createSession({ sessionKey: "closed-once", agent: "writer" });
+      const err = await rejection(client.closeSession({ sessionKey: "closed-once" }));
       assert.ok(err instanceof BatonError, String(err));
       assert.equal(err.code, "UNAVAILABLE");
       assert.equal(proxy.dropped, 1);
-      // The server did create it: a blind retry would have reported ALREADY_EXISTS.
-      assert.equal((await direct.getSession({ sessionKey: "created-once" })).sessionKey, "created-once");
+      // The server did close it: the caller learns that only by reading again.
+      assert.equal((await direct.getSession({ sessionKey: "closed-once" })).status, SessionStatus.CLOSED);
     } finally {
       await client.close();
       await direct.close();
       await proxy.close();
+    }
+  });
+
+  test("creates and transitions whose answer was lost are retried and happen once", async () => {
+    const tenant = `t-${randomUUID()}`;
+    const direct = new BatonClient(server.target, { tenant });
+    // A fresh proxy per call: each drops the answer of the first call made through it.
+    const lossy = async <T>(call: (c: BatonClient) => Promise<T>): Promise<T> => {
+      const proxy = await DropFirstAnswerProxy.start(server.port);
+      const client = new BatonClient(proxy.target, { tenant, retry: { initialBackoffMs: 20 } });
+      try {
+        const out = await call(client);
+        assert.equal(proxy.dropped, 1, "the proxy dropped the first answer");
+        return out;
+      } finally {
+        await client.close();
+        await proxy.close();
+      }
+    };
+    try {
+      const session = await lossy((c) => c.createSession({ agent: "writer" }));
+      await direct.appendEntries({ sessionKey: session.sessionKey, entries: [msg("one")] });
+      const fork = await lossy((c) => c.forkSession({ sessionKey: session.sessionKey, agent: "reader" }));
+      assert.equal(fork.forkedFrom?.sessionKey, session.sessionKey);
+      const handoff = await lossy((c) =>
+        c.requestHandoff({
+          sessionKey: session.sessionKey,
+          fromAgent: "writer",
+          toAgent: "reader",
+          type: HandoffType.CONTEXT_TRANSFER,
+        }),
+      );
+      const accepted = await lossy((c) => c.acceptHandoff({ handoffId: handoff.handoffId, agent: "reader" }));
+      assert.equal(accepted.status, HandoffStatus.ACCEPTED);
+
+      const sessions = (await direct.listSessions()).sessions.map((s) => s.sessionKey).sort();
+      assert.deepEqual(sessions, [session.sessionKey, fork.sessionKey].sort(), "one session and one fork");
+      const handoffs = (await direct.listHandoffs({ sessionKey: session.sessionKey })).handoffs;
+      assert.deepEqual(handoffs.map((h) => h.handoffId), [handoff.handoffId], "one handoff");
+    } finally {
+      await direct.close();
     }
   });
 

@@ -47,8 +47,11 @@ Metadata = Tuple[Tuple[str, str], ...]
 M = TypeVar("M", bound=Message)
 
 # How a method may be retried:
-#   "safe"   reads, and appends (which always carry an idempotency key): UNAVAILABLE and
-#            RESOURCE_EXHAUSTED (including a connection lost before the answer) are retried.
+#   "safe"   reads; appends, session creates and forks, and handoff requests (which always
+#            carry an idempotency key: a repeat returns the first call's result); and handoff
+#            transitions (repeated on a handoff already there, they return it unchanged):
+#            UNAVAILABLE and RESOURCE_EXHAUSTED (including a connection lost before the answer)
+#            are retried.
 #   "unsafe" other writes: a lost answer may hide a change that was made, so only
 #            RESOURCE_EXHAUSTED (the server refused the call, nothing was done) is retried.
 #            Calls wait for the connection (wait_for_ready), so a server that is down or
@@ -75,7 +78,7 @@ def _rpc(service: str, name: str, request: Type[Message], response: Type[Message
 
 
 RPCS: Dict[str, Rpc] = {
-    "CreateSession": _rpc(CONTEXT, "CreateSession", context_pb2.CreateSessionRequest, common_pb2.Session, UNSAFE),
+    "CreateSession": _rpc(CONTEXT, "CreateSession", context_pb2.CreateSessionRequest, common_pb2.Session, SAFE),
     "GetSession": _rpc(CONTEXT, "GetSession", context_pb2.GetSessionRequest, common_pb2.Session, SAFE),
     "ListSessions": _rpc(
         CONTEXT, "ListSessions", context_pb2.ListSessionsRequest, context_pb2.ListSessionsResponse, SAFE
@@ -96,20 +99,20 @@ RPCS: Dict[str, Rpc] = {
     "DeleteSession": _rpc(
         CONTEXT, "DeleteSession", context_pb2.DeleteSessionRequest, context_pb2.DeleteSessionResponse, UNSAFE
     ),
-    "ForkSession": _rpc(CONTEXT, "ForkSession", context_pb2.ForkSessionRequest, common_pb2.Session, UNSAFE),
+    "ForkSession": _rpc(CONTEXT, "ForkSession", context_pb2.ForkSessionRequest, common_pb2.Session, SAFE),
     "RedactEntries": _rpc(
         CONTEXT, "RedactEntries", context_pb2.RedactEntriesRequest, context_pb2.RedactEntriesResponse, UNSAFE
     ),
     "CompactSession": _rpc(CONTEXT, "CompactSession", context_pb2.CompactSessionRequest, common_pb2.Session, UNSAFE),
-    "RequestHandoff": _rpc(HANDOFF, "RequestHandoff", handoff_pb2.RequestHandoffRequest, common_pb2.Handoff, UNSAFE),
+    "RequestHandoff": _rpc(HANDOFF, "RequestHandoff", handoff_pb2.RequestHandoffRequest, common_pb2.Handoff, SAFE),
     "GetHandoff": _rpc(HANDOFF, "GetHandoff", handoff_pb2.GetHandoffRequest, common_pb2.Handoff, SAFE),
     "ListHandoffs": _rpc(
         HANDOFF, "ListHandoffs", handoff_pb2.ListHandoffsRequest, handoff_pb2.ListHandoffsResponse, SAFE
     ),
-    "AcceptHandoff": _rpc(HANDOFF, "AcceptHandoff", handoff_pb2.AcceptHandoffRequest, common_pb2.Handoff, UNSAFE),
-    "RejectHandoff": _rpc(HANDOFF, "RejectHandoff", handoff_pb2.RejectHandoffRequest, common_pb2.Handoff, UNSAFE),
-    "CompleteHandoff": _rpc(HANDOFF, "CompleteHandoff", handoff_pb2.CompleteHandoffRequest, common_pb2.Handoff, UNSAFE),
-    "CancelHandoff": _rpc(HANDOFF, "CancelHandoff", handoff_pb2.CancelHandoffRequest, common_pb2.Handoff, UNSAFE),
+    "AcceptHandoff": _rpc(HANDOFF, "AcceptHandoff", handoff_pb2.AcceptHandoffRequest, common_pb2.Handoff, SAFE),
+    "RejectHandoff": _rpc(HANDOFF, "RejectHandoff", handoff_pb2.RejectHandoffRequest, common_pb2.Handoff, SAFE),
+    "CompleteHandoff": _rpc(HANDOFF, "CompleteHandoff", handoff_pb2.CompleteHandoffRequest, common_pb2.Handoff, SAFE),
+    "CancelHandoff": _rpc(HANDOFF, "CancelHandoff", handoff_pb2.CancelHandoffRequest, common_pb2.Handoff, SAFE),
     "WatchHandoffs": _rpc(HANDOFF, "WatchHandoffs", handoff_pb2.WatchHandoffsRequest, common_pb2.HandoffEvent, SAFE),
     "StreamHandoffContext": _rpc(
         HANDOFF, "StreamHandoffContext", handoff_pb2.StreamHandoffContextRequest, common_pb2.Entry, SAFE
@@ -167,9 +170,11 @@ class RetryPolicy:
 
     The n-th retry waits a random time between 0 and ``min(max_backoff, initial_backoff *
     multiplier ** (n - 1))`` seconds, or at least the ``google.rpc.RetryInfo`` delay the server
-    asked for. Reads and appends retry UNAVAILABLE and RESOURCE_EXHAUSTED (a connection lost
-    before the answer is UNAVAILABLE); other writes retry RESOURCE_EXHAUSTED only. An append
-    keeps its idempotency key on every attempt, so a retry never writes twice.
+    asked for. Reads, appends, creates (sessions, forks, handoffs) and handoff transitions retry
+    UNAVAILABLE and RESOURCE_EXHAUSTED (a connection lost before the answer is UNAVAILABLE);
+    other writes retry RESOURCE_EXHAUSTED only. An append or a create keeps its idempotency key
+    on every attempt, so a retry never writes twice; a transition repeated after it was made
+    returns the handoff unchanged.
 
     Attributes:
         max_attempts: Attempts of one call in all, the first included (1 disables retries). For
@@ -260,8 +265,17 @@ def _trace_context() -> Dict[str, str]:
 
 
 def new_idempotency_key() -> str:
-    """A fresh idempotency key for an append."""
+    """A fresh idempotency key for an append or a create."""
     return uuid.uuid4().hex
+
+
+def keyed(req: M) -> M:
+    """``req`` with a fresh idempotency key unless the caller gave one; every retry of the call
+    sends that same key, so the server acts once."""
+    message: Any = req
+    if not message.idempotency_key:
+        message.idempotency_key = new_idempotency_key()
+    return req
 
 
 # --- building requests from keyword arguments ---------------------------------------------

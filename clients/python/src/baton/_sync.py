@@ -177,10 +177,11 @@ class Client:
         """Opens a new session owned by the calling agent (``CreateSession``).
 
         Fields: ``session_key`` (generated when empty), ``agent`` (required), ``metadata`` (dict),
-        ``ttl`` (timedelta or seconds). Not retried on UNAVAILABLE: a retry after a lost answer
-        would fail with ALREADY_EXISTS or open a second session.
+        ``ttl`` (timedelta or seconds), ``idempotency_key``. Without an ``idempotency_key`` the
+        call gets a fresh one, kept on every retry: a retry after a lost answer returns the
+        session the first attempt created instead of opening a second one.
         """
-        req = _core.build_request(context_pb2.CreateSessionRequest, request, fields)
+        req = _core.keyed(_core.build_request(context_pb2.CreateSessionRequest, request, fields))
         return cast(common_pb2.Session, self._unary("CreateSession", req, timeout))
 
     def get_session(
@@ -233,8 +234,7 @@ class Client:
         a fresh one, kept on every retry, so the batch is stored once however often it is sent.
         """
         req = _core.build_request(context_pb2.AppendEntriesRequest, request, fields)
-        if not req.idempotency_key:
-            req.idempotency_key = _core.new_idempotency_key()
+        _core.keyed(req)
         return cast(context_pb2.AppendEntriesResponse, self._unary("AppendEntries", req, timeout))
 
     def list_entries(
@@ -302,10 +302,11 @@ class Client:
 
         Fields: ``session_key`` (the source), ``at_seq`` (0: the source's newest),
         ``new_session_key`` (generated when empty), ``agent`` (owner of the fork, required). The
-        fork's ``forked_from`` names the source and seq; handoffs are not copied. Not retried on
-        UNAVAILABLE (a retry could create a second fork).
+        fork's ``forked_from`` names the source and seq; handoffs are not copied. Like
+        ``create_session``, it carries an ``idempotency_key`` (fresh unless given), so a retry
+        returns the first fork instead of making a second.
         """
-        req = _core.build_request(context_pb2.ForkSessionRequest, request, fields)
+        req = _core.keyed(_core.build_request(context_pb2.ForkSessionRequest, request, fields))
         return cast(common_pb2.Session, self._unary("ForkSession", req, timeout))
 
     def redact_entries(
@@ -343,9 +344,10 @@ class Client:
 
         Fields: ``session_key``, ``from_agent``, ``to_agent``, ``type`` (``"context_transfer"``,
         ``"full_handoff"``, ``"collaboration"``), ``instructions``, ``deadline`` (datetime),
-        ``max_tokens``. Not retried on UNAVAILABLE (a retry could create a second handoff).
+        ``max_tokens``, ``idempotency_key``. Without an ``idempotency_key`` the call gets a fresh
+        one, kept on every retry, so a retry returns the first handoff instead of a second.
         """
-        req = _core.build_request(handoff_pb2.RequestHandoffRequest, request, fields)
+        req = _core.keyed(_core.build_request(handoff_pb2.RequestHandoffRequest, request, fields))
         return cast(common_pb2.Handoff, self._unary("RequestHandoff", req, timeout))
 
     def get_handoff(

@@ -79,11 +79,14 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li><b>Errors</b> are one unchecked type, {@link BatonException}, with the canonical code
  *       name, the message, and the request's field violations.
- *   <li><b>Safe retries.</b> {@link #appendEntries} without an idempotency key gets a fresh one.
- *       Reads and appends are retried on {@code UNAVAILABLE} and {@code RESOURCE_EXHAUSTED}
+ *   <li><b>Safe retries.</b> {@link #appendEntries}, {@link #createSession}, {@link
+ *       #forkSession} and {@link #requestHandoff} without an idempotency key get a fresh one.
+ *       Reads, these calls and the handoff transitions (repeated on a handoff already there, they
+ *       return it unchanged) are retried on {@code UNAVAILABLE} and {@code RESOURCE_EXHAUSTED}
  *       (including a connection lost before the answer) with exponential backoff and jitter,
  *       waiting at least as long as the server's {@code google.rpc.RetryInfo} asks, always with
- *       the same idempotency key, so a retried append is stored once. Other writes are retried
+ *       the same idempotency key, so a retried append is stored once and a retried create
+ *       returns what the first attempt created. Other writes are retried
  *       only when the server refused them ({@code RESOURCE_EXHAUSTED}, or {@code UNAVAILABLE}
  *       with RetryInfo), since a lost answer may hide a write that happened. Other codes are
  *       thrown at once.
@@ -159,16 +162,21 @@ public final class BatonClient implements AutoCloseable {
   // --- ContextService ----------------------------------------------------------------------
 
   /**
-   * Opens a new session owned by the calling agent ({@code CreateSession}). Not retried after a
-   * lost answer: give the session a key and treat {@code ALREADY_EXISTS} as success if you retry
-   * it yourself.
+   * Opens a new session owned by the calling agent ({@code CreateSession}). A request without an
+   * idempotency key gets a fresh one, sent on every retry: a retry after a lost answer returns
+   * the session the first attempt created.
    *
-   * @param request the session key (generated when empty), the agent, metadata and TTL
-   * @return the new session
+   * @param request the session key (generated when empty), the agent, metadata, TTL and
+   *     optionally an idempotency key
+   * @return the new session (or, for a key used before, the session it created, as it is now)
    * @throws BatonException {@code ALREADY_EXISTS} for a taken key, {@code INVALID_ARGUMENT}, ...
    */
   public Session createSession(CreateSessionRequest request) {
-    return unary(ContextServiceGrpc.getCreateSessionMethod(), request, RetryPolicy.Safety.UNSAFE);
+    CreateSessionRequest keyed = request;
+    if (request.getIdempotencyKey().isEmpty()) {
+      keyed = request.toBuilder().setIdempotencyKey(newIdempotencyKey()).build();
+    }
+    return unary(ContextServiceGrpc.getCreateSessionMethod(), keyed, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -316,15 +324,20 @@ public final class BatonClient implements AutoCloseable {
   /**
    * Starts a new session whose entries 1..{@code at_seq} are copies of another session's
    * ({@code ForkSession}); its {@code forked_from} names the source and seq. Handoffs are not
-   * copied. Not retried after a lost answer: a retry could fork twice.
+   * copied. Like {@link #createSession} it carries an idempotency key (fresh unless given), so a
+   * retry returns the first fork instead of making a second.
    *
    * @param request the source session, {@code at_seq} (0: its newest), the new key (generated
-   *     when empty) and the agent that owns the fork
+   *     when empty), the agent that owns the fork and optionally an idempotency key
    * @return the new session
    * @throws BatonException {@code NOT_FOUND}, {@code INVALID_ARGUMENT}, {@code ALREADY_EXISTS}
    */
   public Session forkSession(ForkSessionRequest request) {
-    return unary(ContextServiceGrpc.getForkSessionMethod(), request, RetryPolicy.Safety.UNSAFE);
+    ForkSessionRequest keyed = request;
+    if (request.getIdempotencyKey().isEmpty()) {
+      keyed = request.toBuilder().setIdempotencyKey(newIdempotencyKey()).build();
+    }
+    return unary(ContextServiceGrpc.getForkSessionMethod(), keyed, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -362,15 +375,21 @@ public final class BatonClient implements AutoCloseable {
 
   /**
    * Asks another agent to take over or join the work on a session ({@code RequestHandoff}). The
-   * handoff snapshots the session up to its current last entry.
+   * handoff snapshots the session up to its current last entry. It carries an idempotency key
+   * (fresh unless given), so a retry returns the first handoff instead of requesting a second.
    *
    * @param request the session, the two agents, the type, instructions, deadline, token budget
+   *     and optionally an idempotency key
    * @return the pending handoff
    * @throws BatonException {@code NOT_FOUND}, {@code INVALID_ARGUMENT}, {@code
    *     FAILED_PRECONDITION}
    */
   public Handoff requestHandoff(RequestHandoffRequest request) {
-    return unary(HandoffServiceGrpc.getRequestHandoffMethod(), request, RetryPolicy.Safety.UNSAFE);
+    RequestHandoffRequest keyed = request;
+    if (request.getIdempotencyKey().isEmpty()) {
+      keyed = request.toBuilder().setIdempotencyKey(newIdempotencyKey()).build();
+    }
+    return unary(HandoffServiceGrpc.getRequestHandoffMethod(), keyed, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -396,7 +415,8 @@ public final class BatonClient implements AutoCloseable {
 
   /**
    * The target agent takes a pending handoff ({@code AcceptHandoff}); accepting a full handoff
-   * makes it the session's owner.
+   * makes it the session's owner. Repeated on a handoff it already accepted, it returns it
+   * unchanged, so it is retried after a lost answer like the other transitions.
    *
    * @param request the handoff id and the accepting agent
    * @return the accepted handoff
@@ -404,7 +424,7 @@ public final class BatonClient implements AutoCloseable {
    *     PERMISSION_DENIED} when the agent is not the target
    */
   public Handoff acceptHandoff(AcceptHandoffRequest request) {
-    return unary(HandoffServiceGrpc.getAcceptHandoffMethod(), request, RetryPolicy.Safety.UNSAFE);
+    return unary(HandoffServiceGrpc.getAcceptHandoffMethod(), request, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -415,7 +435,7 @@ public final class BatonClient implements AutoCloseable {
    * @throws BatonException {@code FAILED_PRECONDITION}, {@code PERMISSION_DENIED}
    */
   public Handoff rejectHandoff(RejectHandoffRequest request) {
-    return unary(HandoffServiceGrpc.getRejectHandoffMethod(), request, RetryPolicy.Safety.UNSAFE);
+    return unary(HandoffServiceGrpc.getRejectHandoffMethod(), request, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -426,8 +446,7 @@ public final class BatonClient implements AutoCloseable {
    * @throws BatonException {@code FAILED_PRECONDITION}, {@code PERMISSION_DENIED}
    */
   public Handoff completeHandoff(CompleteHandoffRequest request) {
-    return unary(
-        HandoffServiceGrpc.getCompleteHandoffMethod(), request, RetryPolicy.Safety.UNSAFE);
+    return unary(HandoffServiceGrpc.getCompleteHandoffMethod(), request, RetryPolicy.Safety.SAFE);
   }
 
   /**
@@ -438,7 +457,7 @@ public final class BatonClient implements AutoCloseable {
    * @throws BatonException {@code FAILED_PRECONDITION}, {@code PERMISSION_DENIED}
    */
   public Handoff cancelHandoff(CancelHandoffRequest request) {
-    return unary(HandoffServiceGrpc.getCancelHandoffMethod(), request, RetryPolicy.Safety.UNSAFE);
+    return unary(HandoffServiceGrpc.getCancelHandoffMethod(), request, RetryPolicy.Safety.SAFE);
   }
 
   /**

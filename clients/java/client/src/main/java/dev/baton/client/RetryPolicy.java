@@ -15,7 +15,10 @@ import java.util.function.DoubleSupplier;
 final class RetryPolicy {
   /** Whether a call may run twice without harm. */
   enum Safety {
-    /** Reads, streams, and appends carrying an idempotency key: a retry never writes twice. */
+    /**
+     * Reads, streams, appends and creates carrying an idempotency key, and handoff transitions
+     * (a repeat returns the handoff unchanged): a retry never writes twice.
+     */
     SAFE,
     /**
      * Other writes: retried only when the server refused them (RESOURCE_EXHAUSTED, or an

@@ -19,6 +19,7 @@ import dev.baton.v1.CompleteHandoffRequest;
 import dev.baton.v1.CreateSessionRequest;
 import dev.baton.v1.Entry;
 import dev.baton.v1.EntryKind;
+import dev.baton.v1.ForkSessionRequest;
 import dev.baton.v1.GetContextWindowRequest;
 import dev.baton.v1.GetContextWindowResponse;
 import dev.baton.v1.GetHandoffRequest;
@@ -355,6 +356,58 @@ class ClientTest {
     ListEntriesResponse stored = client.listEntries(ListEntriesRequest.newBuilder().setSessionKey(s.getSessionKey()).build());
     assertEquals(List.of(1L, 2L), stored.getEntriesList().stream().map(Entry::getSeq).toList(), "stored once");
     assertEquals(stored.getEntries(0).getIdempotencyKey(), stored.getEntries(1).getIdempotencyKey());
+  }
+
+  @Test
+  void createsAndTransitionsRetriedAfterDroppedAnswersHappenOnce() {
+    String tenant = unique("java-idem");
+    try (DropProxy proxy = new DropProxy(batond.grpcPort());
+        BatonClient direct = BatonClient.builder().target(batond.target()).tenant(tenant).build();
+        BatonClient viaProxy =
+            BatonClient.builder().target(proxy.target()).tenant(tenant).backoff(Duration.ofMillis(50), Duration.ofMillis(200)).build()) {
+      // Open the connection first, so each armed drop hits the answer of the call after it.
+      viaProxy.listSessions(ListSessionsRequest.getDefaultInstance());
+      Batond.sleep(200);
+
+      proxy.armDrop();
+      Session s = viaProxy.createSession(CreateSessionRequest.newBuilder().setAgent("planner").build());
+      assertEquals(1, proxy.drops(), "the create's first answer was dropped");
+      direct.appendEntries(append(s.getSessionKey(), "planner", "context"));
+
+      Batond.sleep(200);
+      proxy.armDrop();
+      Session fork = viaProxy.forkSession(ForkSessionRequest.newBuilder().setSessionKey(s.getSessionKey()).setAgent("reviewer").build());
+      assertEquals(2, proxy.drops(), "the fork's first answer was dropped");
+      assertEquals(1, fork.getLastSeq());
+
+      Batond.sleep(200);
+      proxy.armDrop();
+      Handoff h =
+          viaProxy.requestHandoff(
+              RequestHandoffRequest.newBuilder()
+                  .setSessionKey(s.getSessionKey())
+                  .setFromAgent("planner")
+                  .setToAgent("reviewer")
+                  .setType(HandoffType.HANDOFF_TYPE_CONTEXT_TRANSFER)
+                  .build());
+      assertEquals(3, proxy.drops(), "the request's first answer was dropped");
+
+      Batond.sleep(200);
+      proxy.armDrop();
+      Handoff accepted =
+          viaProxy.acceptHandoff(AcceptHandoffRequest.newBuilder().setHandoffId(h.getHandoffId()).setAgent("reviewer").build());
+      assertEquals(4, proxy.drops(), "the accept's first answer was dropped");
+      assertEquals(HandoffStatus.HANDOFF_STATUS_ACCEPTED, accepted.getStatus());
+
+      List<String> sessions =
+          direct.listSessions(ListSessionsRequest.getDefaultInstance()).getSessionsList().stream()
+              .map(Session::getSessionKey)
+              .sorted()
+              .toList();
+      assertEquals(List.of(s.getSessionKey(), fork.getSessionKey()).stream().sorted().toList(), sessions, "one session, one fork");
+      List<Handoff> handoffs = direct.listHandoffs(ListHandoffsRequest.newBuilder().setSessionKey(s.getSessionKey()).build()).getHandoffsList();
+      assertEquals(List.of(h.getHandoffId()), handoffs.stream().map(Handoff::getHandoffId).toList(), "one handoff");
+    }
   }
 
   @Test

@@ -13,6 +13,7 @@ import dev.baton.client.BatonClient;
 import dev.baton.client.BatonException;
 import dev.baton.v1.AppendEntriesRequest;
 import dev.baton.v1.AppendEntriesResponse;
+import dev.baton.v1.CloseSessionRequest;
 import dev.baton.v1.ContextServiceGrpc;
 import dev.baton.v1.CreateSessionRequest;
 import dev.baton.v1.GetSessionRequest;
@@ -77,8 +78,17 @@ class RetryRulesTest {
 
     @Override
     public void createSession(CreateSessionRequest request, StreamObserver<Session> response) {
+      idempotencyKeys.add(request.getIdempotencyKey());
       if (!failNext(response)) {
         response.onNext(Session.newBuilder().setSessionKey("created").build());
+        response.onCompleted();
+      }
+    }
+
+    @Override
+    public void closeSession(CloseSessionRequest request, StreamObserver<Session> response) {
+      if (!failNext(response)) {
+        response.onNext(Session.newBuilder().setSessionKey("closed").build());
         response.onCompleted();
       }
     }
@@ -170,15 +180,27 @@ class RetryRulesTest {
   void writesWithoutAKeyAreNotRetriedAfterABareUnavailable() {
     script(error(Code.UNAVAILABLE, null));
     try (BatonClient c = client().build()) {
-      BatonException e = assertThrows(BatonException.class, () -> c.createSession(CreateSessionRequest.getDefaultInstance()));
+      BatonException e = assertThrows(BatonException.class, () -> c.closeSession(CloseSessionRequest.getDefaultInstance()));
       assertEquals("UNAVAILABLE", e.code());
       assertEquals(1, callTimes.size());
 
       // ... but they are when the server asked for a retry (it refused the call).
       script(error(Code.UNAVAILABLE, Duration.ofMillis(10)));
-      assertEquals("created", c.createSession(CreateSessionRequest.getDefaultInstance()).getSessionKey());
+      assertEquals("closed", c.closeSession(CloseSessionRequest.getDefaultInstance()).getSessionKey());
       assertEquals(3, callTimes.size());
     }
+  }
+
+  @Test
+  void createsCarryAKeyAndAreRetriedAfterABareUnavailable() {
+    script(error(Code.UNAVAILABLE, null));
+    try (BatonClient c = client().build()) {
+      assertEquals("created", c.createSession(CreateSessionRequest.getDefaultInstance()).getSessionKey());
+      assertEquals(2, callTimes.size());
+    }
+    assertEquals(2, idempotencyKeys.size());
+    assertFalse(idempotencyKeys.get(0).isEmpty());
+    assertEquals(1, idempotencyKeys.stream().distinct().count(), "one key for every attempt: " + idempotencyKeys);
   }
 
   @Test
