@@ -2,6 +2,8 @@
 //! encoded `FileDescriptorSet` (with source comments and custom options) that feeds server
 //! reflection and the MCP gateway's tool schemas.
 
+pub mod codec;
+
 /// `baton.v1`: sessions, context entries and handoffs.
 pub mod v1 {
     tonic::include_proto!("baton.v1");

@@ -152,7 +152,10 @@ impl<T: Paged + Send> Sink<T> {
     {
         let shutdown = self.shutdown.clone();
         let after = self.next - 1;
-        match for_each_page(&shutdown, after, fetch, self).await {
+        // Boxed: a follow stream's task is as large as the largest future it awaits, and it
+        // idles for hours between catch-ups; the paging loop's state (its page, the send in
+        // progress) is allocated only while it runs.
+        match Box::pin(for_each_page(&shutdown, after, fetch, self)).await {
             Ok(()) => Ok(()),
             Err(Halt::Stopped) => Err(Stop),
             Err(Halt::Shutdown) => {

@@ -1,0 +1,48 @@
+//! The codec the generated clients and servers use: tonic-prost's, with a smaller initial
+//! buffer. tonic gives every call an encode buffer of `buffer_size` up front and keeps it for
+//! the call's life, so a server holding 10,000 follow streams held 10,000 × 8 KiB (tonic's
+//! default) of mostly empty buffers. The buffer still grows to fit a large message.
+
+use std::marker::PhantomData;
+
+use prost::Message;
+use tonic::codec::{BufferSettings, Codec};
+use tonic_prost::{ProstDecoder, ProstEncoder};
+
+/// Bytes a call's encode and decode buffers start with.
+pub const BUFFER_SIZE: usize = 1024;
+/// Bytes encoded before a stream yields to the runtime (tonic's default).
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn settings() -> BufferSettings {
+    BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
+}
+
+/// `application/grpc+proto` via prost, with [`BUFFER_SIZE`] buffers.
+#[derive(Debug, Clone)]
+pub struct ProstCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for ProstCodec<T, U> {
+    fn default() -> Self {
+        ProstCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for ProstCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(settings())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::new(settings())
+    }
+}
