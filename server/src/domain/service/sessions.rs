@@ -61,7 +61,8 @@ impl Baton {
                 limit: page_size + 1,
             })
             .await?;
-        let (sessions, next) = split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, tenant, &scope, s.id));
+        let (sessions, next) =
+            split_page(sessions, page_size, |s| page::encode(PageKind::Sessions, tenant, &scope, s.id));
         Ok((sessions.into_iter().map(|s| self.effective(s)).collect(), next))
     }
 
