@@ -232,6 +232,7 @@ pub async fn serve(
 
     tasks.push(tokio::spawn(watch_health(Arc::clone(&store), health, draining.clone())));
     tasks.push(tokio::spawn(Arc::clone(&baton).run_sweeper(config.sweep_interval())));
+    tasks.extend(store.spawn_background(stop.clone()));
 
     let router = admin::router(Arc::clone(&store), metrics, draining.clone());
     let admin_stop = stop.clone().cancelled_owned();

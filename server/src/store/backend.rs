@@ -16,6 +16,10 @@ macro_rules! backend_store {
                 <$store>::pool_collectors(self)
             }
 
+            fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+                $crate::store::Background::spawn_background(self, stop)
+            }
+
             fn available(&self) -> bool {
                 self.sql.available()
             }

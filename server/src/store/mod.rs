@@ -39,6 +39,16 @@ mod rows;
 pub mod sql;
 pub mod sqlite;
 
+/// A backend's background work, behind [`Store::spawn_background`]: none unless it says so.
+pub(crate) trait Background {
+    fn spawn_background(&self, _stop: tokio_util::sync::CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        Vec::new()
+    }
+}
+
+/// The embedded store indexes in its append transaction (FTS5 triggers).
+impl Background for sqlite::SqliteStore {}
+
 /// Whose rows a PostgreSQL transaction may see (row-level security; SQLite ignores it): one
 /// tenant, the tenants of a coalesced append batch, or every tenant (the expiry sweeper only).
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +245,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's metrics (statement durations, pool usage), for the server's registry.
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
+
+    /// Starts the store's background work, which ends when `stop` is cancelled (PostgreSQL:
+    /// the search indexer, `postgres::indexer`; the embedded store has none).
+    fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) -> Vec<tokio::task::JoinHandle<()>>;
 
     /// Creates a session; `AlreadyExists` when the key is taken in the tenant.
     async fn create_session(&self, new: NewSession) -> Result<Session> {

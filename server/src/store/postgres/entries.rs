@@ -44,9 +44,14 @@ const WINDOW: &str = concat!(
      WHERE s.tenant = $1 AND s.session_key = $2"
 );
 
-/// Appends through the write coalescer (`append`).
+/// Appends through the write coalescer (`append`), then wakes the search indexer for the new
+/// rows.
 pub(super) async fn append(store: &PgStore, cmd: AppendCommand) -> Result<AppendOutcome> {
-    store.appender.append(cmd).await
+    let outcome = store.appender.append(cmd).await?;
+    if !outcome.replayed {
+        store.index_wake.notify_one();
+    }
+    Ok(outcome)
 }
 
 pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> {

@@ -18,14 +18,17 @@ const SESSION_HANDOFFS: &str =
 
 const COPY_ENTRIES: &str = "INSERT INTO entries (session_id, seq, kind, role, author, content_text, content_data, \
      media_type, metadata, token_count, idempotency_key, trace_id, created_at, redacted_at, redacted_by, \
-     redaction_reason, tenant) \
+     redaction_reason, tenant, search) \
      SELECT $2, seq, kind, role, author, content_text, content_data, media_type, metadata, token_count, \
-            idempotency_key, trace_id, created_at, redacted_at, redacted_by, redaction_reason, $4 \
+            idempotency_key, trace_id, created_at, redacted_at, redacted_by, redaction_reason, $4, search \
      FROM entries WHERE session_id = $1 AND seq <= $3";
 
 const STORED_SEQS: &str = "SELECT seq FROM entries WHERE session_id = $1 AND seq = ANY($2)";
 
+/// The erased entry's search vector goes back to NULL: the indexer derives it again from the
+/// erased text, and until then searches derive it from that text too.
 const REDACT: &str = "UPDATE entries SET content_text = '', content_data = NULL, metadata = '{}', token_count = 0, \
+     search = NULL, \
      redacted_at = $3, redacted_by = $4, redaction_reason = $5 \
      WHERE session_id = $1 AND seq = ANY($2) AND redacted_at IS NULL";
 

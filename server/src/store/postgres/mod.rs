@@ -34,6 +34,7 @@ binders!(sqlx::Postgres);
 mod entries;
 mod handoffs;
 mod inbox;
+mod indexer;
 mod keys;
 mod lifecycle;
 mod search;
@@ -54,6 +55,8 @@ pub struct PgStore {
     /// busy calls, and a stopped database breaks it at once (while the pool would quietly
     /// retry refused connections until its acquire timeout).
     probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
+    /// Wakes the search indexer (`indexer`) after appends commit.
+    index_wake: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -81,7 +84,7 @@ impl PgStore {
         drop(first);
         let sql = Sql::new("postgresql");
         let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
-        Ok(PgStore { pool, appender, sql, probe: Arc::default() })
+        Ok(PgStore { pool, appender, sql, probe: Arc::default(), index_wake: Arc::default() })
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this

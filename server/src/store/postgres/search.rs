@@ -3,6 +3,10 @@
 //! stop words; see `migrations/postgres/0006_search.sql`), ranked by `ts_rank_cd`, snippets by
 //! `ts_headline`. The parsed query (`domain::search`) is rendered to `to_tsquery` input by
 //! `tsquery`.
+//!
+//! The column is filled after the append by the background indexer (`indexer`, migration
+//! 0007); until then a row's vector is derived here from its text by the same function
+//! (`baton_search_vector`), so an entry is found as soon as its append has committed.
 
 use super::{PgStore, sessions};
 use crate::domain::search::{Phrase, Query, Syntax};
@@ -19,11 +23,12 @@ macro_rules! search_sql {
         concat!(
             "WITH q AS (SELECT to_tsquery('baton_english', $2) AS q, to_tsquery('baton_english', $5) AS shown), \
              hits AS ( \
-               SELECT e.session_id, e.seq, ts_rank_cd(e.search, q.q, 32)::float8 AS score \
-               FROM q, entries e JOIN sessions s ON s.id = e.session_id \
+               SELECT e.session_id, e.seq, ts_rank_cd(v.search, q.q, 32)::float8 AS score \
+               FROM q, entries e JOIN sessions s ON s.id = e.session_id, \
+                 LATERAL (SELECT COALESCE(e.search, baton_search_vector(e.content_text)) AS search) v \
                WHERE s.tenant = $1 ",
             $scope,
-            " AND numnode(q.q) > 0 AND e.search @@ q.q \
+            " AND numnode(q.q) > 0 AND v.search @@ q.q \
                ORDER BY score DESC, e.session_id, e.seq OFFSET $3 LIMIT $4 \
              ) \
              SELECT s.session_key, ",
