@@ -11,7 +11,7 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 
 use super::RedisCache;
-use super::keys::{BUS_PATTERN, BusMessage, handoff_key, meta_key, tail_key};
+use super::keys::{BUS_PATTERN, BusMessage, agent_channel, handoff_key, meta_key, session_channel, tail_key};
 use crate::domain::{Entry, Result as DomainResult};
 use crate::hub::{Hub, SessionMessage};
 use crate::wire;
@@ -84,7 +84,11 @@ impl RedisCache {
 
     /// Invalidates what failed updates may have left stale, once Redis answers: sessions
     /// through INVALIDATE with the version they reached (floors keep growing, so no repair
-    /// from an older snapshot can slip in), handoffs by deleting them.
+    /// from an older snapshot can slip in), handoffs by deleting them. A failed update also
+    /// published nothing, and the other replicas' subscriptions may never have dropped (on a
+    /// cluster, one node failing leaves the others serving), so each clean announces the
+    /// change late: a session's followers elsewhere read up to the seq it reached, and a
+    /// handoff's inbox watchers re-read their inboxes.
     async fn clean_dirty(&self) {
         let dirty: Vec<((String, String), (u64, i64))> = {
             let d = self.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -100,16 +104,25 @@ impl RedisCache {
         let calls = dirty.iter().map(|((tenant, key), (last_seq, upd))| async move {
             match key.strip_prefix("handoff/") {
                 Some(id) => {
-                    let del = self.pool.next_connected().del::<i64, _>(handoff_key(tenant, id));
-                    self.traced("DEL", "", del).await.map(drop)
+                    let client = self.pool.next_connected();
+                    self.traced("DEL", "", client.del::<i64, _>(handoff_key(tenant, id))).await?;
+                    let msg = BusMessage { tenant: tenant.clone(), resync: true, ..Default::default() };
+                    let publish = client.publish::<i64, _, _>(agent_channel(tenant, ""), self.bus_payload(msg));
+                    self.traced("PUBLISH", "", publish).await.map(drop)
                 }
                 None => {
+                    let msg = BusMessage {
+                        tenant: tenant.clone(),
+                        session_key: key.clone(),
+                        last_seq: *last_seq,
+                        ..Default::default()
+                    };
                     let args: Vec<Value> = vec![
                         last_seq.to_string().into(),
                         upd.to_string().into(),
                         self.ttl_secs().into(),
-                        "".into(),
-                        "".into(),
+                        session_channel(tenant, key).into(),
+                        Value::Bytes(self.bus_payload(msg)),
                     ];
                     let keys = vec![meta_key(tenant, key), tail_key(tenant, key)];
                     self.eval::<i64>(&self.scripts.invalidate, keys, args).await.map(drop)
@@ -142,8 +155,23 @@ impl RedisCache {
         if msg.replica == self.replica {
             return;
         }
-        let BusMessage { replica: _, tenant, session_key, last_seq, entries, agent, event, closed, purged, deleted } =
-            msg;
+        let BusMessage {
+            replica: _,
+            tenant,
+            session_key,
+            last_seq,
+            entries,
+            agent,
+            event,
+            closed,
+            purged,
+            deleted,
+            resync,
+        } = msg;
+        if resync {
+            hub.resync_all();
+            return;
+        }
         if let Some(event) = event {
             match wire::event_from_pb(event, &tenant, &agent) {
                 Ok(e) => hub.publish_agent(&tenant, e),

@@ -52,7 +52,17 @@ pub(super) struct BusMessage {
     /// The session was deleted: its followers end with NOT_FOUND.
     #[prost(bool, tag = "10")]
     pub(super) deleted: bool,
+    /// Changes may have gone unannounced (a failed update could not publish): the receiver's
+    /// followers and inbox watchers read the store.
+    #[prost(bool, tag = "11")]
+    pub(super) resync: bool,
 }
+
+// A session's keys share the hash tag `{tenant/key}`, so on a Redis Cluster both live in one
+// slot and each script, which touches them together, runs on one node (cross-slot scripts fail
+// with CROSSSLOT). A handoff is one key. Channels are not keys: the bus publishes on classic
+// channels, which a cluster forwards to every node, so one pattern subscription on any node
+// hears them all.
 
 pub(super) fn meta_key(tenant: &str, key: &str) -> String {
     format!("baton:{{{tenant}/{key}}}:meta")

@@ -98,6 +98,28 @@ fn weight(c: &CachedSession) -> u32 {
     u32::try_from(bytes + 512).unwrap_or(u32::MAX)
 }
 
+/// `redis-cluster://h1:p1,h2:p2,…` (the form the README documents) in the form fred parses,
+/// `redis-cluster://h1:p1?node=h2:p2&node=…`; any other URL as it is.
+fn cluster_nodes_as_query(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    if !scheme.ends_with("-cluster") {
+        return url.to_owned();
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, hosts) = authority.rsplit_once('@').map_or(("", authority), |(u, h)| (u, h));
+    let mut nodes = hosts.split(',').filter(|h| !h.is_empty());
+    let Some(first) = nodes.next() else { return url.to_owned() };
+    let extra: Vec<String> = nodes.map(|n| format!("node={n}")).collect();
+    if extra.is_empty() {
+        return url.to_owned();
+    }
+    let at = if user.is_empty() { "" } else { "@" };
+    let (path, query) = tail.split_once('?').map_or((tail, ""), |(p, q)| (p, q));
+    let query = std::iter::once(query).filter(|q| !q.is_empty()).chain(extra.iter().map(String::as_str));
+    format!("{scheme}://{user}{at}{first}{path}?{}", query.collect::<Vec<_>>().join("&"))
+}
+
 /// Redis plus L1.
 pub struct RedisCache {
     pool: Pool,
@@ -153,7 +175,7 @@ impl RedisCache {
     /// Connects to Redis. Fails if the URL is malformed; an unreachable Redis is not an
     /// error (the cache starts degraded and connects in the background).
     pub async fn connect(config: CacheConfig) -> Result<Arc<RedisCache>, Error> {
-        let redis_config = Config::from_url(&config.redis_url)?;
+        let redis_config = Config::from_url(&cluster_nodes_as_query(&config.redis_url))?;
         let mut builder = Builder::from_config(redis_config);
         builder
             .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
@@ -229,7 +251,9 @@ impl RedisCache {
         let first = client.evalsha::<R, _, _, _>(script.sha1().clone(), keys.clone(), args.clone());
         let result = match self.traced("EVALSHA", lua.name, first).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let load = client.script_load::<String, _>(script.lua().cloned().unwrap_or_default());
+                // On a cluster the script goes to every primary: EVALSHA runs on whichever
+                // owns the keys' slot, and SCRIPT LOAD alone would reach only one of them.
+                let load = client.script_load_cluster::<String, _>(script.lua().cloned().unwrap_or_default());
                 self.traced("SCRIPT LOAD", lua.name, load).await?;
                 self.traced("EVALSHA", lua.name, client.evalsha(script.sha1().clone(), keys, args)).await
             }
@@ -657,5 +681,19 @@ impl crate::domain::cache::Cache for RedisCache {
     }
     async fn forget(&self, tenant: &str, key: &str, handoff_ids: &[String], deleted: bool, events: &[HandoffEvent]) {
         RedisCache::forget(self, tenant, key, handoff_ids, deleted, events).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes_as_query as q;
+
+    #[test]
+    fn cluster_node_lists_become_node_parameters() {
+        assert_eq!(q("redis-cluster://a:1,b:2,c:3"), "redis-cluster://a:1?node=b:2&node=c:3");
+        assert_eq!(q("rediss-cluster://u:p@a:1,b:2/0?x=y"), "rediss-cluster://u:p@a:1/0?x=y&node=b:2");
+        for same in ["redis-cluster://a:1", "redis://a:1", "redis-cluster://a:1?node=b:2", "redis-sentinel://a,b"] {
+            assert_eq!(q(same), same);
+        }
     }
 }

@@ -24,6 +24,7 @@ use tonic::{Request, Status};
 #[allow(unused_imports)]
 pub use baton_testkit::{Backend, postgres_url, redis_url};
 
+pub mod cluster;
 pub mod procs;
 
 /// Runs the test body once per backend: `backend_tests!(name1, name2, ...)` for `async fn
