@@ -19,7 +19,11 @@ use sqlx::Transaction;
 use super::rows::{StoredHandoff, inbox_owners};
 use super::sql::Sql;
 use super::{Change, Changed, Decide, NewHandoff, Sweep};
-use crate::domain::{Error, Handoff, HandoffEvent, HandoffEventType, Micros, Result, Session, rules};
+use crate::domain::summary::{Summarizer, SummaryState};
+use crate::domain::{Entry, Error, Handoff, HandoffEvent, HandoffEventType, Micros, Result, Session, rules};
+
+/// Entries read per statement when a session's summary state is rebuilt.
+const REBUILD_PAGE: u32 = 1000;
 
 /// A write transaction of a store with its statement meter; each store implements
 /// [`HandoffTx`] for its own.
@@ -54,12 +58,20 @@ pub(super) trait HandoffTx: Send + Sized {
     /// inbox of each of `inbox_owners(handoff)`, at that agent's next cursor; returns the
     /// cursors in that order.
     async fn write_events(&mut self, batch: &[(i64, HandoffEventType, &Handoff)]) -> Result<Vec<u64>>;
+    /// The (locked) session's summary state and the entries of its last messages, in seq
+    /// order; `None` when the store does not know the state.
+    async fn summary_state(&mut self, session: &Session) -> Result<Option<(SummaryState, Vec<Entry>)>>;
+    /// At most `limit` entries of the session after `after_seq`, in seq order.
+    async fn entries_after(&mut self, session: &Session, after_seq: u64, limit: u32) -> Result<Vec<Entry>>;
+    /// Writes the session's summary state; `None` forgets it (it is rebuilt when next needed).
+    async fn set_summary_state(&mut self, session_id: i64, state: Option<&SummaryState>) -> Result<()>;
     async fn commit(self) -> Result<()>;
 }
 
-/// Writes the handoff with `up_to_seq` = the session's last seq, under the session's lock (so
-/// that the snapshot is exact and the session cannot close in between), with a `created` event
-/// for both agents; or returns the handoff `idempotency_key` already made in the session.
+/// Writes the handoff with `up_to_seq` = the session's last seq (and, when it comes without
+/// one, the summary of the entries up to it), under the session's lock (so that the snapshot is exact and the session cannot
+/// close in between), with a `created` event for both agents; or returns the handoff
+/// `idempotency_key` already made in the session.
 pub(super) async fn create(mut tx: impl HandoffTx, new: NewHandoff, idempotency_key: Option<&str>) -> Result<Changed> {
     let mut h = new.handoff;
     let session = tx.lock_session(&h.tenant, &h.session_key).await?;
@@ -70,10 +82,35 @@ pub(super) async fn create(mut tx: impl HandoffTx, new: NewHandoff, idempotency_
     }
     rules::check_append(&session, None, h.created_at)?;
     h.up_to_seq = session.last_seq;
+    if h.summary.is_empty() {
+        h.summary = summarize(&mut tx, &session).await?;
+    }
     let pk = tx.insert_handoff(session.id, &h, idempotency_key).await?;
     let events = events(&mut tx, &[(pk, HandoffEventType::Created, &h)]).await?.pop().unwrap_or_default();
     tx.commit().await?;
     Ok(Changed { handoff: h, events, session: None, unchanged: false })
+}
+
+/// The summary of the locked session as of its last seq, from its summary state (the
+/// appends keep it), which is rebuilt from the entries first when the store does not know it.
+async fn summarize(tx: &mut impl HandoffTx, session: &Session) -> Result<String> {
+    if let Some((state, messages)) = tx.summary_state(session).await? {
+        return Ok(state.render(&messages));
+    }
+    let mut fold = Summarizer::default();
+    let mut after = 0;
+    loop {
+        let page = tx.entries_after(session, after, REBUILD_PAGE).await?;
+        for e in &page {
+            fold.add(e);
+            after = e.seq;
+        }
+        if page.len() < REBUILD_PAGE as usize {
+            break;
+        }
+    }
+    tx.set_summary_state(session.id, Some(fold.state())).await?;
+    Ok(fold.finish())
 }
 
 /// A handoff as stored, when a write found nothing to do (the transaction rolls back).

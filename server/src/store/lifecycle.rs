@@ -3,7 +3,8 @@
 //! appends and handoff changes, and nothing is ever half done) and writes its audit record in
 //! the same transaction. Each store gives the statements ([`LifecycleTx`], on top of the
 //! handoff flows' [`HandoffTx`]); the rules (legal hold, bounds, the summary guard) are
-//! `domain::rules`'.
+//! `domain::rules`'. A fork, redaction or compaction forgets the session's summary state (the
+//! next handoff rebuilds it from the entries; `store::handoffs`).
 
 use async_trait::async_trait;
 
@@ -118,6 +119,7 @@ pub(super) async fn fork(mut tx: impl LifecycleTx, new: NewFork, audit: Audit) -
     session.id = tx.insert_session_row(&session, new.idempotency_key.as_deref()).await?;
     if at >= session.first_seq {
         tx.copy_entries(source.id, &session, at).await?;
+        tx.set_summary_state(session.id, None).await?;
     }
     let mut audit = audit;
     audit.seqs = if at == 0 { String::new() } else { format!("{}-{at}", source.first_seq.min(at)) };
@@ -142,6 +144,7 @@ pub(super) async fn redact(
     let stored = tx.stored_seqs(session.id, seqs).await?;
     rules::check_redactable(&session, seqs, &stored)?;
     let entries = tx.redact(&session, seqs, &redaction).await?;
+    tx.set_summary_state(session.id, None).await?;
     tx.insert_audit(&audit).await?;
     tx.commit().await?;
     Ok((session, entries))
@@ -162,6 +165,7 @@ pub(super) async fn compact(
         return Ok((session, 0));
     };
     let removed = tx.remove_entries_before(session.id, compacted.first_seq).await?;
+    tx.set_summary_state(session.id, None).await?;
     tx.set_first_seq(&compacted).await?;
     let mut audit = audit;
     audit.seqs = format!("{}-{}", session.first_seq, compacted.first_seq - 1);

@@ -188,7 +188,9 @@ pub struct SearchQuery {
     pub limit: u32,
 }
 
-/// A handoff to create; the store snapshots `up_to_seq` and writes the `created` events.
+/// A handoff to create; the store snapshots `up_to_seq`, writes the `created` events and, when
+/// `summary` is empty, the summary of the session up to `up_to_seq` (rendered from the
+/// session's summary state, `domain::summary`).
 #[derive(Debug, Clone)]
 pub struct NewHandoff {
     pub handoff: Handoff,

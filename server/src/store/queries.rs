@@ -26,6 +26,28 @@ pub(super) const UPDATE_SESSION: &str = "UPDATE sessions SET metadata = $2, stat
 pub(super) const UPDATE_SESSION_SIDE: &str =
     "UPDATE sessions SET owner = $2, status = $3, updated_at = $4 WHERE id = $1";
 
+/// Entries of the session with internal id $1 after seq $2, at most $3, in seq order.
+pub(super) const ENTRIES_AFTER: &str =
+    concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3");
+
+/// Writes (or, with NULLs, forgets) the summary state of the session with internal id $1.
+pub(super) const SET_SUMMARY_STATE: &str = "UPDATE sessions SET summary_counts = $2, summary_names = $3 WHERE id = $1";
+
+/// The summary state of the session with internal id $1 (`rows::Cells::summary_state`), then
+/// the entries its last messages are (`entry_cols!`, NULL when there are none), in seq order;
+/// `$messages` selects the seqs from the state's counts.
+macro_rules! summary_state {
+    ($messages:literal) => {
+        concat!(
+            "SELECT s.summary_counts, s.summary_names, ",
+            entry_cols!(),
+            " FROM sessions s LEFT JOIN entries e ON e.session_id = s.id AND e.seq IN (",
+            $messages,
+            ") WHERE s.id = $1 ORDER BY e.seq"
+        )
+    };
+}
+
 pub(super) const GET_HANDOFF: &str =
     concat!("SELECT ", handoff_cols!(), " FROM handoffs h WHERE h.tenant = $1 AND h.handoff_id = $2");
 
@@ -112,9 +134,12 @@ macro_rules! binders {
             use sqlx::query::{Query, QueryScalar};
             use sqlx::types::Json;
 
+            use $crate::domain::summary::SummaryState;
             use $crate::domain::{Handoff, Result, SessionStatus};
             use $crate::store::NewSession;
-            use $crate::store::queries::{INBOX_AFTER, INSERT_HANDOFF, INSERT_SESSION, TAIL_START};
+            use $crate::store::queries::{
+                ENTRIES_AFTER, INBOX_AFTER, INSERT_HANDOFF, INSERT_SESSION, SET_SUMMARY_STATE, TAIL_START,
+            };
             use $crate::store::rows::{Moments, count_to_db, signed};
 
             type Args<'q> = <$db as sqlx::Database>::Arguments<'q>;
@@ -173,6 +198,26 @@ macro_rules! binders {
                     .bind(session_key)
                     .bind(signed(up_to_seq))
                     .bind(i64::from(budget))
+            }
+
+            /// Entries of a session after a seq, at most `limit`; rows have `entry_cols!`.
+            pub(in $crate::store) fn entries_after<'q>(
+                session_id: i64,
+                after_seq: u64,
+                limit: u32,
+            ) -> Query<'q, $db, Args<'q>> {
+                sqlx::query(ENTRIES_AFTER).bind(session_id).bind(signed(after_seq)).bind(i64::from(limit))
+            }
+
+            /// Writes (`None`: forgets) a session's summary state.
+            pub(in $crate::store) fn set_summary_state<'q>(
+                session_id: i64,
+                state: Option<&'q SummaryState>,
+            ) -> Query<'q, $db, Args<'q>> {
+                sqlx::query(SET_SUMMARY_STATE)
+                    .bind(session_id)
+                    .bind(state.map(|s| Json(&s.counts)))
+                    .bind(state.map(|s| Json(&s.names)))
             }
 
             /// An agent's inbox events after a cursor, at most `limit`; rows have `event_cols!`.

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Encode, Row, Type};
 
+use crate::domain::summary::{SummaryCounts, SummaryNames, SummaryState};
 use crate::domain::{
     Content, Entry, Error, Handoff, HandoffEvent, HandoffEventType, Metadata, Micros, NewEntry, Redaction, Result,
     Retention, SearchHit, Session, SessionRef,
@@ -38,6 +39,9 @@ pub(super) trait Cells {
     fn opt_time(&self, i: usize) -> Result<Option<Micros>>;
     fn metadata(&self, i: usize) -> Result<Metadata>;
     fn flag(&self, i: usize) -> Result<bool>;
+    /// A session's summary state from its two columns (counts at `i`, names at `i + 1`);
+    /// `None` when the store does not know it (NULL).
+    fn summary_state(&self, i: usize) -> Result<Option<SummaryState>>;
 
     /// A seq or cursor.
     fn seq(&self, i: usize) -> Result<u64> {
@@ -66,6 +70,8 @@ where
     Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     Json<Metadata>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Json<SummaryCounts>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Json<SummaryNames>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
 {
     fn int(&self, i: usize) -> Result<i64> {
         Ok(self.try_get(i)?)
@@ -100,6 +106,11 @@ where
     }
     fn metadata(&self, i: usize) -> Result<Metadata> {
         Ok(self.try_get::<Json<Metadata>, _>(i)?.0)
+    }
+    fn summary_state(&self, i: usize) -> Result<Option<SummaryState>> {
+        let counts: Option<Json<SummaryCounts>> = self.try_get(i)?;
+        let names: Option<Json<SummaryNames>> = self.try_get(i + 1)?;
+        Ok(counts.zip(names).map(|(counts, names)| SummaryState { counts: counts.0, names: names.0 }))
     }
 }
 
@@ -157,6 +168,18 @@ pub(super) fn entry_at(r: &impl Cells, at: usize, session_key: &str) -> Result<E
             None => None,
         },
     })
+}
+
+/// A session's summary state and its last messages from the rows of `queries::summary_state!`.
+pub(super) fn summary_state_at(rows: &[impl Cells], session_key: &str) -> Result<Option<(SummaryState, Vec<Entry>)>> {
+    let Some(state) = rows.first().map(|r| r.summary_state(0)).transpose()?.flatten() else { return Ok(None) };
+    let mut messages = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.opt_int(2)?.is_some() {
+            messages.push(entry_at(r, 2, session_key)?);
+        }
+    }
+    Ok(Some((state, messages)))
 }
 
 /// A search hit: the session key, `entry_cols!`, the score and the snippet.

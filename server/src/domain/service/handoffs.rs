@@ -1,14 +1,11 @@
-//! Handoffs: requests (with an extractive summary of the session), reads, state changes.
+//! Handoffs: requests (with an extractive summary of the session, which the store renders
+//! under the session's lock from the state its appends keep: `domain::summary`), reads, state
+//! changes.
 
-use std::future::Future;
-
-use super::paging::{Consume, Halt, Stop, for_each_page};
-use super::streams::entry_pages;
 use super::{Baton, split_page};
 use crate::domain::commands::{ChangeHandoff, ListHandoffs, RequestHandoff};
 use crate::domain::page::{self, PageKind};
-use crate::domain::summary::Summarizer;
-use crate::domain::{Entry, Error, Handoff, HandoffStatus, Result, rules};
+use crate::domain::{Error, Handoff, HandoffStatus, Result, rules};
 use crate::store::{Changed, HandoffQuery, NewHandoff};
 
 impl Baton {
@@ -25,8 +22,8 @@ impl Baton {
         } = cmd;
         let now = self.now();
         // A repeat is answered before anything else is checked (the session may have closed
-        // since) and before the summary is read; the store checks again under the session's
-        // lock, for a repeat that races the first call.
+        // since); the store checks again under the session's lock, for a repeat that races the
+        // first call.
         if let Some(key) = &idempotency_key
             && let Some(made) = self.store.handoff_by_idempotency_key(tenant, &session_key, key).await?
         {
@@ -38,9 +35,8 @@ impl Baton {
         if deadline.is_some_and(|d| d <= now) {
             return Err(Error::invalid("deadline", "must be in the future"));
         }
-        let session = self.store.get_session(tenant, &session_key).await?;
-        rules::check_append(&session, None, now)?;
-        let summary = self.summarize(tenant, &session_key, session.last_seq).await?;
+        // The store checks that the session is open and fills in up_to_seq and (asked by the
+        // empty one here) the summary, under the session's lock.
         let handoff = Handoff {
             handoff_id: uuid::Uuid::now_v7().to_string(),
             tenant: tenant.to_owned(),
@@ -50,8 +46,8 @@ impl Baton {
             kind,
             status: HandoffStatus::Pending,
             instructions,
-            summary,
-            up_to_seq: session.last_seq,
+            summary: String::new(),
+            up_to_seq: 0,
             max_tokens,
             reason: String::new(),
             created_at: now,
@@ -60,19 +56,6 @@ impl Baton {
         };
         let changed = self.store.create_handoff_once(NewHandoff { handoff }, idempotency_key.as_deref()).await?;
         Ok(self.publish_change(tenant, changed).await)
-    }
-
-    /// An extractive summary of entries 1..=up_to_seq, folded page by page.
-    async fn summarize(&self, tenant: &str, session_key: &str, up_to_seq: u64) -> Result<String> {
-        let mut summarizer = Fold(Summarizer::default());
-        let pages = entry_pages(&self.store, tenant, session_key, Some(up_to_seq + 1));
-        match for_each_page(&self.shutdown, 0, pages, &mut summarizer).await {
-            Ok(()) => Ok(summarizer.0.finish()),
-            Err(Halt::Failed(e)) => Err(e),
-            Err(Halt::Shutdown | Halt::Stopped) => {
-                Err(Error::Unavailable("server shutting down; retry on another replica".into()))
-            }
-        }
     }
 
     pub async fn get_handoff(&self, tenant: &str, handoff_id: &str) -> Result<Handoff> {
@@ -131,15 +114,5 @@ impl Baton {
             self.hub.publish_agent(tenant, event);
         }
         handoff
-    }
-}
-
-/// Folds entries into a summary as the paging loop reads them.
-struct Fold(Summarizer);
-
-impl Consume<Entry> for Fold {
-    fn consume(&mut self, e: Entry) -> impl Future<Output = Result<(), Stop>> + Send {
-        self.0.add(&e);
-        std::future::ready(Ok(()))
     }
 }

@@ -22,8 +22,11 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::ts;
+use crate::domain::summary::{SummaryCounts, SummaryNames, SummaryState};
 use crate::domain::{Entry, Error, Result, Session, rules};
-use crate::store::rows::{Cells, content_columns, entry_at, session_at, signed, stored_entry, token_counts};
+use crate::store::rows::{
+    Cells, SESSION_COLS, content_columns, entry_at, session_at, signed, stored_entry, token_counts,
+};
 use crate::store::sql::Sql;
 use crate::store::{AppendCommand, AppendOutcome, Scope};
 
@@ -36,6 +39,7 @@ const QUEUE: usize = 4096;
 const LOCK_SESSIONS: &str = concat!(
     "SELECT ",
     session_cols!("s."),
+    ", s.summary_counts, s.summary_names",
     " FROM sessions s JOIN UNNEST($1::text[], $2::text[]) AS k(tenant, session_key) \
        ON s.tenant = k.tenant AND s.session_key = k.session_key \
      ORDER BY s.id FOR UPDATE OF s"
@@ -65,10 +69,11 @@ const WRITE_BATCH: &str = "WITH written AS ( \
                             $26::text[]) \
      ) \
      UPDATE sessions s SET last_seq = u.last_seq, last_summary_seq = u.last_summary_seq, \
-            last_activity_at = u.last_activity_at, status = u.status, updated_at = u.updated_at \
+            last_activity_at = u.last_activity_at, status = u.status, updated_at = u.updated_at, \
+            summary_counts = u.summary_counts, summary_names = COALESCE(u.summary_names, s.summary_names) \
      FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::timestamptz[], $23::text[], \
-                 $24::timestamptz[]) \
-          AS u(id, last_seq, last_summary_seq, last_activity_at, status, updated_at) \
+                 $24::timestamptz[], $27::jsonb[], $28::jsonb[]) \
+          AS u(id, last_seq, last_summary_seq, last_activity_at, status, updated_at, summary_counts, summary_names) \
      WHERE s.id = u.id";
 
 struct Pending {
@@ -204,8 +209,11 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
     let lock = sqlx::query(LOCK_SESSIONS).bind(&tenants).bind(&keys).fetch_all(&mut *tx);
     let locked = sql.run("SELECT", "sessions", lock).await?;
     let mut sessions: HashMap<(String, String), Session> = HashMap::with_capacity(locked.len());
+    // Each session's summary state (`None`: unknown, stays so), and whether its names changed.
+    let mut summaries: HashMap<i64, (Option<SummaryState>, bool)> = HashMap::with_capacity(locked.len());
     for row in &locked {
         let s = session_at(row, 0)?;
+        summaries.insert(s.id, (row.summary_state(SESSION_COLS)?, false));
         sessions.insert((s.tenant.clone(), s.session_key.clone()), s);
     }
 
@@ -296,6 +304,11 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             rows.keyed_tenants.push(&cmd.tenant);
             written.insert((session.id, key), results.len());
         }
+        if let Some((Some(state), renamed)) = summaries.get_mut(&session.id) {
+            for e in &entries {
+                *renamed |= state.add(e);
+            }
+        }
         if !touched.contains(&session.id) {
             touched.push(session.id);
         }
@@ -311,6 +324,13 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
         let activity = finals.iter().map(|s| ts(s.last_activity_at)).collect::<Result<Vec<_>>>()?;
         let statuses: Vec<&str> = finals.iter().map(|s| s.status.as_str()).collect();
         let updated = finals.iter().map(|s| ts(s.updated_at)).collect::<Result<Vec<_>>>()?;
+        let states: Vec<Option<&(Option<SummaryState>, bool)>> = ids.iter().map(|id| summaries.get(id)).collect();
+        let counts: Vec<Option<Json<&SummaryCounts>>> =
+            states.iter().map(|s| s.and_then(|(state, _)| state.as_ref()).map(|s| Json(&s.counts))).collect();
+        let names: Vec<Option<Json<&SummaryNames>>> = states
+            .iter()
+            .map(|s| s.and_then(|(state, renamed)| state.as_ref().filter(|_| *renamed)).map(|s| Json(&s.names)))
+            .collect();
         let write_batch = sqlx::query(WRITE_BATCH)
             .bind(&rows.session_ids)
             .bind(&rows.seqs)
@@ -338,6 +358,8 @@ async fn write(pool: &PgPool, sql: &Sql, cmds: &[AppendCommand]) -> Result<Vec<R
             .bind(&updated)
             .bind(&rows.tenants)
             .bind(&rows.keyed_tenants)
+            .bind(&counts)
+            .bind(&names)
             .execute(&mut *tx);
         sql.run("INSERT", "entries", write_batch).await?;
     }

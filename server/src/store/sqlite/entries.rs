@@ -4,8 +4,10 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, bound, sessions};
-use crate::domain::{Entry, Result, rules};
-use crate::store::rows::{content_columns, entry_at, signed, stored_entry, token_counts, unsigned};
+use crate::domain::{Entry, Error, Result, rules};
+use crate::store::rows::{
+    Cells, SESSION_COLS, content_columns, entry_at, session_at, signed, stored_entry, token_counts, unsigned,
+};
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, WindowSlice};
 
 const SEEN_APPEND: &str = "SELECT first_seq, last_seq FROM appends WHERE session_id = ? AND idempotency_key = ?";
@@ -20,9 +22,16 @@ const INSERT_ENTRY: &str = "INSERT INTO entries (session_id, seq, kind, role, au
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_APPEND: &str =
     "INSERT INTO appends (session_id, idempotency_key, first_seq, last_seq, created_at) VALUES (?, ?, ?, ?, ?)";
-/// The session's position after an append (`rules::append_to`).
+/// The session with its summary state, as an append starts.
+const APPENDING_TO: &str = concat!(
+    "SELECT ",
+    session_cols!("s."),
+    ", s.summary_counts, s.summary_names FROM sessions s WHERE s.tenant = ? AND s.session_key = ?"
+);
+/// The session's position after an append (`rules::append_to`) and its summary state (the
+/// names only when they changed).
 const ADVANCE_SESSION: &str = "UPDATE sessions SET last_seq = ?, last_summary_seq = ?, last_activity_at = ?, \
-     status = ?, updated_at = ? WHERE id = ?";
+     status = ?, updated_at = ?, summary_counts = ?, summary_names = COALESCE(?, summary_names) WHERE id = ?";
 
 const SUMMARY: &str = concat!("SELECT ", entry_cols!(), " FROM entries e WHERE e.session_id = ? AND e.seq = ?");
 const WINDOW: &str = concat!(
@@ -35,7 +44,13 @@ const WINDOW: &str = concat!(
 
 pub(super) async fn append(store: &SqliteStore, cmd: AppendCommand) -> Result<AppendOutcome> {
     let mut tx = store.begin_write().await?;
-    let mut session = sessions::fetch(&store.sql, &mut *tx, &cmd.tenant, &cmd.session_key).await?;
+    let read = sqlx::query(APPENDING_TO).bind(&cmd.tenant).bind(&cmd.session_key).fetch_optional(&mut *tx);
+    let row =
+        store.sql.run("SELECT", "sessions", read).await?.ok_or_else(|| Error::session_not_found(&cmd.session_key))?;
+    let mut session = session_at(&row, 0)?;
+    // `None`: the store does not know it (it stays so until a handoff rebuilds it).
+    let mut summary = row.summary_state(SESSION_COLS)?;
+    let mut renamed = false;
     let key = cmd.idempotency_key.as_deref().filter(|k| !k.is_empty()).unwrap_or_default();
 
     if !key.is_empty() {
@@ -72,7 +87,11 @@ pub(super) async fn append(store: &SqliteStore, cmd: AppendCommand) -> Result<Ap
             .bind(cmd.now.0)
             .execute(&mut *tx);
         store.sql.run("INSERT", "entries", insert).await?;
-        entries.push(stored_entry(new, &session.session_key, seq, key, &cmd.trace_id, cmd.now));
+        let entry = stored_entry(new, &session.session_key, seq, key, &cmd.trace_id, cmd.now);
+        if let Some(state) = &mut summary {
+            renamed |= state.add(&entry);
+        }
+        entries.push(entry);
     }
 
     if !key.is_empty() {
@@ -92,6 +111,8 @@ pub(super) async fn append(store: &SqliteStore, cmd: AppendCommand) -> Result<Ap
         .bind(session.last_activity_at.0)
         .bind(session.status.as_str())
         .bind(session.updated_at.0)
+        .bind(summary.as_ref().map(|s| Json(&s.counts)))
+        .bind(summary.as_ref().filter(|_| renamed).map(|s| Json(&s.names)))
         .bind(session.id)
         .execute(&mut *tx);
     store.sql.run("UPDATE", "sessions", advance).await?;

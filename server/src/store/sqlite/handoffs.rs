@@ -6,15 +6,18 @@ use async_trait::async_trait;
 use sqlx::{Executor, Sqlite};
 
 use super::{SqliteStore, bound, sessions};
-use crate::domain::{Error, Handoff, HandoffEventType, Micros, Result, Session};
+use crate::domain::summary::SummaryState;
+use crate::domain::{Entry, Error, Handoff, HandoffEventType, Micros, Result, Session};
 use crate::store::error::unique_or;
 use crate::store::handoffs::{HandoffTx, Tx};
 use crate::store::queries::{self, GET_HANDOFF, HANDOFF_BY_IDEMPOTENCY_KEY, HANDOFF_BY_SESSION_AND_IDEMPOTENCY_KEY};
-use crate::store::rows::{StoredHandoff, handoff_at, inbox_owners, unsigned};
+use crate::store::rows::{StoredHandoff, entry_at, handoff_at, inbox_owners, summary_state_at, unsigned};
 use crate::store::sql::Sql;
 use crate::store::{HandoffPage, HandoffQuery};
 
 const DUE_HANDOFFS: &str = due_handoffs!();
+
+const SUMMARY_STATE: &str = summary_state!("SELECT value FROM json_each(s.summary_counts, '$.messages')");
 
 const UPDATE_HANDOFF: &str = "UPDATE handoffs SET status = ?, reason = ?, updated_at = ? WHERE id = ?";
 
@@ -133,6 +136,23 @@ impl HandoffTx for Tx<'_, Sqlite> {
             }
         }
         Ok(cursors)
+    }
+
+    async fn summary_state(&mut self, session: &Session) -> Result<Option<(SummaryState, Vec<Entry>)>> {
+        let read = sqlx::query(SUMMARY_STATE).bind(session.id).fetch_all(&mut *self.tx);
+        summary_state_at(&self.sql.run("SELECT", "sessions", read).await?, &session.session_key)
+    }
+
+    async fn entries_after(&mut self, session: &Session, after_seq: u64, limit: u32) -> Result<Vec<Entry>> {
+        let read = bound::entries_after(session.id, after_seq, limit).fetch_all(&mut *self.tx);
+        let rows = self.sql.run("SELECT", "entries", read).await?;
+        rows.iter().map(|r| entry_at(r, 0, &session.session_key)).collect()
+    }
+
+    async fn set_summary_state(&mut self, session_id: i64, state: Option<&SummaryState>) -> Result<()> {
+        let write = bound::set_summary_state(session_id, state).execute(&mut *self.tx);
+        self.sql.run("UPDATE", "sessions", write).await?;
+        Ok(())
     }
 
     async fn commit(self) -> Result<()> {
