@@ -60,16 +60,40 @@ impl Progress for NoProgress {
     async fn report(&self, _done: u32, _limit: u32) {}
 }
 
+/// How long a session's owner, looked up to fill in a missing author or `from_agent`, is
+/// reused without asking `batond` again (`--owner-cache-ms` changes it).
+pub const OWNER_CACHE_TTL: Duration = Duration::from_millis(1000);
+
 /// The transport-independent gateway: catalog plus backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gateway {
     catalog: Arc<Catalog>,
     backend: Backend,
+    /// Session owners by caller (tenant, credential) and session key: an `update_context` in
+    /// the old argument shape is one gRPC call, not GetSession then AppendEntries, while its
+    /// owner stays cached. Owner changes made through this gateway (accepting, completing or
+    /// cancelling a handoff) empty it; others show within the TTL.
+    owners: Option<moka::future::Cache<OwnerKey, String>>,
+}
+
+type OwnerKey = (Option<String>, Option<String>, String);
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("backend", &self.backend).finish_non_exhaustive()
+    }
 }
 
 impl Gateway {
     pub fn new(catalog: Arc<Catalog>, backend: Backend) -> Self {
-        Self { catalog, backend }
+        Self::with_owner_cache(catalog, backend, OWNER_CACHE_TTL)
+    }
+
+    /// A gateway that reuses a session's owner for `ttl` (zero: asks every time).
+    pub fn with_owner_cache(catalog: Arc<Catalog>, backend: Backend, ttl: Duration) -> Self {
+        let owners =
+            (!ttl.is_zero()).then(|| moka::future::Cache::builder().max_capacity(10_000).time_to_live(ttl).build());
+        Self { catalog, backend, owners }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -94,7 +118,11 @@ impl Gateway {
         };
         let request = self.request(&spec.method, args, ctx).await?;
         match (spec.shape, max_items) {
-            (CallShape::Unary, _) => Ok(to_json(&self.backend.unary(&spec.method, request, ctx).await?)),
+            (CallShape::Unary, _) => {
+                let response = self.backend.unary(&spec.method, request, ctx).await;
+                self.after_owner_change(&spec.method);
+                Ok(to_json(&response?))
+            }
             (CallShape::ServerStreaming, limit) => {
                 let key = spec.items_key.as_deref().unwrap_or("items");
                 self.collect(&spec.method, request, ctx, limit.unwrap_or(DEFAULT_MAX_ITEMS), key, progress).await
@@ -112,7 +140,20 @@ impl Gateway {
     ) -> Result<Json, CallError> {
         let method = self.method(method)?;
         let request = self.request(&method, args, ctx).await?;
-        Ok(to_json(&self.backend.unary(&method, request, ctx).await?))
+        let response = self.backend.unary(&method, request, ctx).await;
+        self.after_owner_change(&method);
+        Ok(to_json(&response?))
+    }
+
+    /// Forgets the cached owners after a call that can move a session's ownership (whatever
+    /// its outcome: a call that failed on the way back may still have moved it).
+    fn after_owner_change(&self, method: &MethodDescriptor) {
+        const MOVES_OWNER: [&str; 3] = ["AcceptHandoff", "CompleteHandoff", "CancelHandoff"];
+        if let Some(owners) = &self.owners
+            && MOVES_OWNER.contains(&method.name())
+        {
+            owners.invalidate_all();
+        }
     }
 
     /// The descriptor of the RPC `full_name`.
@@ -159,6 +200,17 @@ impl Gateway {
     }
 
     async fn owner(&self, session_key: &str, ctx: &CallContext) -> Result<String, CallError> {
+        let Some(owners) = &self.owners else { return self.fetch_owner(session_key, ctx).await };
+        let key = (ctx.tenant.clone(), ctx.authorization.clone(), session_key.to_owned());
+        if let Some(owner) = owners.get(&key).await {
+            return Ok(owner);
+        }
+        let owner = self.fetch_owner(session_key, ctx).await?;
+        owners.insert(key, owner.clone()).await;
+        Ok(owner)
+    }
+
+    async fn fetch_owner(&self, session_key: &str, ctx: &CallContext) -> Result<String, CallError> {
         let method = self.method(GET_SESSION)?;
         let mut request = DynamicMessage::new(method.input());
         request.set_field_by_name("session_key", prost_reflect::Value::String(session_key.to_owned()));

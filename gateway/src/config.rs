@@ -91,6 +91,11 @@ pub struct Config {
     /// How long connecting to batond may take, in milliseconds.
     #[arg(long, env = "BATON_CONNECT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout_ms: u64,
+    /// How long a session's owner (the default author of `update_context` and `from_agent` of
+    /// `request_handoff` in the old argument shape) is reused, in milliseconds; 0: looked up on
+    /// every call.
+    #[arg(long, env = "BATON_MCP_OWNER_CACHE_MS", default_value_t = 1_000)]
+    pub owner_cache_ms: u64,
     /// Log format on stderr (stdout carries the stdio protocol).
     #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -114,6 +119,7 @@ impl std::fmt::Debug for Config {
             .field("tls_server_name", &self.tls_server_name)
             .field("call_timeout_ms", &self.call_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("owner_cache_ms", &self.owner_cache_ms)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -175,6 +181,10 @@ impl Config {
 
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+
+    pub fn owner_cache(&self) -> Duration {
+        Duration::from_millis(self.owner_cache_ms)
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -45,13 +45,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         let tls = config.tls()?;
         let backend = Backend::connect_lazy(&config.endpoint, tls, config.connect_timeout(), config.call_timeout())?;
         tracing::info!(endpoint = %config.endpoint, transport = ?config.transport, "baton-mcp starting");
-        let handler = BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context());
+        let gateway = Gateway::with_owner_cache(catalog, backend, config.owner_cache());
+        let handler = BatonMcp::new(gateway, config.default_call_context());
         return serve(&config, handler, shutdown).await;
     };
     let embedded = Embedded::start(embedded).await?;
     let backend = Backend::with_connector(embedded.connector(), config.connect_timeout(), config.call_timeout());
     tracing::info!(transport = ?config.transport, "baton-mcp starting (embedded)");
-    let handler = BatonMcp::new(Gateway::new(catalog, backend), config.default_call_context());
+    let gateway = Gateway::with_owner_cache(catalog, backend, config.owner_cache());
+    let handler = BatonMcp::new(gateway, config.default_call_context());
     let result = serve(&config, handler, shutdown).await;
     embedded.shutdown().await;
     result
