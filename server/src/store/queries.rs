@@ -34,16 +34,17 @@ pub(super) const ENTRIES_AFTER: &str =
 pub(super) const SET_SUMMARY_STATE: &str = "UPDATE sessions SET summary_counts = $2, summary_names = $3 WHERE id = $1";
 
 /// The summary state of the session with internal id $1 (`rows::Cells::summary_state`), then
-/// the entries its last messages are (`entry_cols!`, NULL when there are none), in seq order;
-/// `$messages` selects the seqs from the state's counts.
+/// the entries its last messages are (`entry_cols!`, NULL when there are none), in seq order.
+/// `$seqs` matches `e.seq` against the state's message seqs, read by a subquery of its own
+/// (not correlated with `s`, so the entries are primary-key lookups, not a scan of the session).
 macro_rules! summary_state {
-    ($messages:literal) => {
+    ($seqs:literal) => {
         concat!(
             "SELECT s.summary_counts, s.summary_names, ",
             entry_cols!(),
-            " FROM sessions s LEFT JOIN entries e ON e.session_id = s.id AND e.seq IN (",
-            $messages,
-            ") WHERE s.id = $1 ORDER BY e.seq"
+            " FROM sessions s LEFT JOIN entries e ON e.session_id = s.id AND e.seq ",
+            $seqs,
+            " WHERE s.id = $1 ORDER BY e.seq"
         )
     };
 }

@@ -19,7 +19,10 @@ const LOCK_HANDOFF: &str =
 /// Due handoffs, locked; those another sweeper holds are skipped.
 const LOCK_DUE_HANDOFFS: &str = concat!(due_handoffs!(), " FOR UPDATE SKIP LOCKED");
 
-const SUMMARY_STATE: &str = summary_state!("SELECT jsonb_array_elements_text(s.summary_counts -> 'messages')::bigint");
+const SUMMARY_STATE: &str = summary_state!(
+    "= ANY((SELECT ARRAY(SELECT jsonb_array_elements_text(summary_counts -> 'messages')::bigint) \
+     FROM sessions WHERE id = $1)::bigint[])"
+);
 
 /// Applies a batch of decided changes (one for a state change, many for the sweeper).
 const UPDATE_HANDOFFS: &str = "UPDATE handoffs h SET status = u.status, reason = u.reason, updated_at = u.updated_at \
