@@ -49,6 +49,9 @@ pub struct SqliteStore {
     /// Read-only connections.
     read: SqlitePool,
     sql: Sql,
+    /// The health probe's own read-only connection, outside the pools: a probe never waits
+    /// behind a burst of reads (which would read as an outage and open the breaker).
+    probe: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
 }
 
 impl SqliteStore {
@@ -91,7 +94,7 @@ impl SqliteStore {
         })?;
         // Opened after the migration so the file and its WAL exist.
         let read = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { write, read, sql: Sql::new("sqlite") })
+        Ok(SqliteStore { write, read, sql: Sql::new("sqlite"), probe: Default::default() })
     }
 
     /// The database file of the embedded store in `data_dir`.
@@ -123,6 +126,10 @@ impl SqliteStore {
 
     /// Closes both pools; the last connection to close checkpoints the WAL into the file.
     pub async fn close(&self) {
+        use sqlx::Connection as _;
+        if let Some(probe) = self.probe.lock().await.take() {
+            let _ = probe.close().await;
+        }
         self.read.close().await;
         self.write.close().await;
     }
@@ -156,10 +163,21 @@ impl Moments for Sqlite {
 }
 
 impl SqliteStore {
-    /// Succeeds when the database answers a trivial query.
+    /// Succeeds when the database answers a trivial query on the probe's own connection.
     async fn ping_database(&self) -> Result<()> {
-        self.sql.probe(sqlx::query("SELECT 1").execute(&self.read)).await?;
-        Ok(())
+        use sqlx::Connection as _;
+        let probe = async {
+            // Taken out while in use: a probe cut short by its timeout leaves nothing half-used.
+            let taken = self.probe.lock().await.take();
+            let mut conn = match taken {
+                Some(conn) => conn,
+                None => sqlx::SqliteConnection::connect_with(&self.read.connect_options()).await?,
+            };
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            *self.probe.lock().await = Some(conn);
+            Ok(())
+        };
+        Ok(self.sql.probe(probe).await?)
     }
 
     /// Statement durations and pool usage.
