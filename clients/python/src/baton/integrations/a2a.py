@@ -68,11 +68,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 from collections import OrderedDict
-from types import TracebackType
-from typing import Any, Awaitable, Callable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Awaitable, Callable, List, Optional, Tuple, TypeVar
 
 from a2a.server.cluster.task_store import ConcurrentTaskModificationError
 from a2a.server.context import ServerCallContext
@@ -83,6 +81,7 @@ from a2a.types.a2a_pb2 import ListTasksRequest, ListTasksResponse, Task, TaskSta
 from google.protobuf import json_format
 
 from baton import AsyncClient, BatonError
+from baton.integrations._owned import OwnsClient
 
 __all__ = ["BatonTaskStore", "TaskConflictError"]
 
@@ -133,7 +132,7 @@ class TaskConflictError(ConcurrentTaskModificationError):
         )
 
 
-class BatonTaskStore(TaskStore):
+class BatonTaskStore(OwnsClient, TaskStore):
     """The a2a-sdk ``TaskStore`` on Baton: tasks shared by every replica, kept across restarts.
 
     Args:
@@ -157,42 +156,13 @@ class BatonTaskStore(TaskStore):
     ) -> None:
         if client is not None and (target is not None or client_kwargs):
             raise TypeError("give either a client or target/client arguments, not both")
-        self._client = client
-        self._owns_client = client is None
-        self._target = target or os.environ.get("BATON_TARGET", "localhost:50051")
-        self._client_kwargs = client_kwargs
+        self._hold_client(client, target, client_kwargs)
         self.owner_resolver = owner_resolver
         # id(task) -> (task, session key, version): the Task objects this store handed out or
         # stored, held so that their ids stay theirs (protobuf messages take no weak references).
         self._tracked: OrderedDict[int, Tuple[Task, str, int]] = OrderedDict()
         # session key -> the newest version this store read or wrote.
         self._versions: OrderedDict[str, int] = OrderedDict()
-
-    # --- client ---------------------------------------------------------------------------
-
-    @property
-    def client(self) -> AsyncClient:
-        """The Baton client (the store's own is made on first use)."""
-        if self._client is None:
-            self._client = AsyncClient(self._target, **self._client_kwargs)
-        return self._client
-
-    async def close(self) -> None:
-        """Closes the store's own client; a client given to the constructor is left open."""
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
-
-    async def __aenter__(self) -> BatonTaskStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     # --- TaskStore ------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ from google.protobuf import json_format
 from pydantic_core import to_jsonable_python
 
 from baton import AsyncClient, BatonError
+from baton.integrations._owned import OwnsClient
 from baton.v1 import common_pb2
 
 __all__ = ["BatonSessionService"]
@@ -197,7 +198,7 @@ class _Stored:
             self.last_update_time = event.timestamp
 
 
-class BatonSessionService(BaseSessionService):
+class BatonSessionService(OwnsClient, BaseSessionService):
     """A Google ADK session service that keeps sessions, events and state in Baton.
 
     Args:
@@ -223,34 +224,11 @@ class BatonSessionService(BaseSessionService):
             raise ValueError("BatonSessionService needs a client or a target")
         if client is not None and (target is not None or client_kwargs):
             raise ValueError("give either a client or a target with client options, not both")
-        self._client = client
-        self._owns_client = client is None
-        self._target = target
-        self._client_kwargs = client_kwargs
+        self._hold_client(client, target, client_kwargs)
         self._agent = agent
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # --- lifecycle ------------------------------------------------------------------------
-
-    @property
-    def client(self) -> AsyncClient:
-        """The Baton client (made on first use when the service owns it)."""
-        if self._client is None:
-            assert self._target is not None
-            self._client = AsyncClient(self._target, **self._client_kwargs)
-        return self._client
-
-    async def close(self) -> None:
-        """Closes the client if the service made it."""
-        if self._owns_client and self._client is not None:
-            await self._client.close()
-            self._client = None
-
-    async def __aenter__(self) -> BatonSessionService:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- BaseSessionService ---------------------------------------------------------------
 

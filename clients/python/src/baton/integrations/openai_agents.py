@@ -54,7 +54,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
 import uuid
@@ -66,6 +65,7 @@ from google.rpc import error_details_pb2
 
 from baton._aio import AsyncClient
 from baton._errors import BatonError
+from baton.integrations._owned import OwnsClient
 from baton.v1 import common_pb2
 
 __all__ = ["BatonSession", "ITEM_MEDIA_TYPE", "session_key_for"]
@@ -91,7 +91,7 @@ def session_key_for(session_id: str) -> str:
     return "oai-sha256-" + hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
-class BatonSession:
+class BatonSession(OwnsClient):
     """An OpenAI Agents SDK ``Session`` stored in Baton (see the module's documentation).
 
     Args:
@@ -131,31 +131,9 @@ class BatonSession:
             self.session_settings = session_settings
         else:
             self.session_settings = SessionSettings(**session_settings)
-        self._client = client
-        self._owns_client = client is None
-        self._target = target or os.environ.get("BATON_TARGET", "localhost:50051")
-        self._client_kwargs = client_kwargs
+        self._hold_client(client, target, client_kwargs)
         # (fingerprint, idempotency key) of the last add_items that failed.
         self._failed_append: Optional[Tuple[str, str]] = None
-
-    @property
-    def client(self) -> AsyncClient:
-        """The Baton client (made on first use when the session owns it)."""
-        if self._client is None:
-            self._client = AsyncClient(self._target, **self._client_kwargs)
-        return self._client
-
-    async def close(self) -> None:
-        """Closes the client if the session made it (a later call makes a new one)."""
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
-
-    async def __aenter__(self) -> BatonSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"BatonSession(session_id={self.session_id!r}, session_key={self.session_key!r}, agent={self.agent!r})"
