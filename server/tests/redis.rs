@@ -15,31 +15,8 @@ use futures::StreamExt;
 async fn replicas() -> Option<(RedisServer, TestServer, TestServer)> {
     postgres_url()?;
     let redis = RedisServer::start().await?;
-    let url = redis.url();
-    let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
-    let mut b = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
-    b.tenant = a.tenant.clone();
-    // Both replicas serve one database, so a's key is good on b.
-    b.key = a.key.clone();
-    wait_for_bus(&a).await;
-    wait_for_bus(&b).await;
+    let (a, b) = replicas_on(&redis.url()).await;
     Some((redis, a, b))
-}
-
-/// Waits until the replica's cache has answered Redis once (it connects in the background).
-async fn wait_for_bus(srv: &TestServer) {
-    let cache = srv.redis.as_ref().expect("cache configured");
-    for _ in 0..100 {
-        if cache.is_connected() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the replica never connected to Redis");
-}
-
-fn stats(srv: &TestServer) -> &baton_server::cache::CacheMetrics {
-    srv.redis.as_ref().unwrap().metrics()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

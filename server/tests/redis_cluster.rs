@@ -20,29 +20,8 @@ const DELIVERY: Duration = Duration::from_secs(5);
 async fn replicas() -> Option<(RedisCluster, TestServer, TestServer)> {
     postgres_url()?;
     let cluster = RedisCluster::start().await;
-    let url = cluster.url();
-    let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
-    let mut b = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.clone())).await;
-    b.tenant = a.tenant.clone();
-    b.key = a.key.clone();
-    wait_for_bus(&a).await;
-    wait_for_bus(&b).await;
+    let (a, b) = replicas_on(&cluster.url()).await;
     Some((cluster, a, b))
-}
-
-async fn wait_for_bus(srv: &TestServer) {
-    let cache = srv.redis.as_ref().expect("cache configured");
-    for _ in 0..200 {
-        if cache.is_connected() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the replica never connected to the Redis Cluster");
-}
-
-fn stats(srv: &TestServer) -> &baton_server::cache::CacheMetrics {
-    srv.redis.as_ref().unwrap().metrics()
 }
 
 fn hits(srv: &TestServer) -> u64 {

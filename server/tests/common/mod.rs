@@ -306,3 +306,34 @@ pub fn init_test_logging() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     }
 }
+
+// ---- replicas sharing a Redis (or a Redis Cluster) ----
+
+/// Two replicas serving one tenant on the test PostgreSQL with the Redis at `url`, each
+/// connected to it (the cache connects in the background). Both serve one database, so a's key
+/// is good on b.
+pub async fn replicas_on(url: &str) -> (TestServer, TestServer) {
+    let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.to_owned())).await;
+    let mut b = start_server_with(Backend::Postgres, |c| c.redis_url = Some(url.to_owned())).await;
+    b.tenant = a.tenant.clone();
+    b.key = a.key.clone();
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+    (a, b)
+}
+
+/// Waits until the replica's cache has answered Redis once.
+pub async fn wait_for_bus(srv: &TestServer) {
+    let cache = srv.redis.as_ref().expect("cache configured");
+    for _ in 0..200 {
+        if cache.is_connected() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the replica never connected to Redis");
+}
+
+pub fn stats(srv: &TestServer) -> &baton_server::cache::CacheMetrics {
+    srv.redis.as_ref().unwrap().metrics()
+}
