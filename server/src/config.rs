@@ -93,6 +93,14 @@ pub struct Config {
     /// Directory of the embedded store (used when DATABASE_URL is unset).
     #[arg(long, global = true, env = "BATON_DATA_DIR", default_value = "./baton-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL read replicas (streaming replicas of DATABASE_URL's database), comma-separated:
+    /// list, search and window reads go to one that has replayed the caller's own writes and
+    /// is not lagging, else to the primary. Unset: every read goes to DATABASE_URL.
+    #[arg(long, global = true, env = "DATABASE_READ_URL", value_delimiter = ',', hide_env_values = true)]
+    pub database_read_url: Vec<String>,
+    /// A read replica further behind the primary than this is skipped until it catches up.
+    #[arg(long, global = true, env = "BATON_READ_REPLICA_MAX_LAG_MS", default_value_t = 1000)]
+    pub read_replica_max_lag_ms: u64,
     /// PostgreSQL URL migrations run with: the tables' owner, when batond serves as a role
     /// that owns nothing (the secure setup; see the README). Unset: DATABASE_URL.
     #[arg(long, global = true, env = "BATON_MIGRATE_DATABASE_URL", hide_env_values = true)]

@@ -72,8 +72,15 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, BoxError> {
                 let owner = config.migrate_database_url.as_ref().unwrap_or(url);
                 store::postgres::PgStore::connect(owner, 1, acquire).await?.migrate().await?;
             }
-            let pg = store::postgres::PgStore::connect(url, config.db_max_connections, acquire).await?;
+            let pg = store::postgres::PgStore::connect(url, config.db_max_connections, acquire).await?.with_replicas(
+                &config.database_read_url,
+                config.db_max_connections,
+                Duration::from_millis(config.read_replica_max_lag_ms),
+            )?;
             Ok(Arc::new(pg))
+        }
+        None if !config.database_read_url.is_empty() => {
+            Err("DATABASE_READ_URL names read replicas of a PostgreSQL primary: set DATABASE_URL too".into())
         }
         None => Ok(Arc::new(store::sqlite::SqliteStore::open(&config.data_dir).await?)),
     }

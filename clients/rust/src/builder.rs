@@ -190,6 +190,7 @@ impl Builder {
         Ok(Headers {
             tenant: self.tenant.clone().map(|t| header("tenant", t)).transpose()?,
             authorization: self.api_key.as_ref().map(|k| header("API key", format!("Bearer {k}"))).transpose()?,
+            position: Default::default(),
         })
     }
 

@@ -125,11 +125,20 @@ pub const TENANT_HEADER: &str = "x-baton-tenant";
 type ContextStub = ContextServiceClient<InterceptedService<Channel, Propagate>>;
 type HandoffStub = HandoffServiceClient<InterceptedService<Channel, Propagate>>;
 
+/// The response header with the server's log position after a write (or a replica read).
+pub const LSN_HEADER: &str = "baton-lsn";
+/// The request header with the highest log position the client has been told: a server with
+/// read replicas serves its reads from one that has replayed that far (read-your-writes).
+pub const MIN_LSN_HEADER: &str = "baton-min-lsn";
+
 /// Headers sent with every call (unless the call's own request sets them).
 #[derive(Debug, Default)]
 pub(crate) struct Headers {
     tenant: Option<MetadataValue<Ascii>>,
     authorization: Option<MetadataValue<Ascii>>,
+    /// The highest `baton-lsn` any call of this client (and its clones) was answered with;
+    /// 0 before the first.
+    position: std::sync::atomic::AtomicU64,
 }
 
 /// A connection to `batond`: one method per RPC of ContextService and HandoffService.
@@ -425,7 +434,10 @@ impl Client {
             }
             let request = self.request(&metadata, message.clone(), send_deadline.then_some(remaining));
             let status = match tokio::time::timeout(remaining, call(request)).await {
-                Ok(Ok(response)) => return Ok(response),
+                Ok(Ok(response)) => {
+                    self.note_position(response.metadata());
+                    return Ok(response);
+                }
                 Ok(Err(status)) => status,
                 Err(_) => return Err(Error::deadline_exceeded(self.timeout_status())),
             };
@@ -469,10 +481,34 @@ impl Client {
         {
             md.insert("authorization", authorization.clone());
         }
+        let position = self.headers.position.load(std::sync::atomic::Ordering::Relaxed);
+        if position > 0
+            && !md.contains_key(MIN_LSN_HEADER)
+            && let Ok(value) = format!("{position:016X}").parse()
+        {
+            md.insert(MIN_LSN_HEADER, value);
+        }
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }
         request
+    }
+
+    /// Keeps the highest log position the server has told this client (`baton-lsn`).
+    fn note_position(&self, metadata: &MetadataMap) {
+        let told = metadata.get(LSN_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| u64::from_str_radix(v, 16).ok());
+        if let Some(position) = told {
+            self.headers.position.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The highest log position the server has told this client (and its clones) of, as the
+    /// `baton-lsn` header gives it; every call sends it back as `baton-min-lsn`, so reads
+    /// served by a read replica reflect this client's own writes. `None` before the first
+    /// write to a server with read replicas.
+    pub fn log_position(&self) -> Option<String> {
+        let position = self.headers.position.load(std::sync::atomic::Ordering::Relaxed);
+        (position > 0).then(|| format!("{position:016X}"))
     }
 
     fn timeout_status(&self) -> tonic::Status {

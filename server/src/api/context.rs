@@ -2,7 +2,9 @@
 //! per call by [`ContextLayer`] (a tower layer inside the telemetry layer, so the call's server
 //! span is current) and put into the request's extensions. Handlers read it with
 //! [`context`]; a call whose context is invalid is answered by the layer and never reaches
-//! them. This is where a credential becomes a principal (`crate::auth`).
+//! them. This is where a credential becomes a principal (`crate::auth`), and where a call's
+//! read-your-writes position comes in and goes out (`store::freshness`: the `baton-min-lsn`
+//! request header, the `baton-lsn` response header).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tower::{Layer, Service};
 use crate::auth::{Authenticator, Quotas, StreamPermit, required_role};
 use crate::domain::principal::Principal;
 use crate::domain::{Error, Result};
+use crate::store::freshness::{self, LSN_HEADER, Lsn, MIN_LSN_HEADER};
 
 const TRACEPARENT: &str = "traceparent";
 
@@ -175,16 +178,36 @@ where
                 },
             );
         Box::pin(async move {
-            match this.admit(req.uri().path(), req.headers(), peer).await {
-                Ok(ctx) => {
+            let admitted = this.admit(req.uri().path(), req.headers(), peer).await;
+            let required = min_lsn(req.headers());
+            match admitted.and_then(|ctx| Ok((ctx, required?))) {
+                Ok((ctx, required)) => {
                     req.extensions_mut().insert(Arc::new(ctx));
-                    let response = inner.call(req).await?;
-                    Ok(malformed_is_invalid(response))
+                    let (response, seen) = freshness::within(required, inner.call(req)).await;
+                    let mut response = malformed_is_invalid(response?);
+                    if let Some(lsn) = seen
+                        && let Ok(value) = HeaderValue::from_str(&lsn.header())
+                    {
+                        response.headers_mut().insert(LSN_HEADER, value);
+                    }
+                    Ok(response)
                 }
                 Err(e) => Ok(Status::from(e).into_http()),
             }
         })
     }
+}
+
+/// The position the caller's reads must reflect (`baton-min-lsn`), if it sent one.
+fn min_lsn(headers: &HeaderMap) -> Result<Option<Lsn>> {
+    let Some(value) = headers.get(MIN_LSN_HEADER) else { return Ok(None) };
+    let lsn = value.to_str().ok().and_then(Lsn::parse);
+    lsn.map(Some).ok_or_else(|| {
+        Error::invalid(
+            MIN_LSN_HEADER,
+            "must be a log position as the baton-lsn response header gives it (1 to 16 hexadecimal digits)",
+        )
+    })
 }
 
 /// tonic answers a request body it cannot decode (truncated or garbage bytes, invalid UTF-8

@@ -74,7 +74,12 @@ impl CachedSession {
         let total: u64 = newest_first.iter().map(|e| u64::from(e.token_count)).sum();
         let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
         let complete = newest_first.len() == max as usize || total > u64::from(max_tokens) || first_cached <= after + 1;
-        let slice = WindowSlice { session: self.session.clone(), summary: self.summary.clone(), newest_first };
+        let slice = WindowSlice {
+            session: self.session.clone(),
+            summary: self.summary.clone(),
+            newest_first,
+            from_replica: false,
+        };
         (slice, complete)
     }
 

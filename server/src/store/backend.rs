@@ -2,7 +2,8 @@
 //! for both: each method is the function of the same aggregate module of the backend
 //! (`sessions`, `entries`, `search`, `handoffs`, `inbox`, `keys`), and the handoff writes are the
 //! shared flows of `store::handoffs` over the backend's `handoff_tx()`. The backend itself
-//! gives `ping()` and `collectors()`.
+//! gives `ping()`, `collectors()` and `positioned()` (which reports a write's log position to
+//! the caller where read replicas need it, `store::freshness`).
 
 macro_rules! backend_store {
     ($store:ty) => {
@@ -29,7 +30,7 @@ macro_rules! backend_store {
                 new: $crate::store::NewSession,
                 idempotency_key: Option<&str>,
             ) -> $crate::domain::Result<$crate::store::Created<$crate::domain::Session>> {
-                sessions::create(self, new, idempotency_key).await
+                self.positioned(sessions::create(self, new, idempotency_key)).await
             }
 
             async fn get_session(
@@ -54,7 +55,7 @@ macro_rules! backend_store {
                 patch: $crate::store::SessionPatch,
                 now: $crate::domain::Micros,
             ) -> $crate::domain::Result<$crate::domain::Session> {
-                sessions::update(self, tenant, session_key, patch, now).await
+                self.positioned(sessions::update(self, tenant, session_key, patch, now)).await
             }
 
             async fn expire_sessions(
@@ -112,7 +113,7 @@ macro_rules! backend_store {
                 idempotency_key: Option<&str>,
             ) -> $crate::domain::Result<$crate::store::Changed> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(&new.handoff.tenant)).await?;
-                $crate::store::handoffs::create(tx, new, idempotency_key).await
+                self.positioned($crate::store::handoffs::create(tx, new, idempotency_key)).await
             }
 
             async fn handoff_by_idempotency_key(
@@ -147,7 +148,7 @@ macro_rules! backend_store {
                 decide: $crate::store::Decide<'_>,
             ) -> $crate::domain::Result<$crate::store::Changed> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
-                $crate::store::handoffs::change(tx, tenant, handoff_id, now, decide).await
+                self.positioned($crate::store::handoffs::change(tx, tenant, handoff_id, now, decide)).await
             }
 
             async fn expire_handoffs_by(
@@ -216,7 +217,7 @@ macro_rules! backend_store {
                 audit: $crate::domain::Audit,
             ) -> $crate::domain::Result<$crate::store::lifecycle::Deleted> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
-                $crate::store::lifecycle::delete(tx, tenant, session_key, audit).await
+                self.positioned($crate::store::lifecycle::delete(tx, tenant, session_key, audit)).await
             }
 
             async fn fork_session(
@@ -225,7 +226,7 @@ macro_rules! backend_store {
                 audit: $crate::domain::Audit,
             ) -> $crate::domain::Result<$crate::store::Created<$crate::domain::Session>> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(&fork.tenant)).await?;
-                $crate::store::lifecycle::fork(tx, fork, audit).await
+                self.positioned($crate::store::lifecycle::fork(tx, fork, audit)).await
             }
 
             async fn redact_entries(
@@ -238,8 +239,16 @@ macro_rules! backend_store {
                 audit: $crate::domain::Audit,
             ) -> $crate::domain::Result<($crate::domain::Session, Vec<$crate::domain::Entry>)> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
-                $crate::store::lifecycle::redact(tx, tenant, session_key, seqs, expected_last_seq, redaction, audit)
-                    .await
+                self.positioned($crate::store::lifecycle::redact(
+                    tx,
+                    tenant,
+                    session_key,
+                    seqs,
+                    expected_last_seq,
+                    redaction,
+                    audit,
+                ))
+                .await
             }
 
             async fn compact_session(
@@ -251,7 +260,8 @@ macro_rules! backend_store {
                 audit: $crate::domain::Audit,
             ) -> $crate::domain::Result<($crate::domain::Session, u64)> {
                 let tx = self.handoff_tx($crate::store::Scope::Tenant(tenant)).await?;
-                $crate::store::lifecycle::compact(tx, tenant, session_key, before_seq, force, audit).await
+                self.positioned($crate::store::lifecycle::compact(tx, tenant, session_key, before_seq, force, audit))
+                    .await
             }
 
             async fn audit_log(

@@ -29,6 +29,7 @@ mod columns;
 #[macro_use]
 mod backend;
 mod error;
+pub mod freshness;
 mod handoffs;
 mod keys;
 pub mod lifecycle;
@@ -174,6 +175,9 @@ pub struct WindowSlice {
     pub summary: Option<Entry>,
     /// Entries after the summary, newest first, at most the requested count.
     pub newest_first: Vec<Entry>,
+    /// Read from a read replica: it may miss other clients' newest writes, so it answers the
+    /// call but never fills the cache.
+    pub from_replica: bool,
 }
 
 /// A full-text search.

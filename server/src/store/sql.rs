@@ -94,6 +94,12 @@ impl Sql {
         Sql { system, duration, breaker: Arc::default() }
     }
 
+    /// The same statement metrics behind a circuit breaker of its own: another database of
+    /// the store (a read replica) whose outage must not mark this one down.
+    pub fn with_own_breaker(&self) -> Sql {
+        Sql { system: self.system, duration: self.duration.clone(), breaker: Arc::default() }
+    }
+
     /// False while the circuit breaker is open (the database is unreachable).
     pub fn available(&self) -> bool {
         !self.breaker.is_open()

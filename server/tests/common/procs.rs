@@ -1,6 +1,6 @@
 //! Real processes a fault test can kill and restart: `batond` children on fixed loopback ports
 //! (a restart comes back at the same address, as a supervisor would bring it back), and a
-//! private PostgreSQL cluster in a temporary directory. Both are stopped on drop, also when the
+//! private PostgreSQL cluster in a temporary directory (with streaming replicas of it). Both are stopped on drop, also when the
 //! test panics, and print their log's tail when it does.
 
 use std::io::Write as _;
@@ -288,17 +288,7 @@ impl PgCluster {
                 "--no-instructions",
             ],
         );
-        let conf = format!(
-            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nmax_connections = 60\n\
-             shared_buffers = 32MB\nfsync = off\nfull_page_writes = off\n",
-            cluster.port,
-            cluster.dir.path().display()
-        );
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(cluster.data.join("postgresql.conf"))
-            .and_then(|mut f| f.write_all(conf.as_bytes()))
-            .expect("configure the cluster");
+        cluster.configure("listen_addresses = '127.0.0.1'\nmax_connections = 60\nshared_buffers = 32MB\nfsync = off\nfull_page_writes = off");
         cluster.start_again();
         cluster.bootstrap().await;
         cluster
@@ -359,6 +349,69 @@ impl PgCluster {
             sqlx::raw_sql(&sql).execute(&mut su).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         su.close().await.ok();
+    }
+
+    /// A streaming replica of this cluster (a hot standby made with `pg_basebackup -R` over
+    /// loopback, started on a port of its own), with `conf` added to its configuration (e.g.
+    /// `recovery_min_apply_delay = '1h'` for a replica that stays behind). It has the
+    /// primary's roles, databases and schema as they were when it was made.
+    pub fn standby(&self, conf: &str) -> PgCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(user) = &self.run_as {
+            let (uid, gid) = os_user(user);
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the replica's directory");
+        }
+        let standby = PgCluster {
+            port: free_port(),
+            bin: self.bin.clone(),
+            data: dir.path().join("data"),
+            log: dir.path().join("postgres.log"),
+            run_as: self.run_as.clone(),
+            dir,
+        };
+        let (data, port) = (standby.data.display().to_string(), self.port.to_string());
+        let out = standby
+            .command("pg_basebackup")
+            .args([
+                "-D",
+                &data,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        standby.configure(&format!("hot_standby = on\n{conf}"));
+        standby.start_again();
+        standby
+    }
+
+    /// Adds `settings` to the configuration, after this cluster's own port and socket
+    /// directory (a later line wins).
+    fn configure(&self, settings: &str) {
+        let conf =
+            format!("port = {}\nunix_socket_directories = '{}'\n{settings}\n", self.port, self.dir.path().display());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .expect("configure the cluster");
     }
 
     /// Stops the server: `immediate` (every process killed, crash recovery at the next start)

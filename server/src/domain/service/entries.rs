@@ -81,7 +81,9 @@ impl Baton {
             // A miss with a cache reads the whole cacheable tail once, to repair the cache.
             Some(tail_len) => {
                 let slice = self.store.window(tenant, &session_key, max_entries.max(tail_len), u32::MAX).await?;
-                self.cache.install(tenant, &slice).await;
+                if !slice.from_replica {
+                    self.cache.install(tenant, &slice).await;
+                }
                 slice
             }
             None => self.store.window(tenant, &session_key, max_entries, max_tokens).await?,

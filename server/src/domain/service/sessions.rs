@@ -27,7 +27,8 @@ impl Baton {
         }
         let session = created.record;
         self.counters.session_created();
-        let slice = WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new() };
+        let slice =
+            WindowSlice { session: session.clone(), summary: None, newest_first: Vec::new(), from_replica: false };
         self.cache.install(tenant, &slice).await;
         Ok(session)
     }

@@ -9,6 +9,9 @@
 //! A batch of one is the plain path, so at low concurrency nothing waits; under load, a
 //! worker's batch grows while the other worker commits.
 //!
+//! With read replicas, a batch reads the primary's log position once after its commit and
+//! each caller reports it (`freshness`), so the client's next reads see its append.
+//!
 //! Tracing: each append brings its caller's span. A batch runs in an `append batch` span that
 //! is a child of its first append's caller and links to the others', so every statement shows
 //! up in the first caller's trace and the others' traces point at it.
@@ -24,6 +27,7 @@ use tracing::Instrument as _;
 use super::ts;
 use crate::domain::summary::{SummaryCounts, SummaryNames, SummaryState};
 use crate::domain::{Entry, Error, Result, Session, rules};
+use crate::store::freshness::{self, Lsn};
 use crate::store::rows::{
     Cells, SESSION_COLS, content_columns, entry_at, session_at, signed, stored_entry, token_counts,
 };
@@ -76,9 +80,12 @@ const WRITE_BATCH: &str = "WITH written AS ( \
           AS u(id, last_seq, last_summary_seq, last_activity_at, status, updated_at, summary_counts, summary_names) \
      WHERE s.id = u.id";
 
+/// An append's outcome, with the primary's log position after its commit when asked for.
+type Reply = (Result<AppendOutcome>, Option<Lsn>);
+
 struct Pending {
     cmd: AppendCommand,
-    reply: oneshot::Sender<Result<AppendOutcome>>,
+    reply: oneshot::Sender<Reply>,
     /// The caller's span, the parent of (or linked from) the batch's statements.
     span: tracing::Span,
 }
@@ -91,11 +98,12 @@ pub(super) struct Appender {
 
 impl Appender {
     /// Starts `workers` append workers on `pool`; they stop when every `Appender` is gone.
-    pub(super) fn start(pool: PgPool, sql: Sql, workers: usize) -> Appender {
+    /// With `positions`, each batch reads the log position after its commit for its callers.
+    pub(super) fn start(pool: PgPool, sql: Sql, workers: usize, positions: bool) -> Appender {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(pool.clone(), sql.clone(), Arc::clone(&rx)));
+            tokio::spawn(work(pool.clone(), sql.clone(), Arc::clone(&rx), positions));
         }
         Appender { queue }
     }
@@ -105,11 +113,15 @@ impl Appender {
         let stopped = || Error::Unavailable("the store is shutting down".into());
         let span = tracing::Span::current();
         self.queue.send(Pending { cmd, reply, span }).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let (outcome, position) = answer.await.map_err(|_| stopped())?;
+        if let Some(position) = position {
+            freshness::saw(position);
+        }
+        outcome
     }
 }
 
-async fn work(pool: PgPool, sql: Sql, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+async fn work(pool: PgPool, sql: Sql, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, positions: bool) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -128,7 +140,7 @@ async fn work(pool: PgPool, sql: Sql, queue: Arc<Mutex<mpsc::Receiver<Pending>>>
             batch
         };
         let span = batch_span(&batch);
-        run(&pool, &sql, batch).instrument(span).await;
+        run(&pool, &sql, batch, positions).instrument(span).await;
     }
 }
 
@@ -147,17 +159,18 @@ fn batch_span(batch: &[Pending]) -> tracing::Span {
 
 /// Writes a batch; if the transaction as a whole fails, each append is retried alone so
 /// that one append's failure is never another's.
-async fn run(pool: &PgPool, sql: &Sql, batch: Vec<Pending>) {
+async fn run(pool: &PgPool, sql: &Sql, batch: Vec<Pending>, positions: bool) {
     let (cmds, replies): (Vec<AppendCommand>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     match write(pool, sql, &cmds).await {
         Ok(results) => {
+            let position = if positions { position(pool, sql).await } else { None };
             for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+                let _ = reply.send((result, position));
             }
         }
         Err(e) if cmds.len() == 1 => {
             if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(e));
+                let _ = reply.send((Err(e), None));
             }
         }
         Err(_) => {
@@ -166,8 +179,22 @@ async fn run(pool: &PgPool, sql: &Sql, batch: Vec<Pending>) {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(Error::Internal("empty batch result".into()))),
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                let position = if positions && result.is_ok() { position(pool, sql).await } else { None };
+                let _ = reply.send((result, position));
             }
+        }
+    }
+}
+
+/// The primary's log position, read after a commit (`None` if it cannot be read: the
+/// callers' next reads then may not reflect their appends on a replica, but nothing fails).
+async fn position(pool: &PgPool, sql: &Sql) -> Option<Lsn> {
+    let read = sqlx::query_scalar::<_, i64>(super::replicas::PRIMARY_POSITION).fetch_one(pool);
+    match sql.run("SELECT", "", read).await {
+        Ok(p) => Some(Lsn(p as u64)),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the log position after an append batch");
+            None
         }
     }
 }

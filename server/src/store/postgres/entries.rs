@@ -54,20 +54,28 @@ pub(super) async fn append(store: &PgStore, cmd: AppendCommand) -> Result<Append
     Ok(outcome)
 }
 
+/// A page of entries. A full page may come from a replica (entries never change once
+/// written, and seqs have no gaps, so a full page is the same everywhere; a redaction or
+/// compaction reaches replicas within their lag); a page that is not full may end where the
+/// replica's copy ends, so it is read again from the primary. So the end of a session (where
+/// streams switch to live entries) always comes from the primary.
 pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> {
-    let before = q.before_seq.map_or(i64::MAX, signed);
-    let query = if q.kinds.is_empty() { sqlx::query(LIST_ENTRIES) } else { sqlx::query(LIST_ENTRIES_OF_KINDS) };
-    let mut query =
-        query.bind(&q.tenant).bind(&q.session_key).bind(signed(q.after_seq)).bind(before).bind(i64::from(q.limit));
-    if !q.kinds.is_empty() {
-        query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
-    }
-    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
-    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&mut *tx)).await?;
-    if rows.is_empty() {
-        sessions::require(&store.sql, &mut tx, &q.tenant, &q.session_key).await?;
-    }
-    rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect()
+    let full = q.limit as usize;
+    let read = read!(store, Scope::Tenant(&q.tenant), keep | page | page.len() >= full, |sql, conn| {
+        let before = q.before_seq.map_or(i64::MAX, signed);
+        let query = if q.kinds.is_empty() { sqlx::query(LIST_ENTRIES) } else { sqlx::query(LIST_ENTRIES_OF_KINDS) };
+        let mut query =
+            query.bind(&q.tenant).bind(&q.session_key).bind(signed(q.after_seq)).bind(before).bind(i64::from(q.limit));
+        if !q.kinds.is_empty() {
+            query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+        }
+        let rows = sql.run("SELECT", "entries", query.fetch_all(&mut *conn)).await?;
+        if rows.is_empty() {
+            sessions::require(sql, conn, &q.tenant, &q.session_key).await?;
+        }
+        rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect::<Result<Vec<_>>>()
+    });
+    Ok(read.await?.0)
 }
 
 pub(super) async fn window(
@@ -77,14 +85,16 @@ pub(super) async fn window(
     max_entries: u32,
     max_tokens: u32,
 ) -> Result<WindowSlice> {
-    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
-    let window = sqlx::query(WINDOW)
-        .bind(tenant)
-        .bind(session_key)
-        .bind(i64::from(max_entries))
-        .bind(i64::from(max_tokens))
-        .fetch_all(&mut *tx);
-    let rows = store.sql.run("SELECT", "entries", window).await?;
+    let read = read!(store, Scope::Tenant(tenant), |sql, conn| {
+        let window = sqlx::query(WINDOW)
+            .bind(tenant)
+            .bind(session_key)
+            .bind(i64::from(max_entries))
+            .bind(i64::from(max_tokens))
+            .fetch_all(&mut *conn);
+        Ok(sql.run("SELECT", "entries", window).await?)
+    });
+    let (rows, from_replica) = read.await?;
     let first = rows.first().ok_or_else(|| Error::session_not_found(session_key))?;
     let session = session_at(first, 0)?;
     let mut summary = None;
@@ -101,7 +111,7 @@ pub(super) async fn window(
         }
     }
     newest_first.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
-    Ok(WindowSlice { session, summary, newest_first })
+    Ok(WindowSlice { session, summary, newest_first, from_replica: from_replica.is_some() })
 }
 
 pub(super) async fn tail_start(

@@ -71,10 +71,12 @@ pub(super) async fn by_idempotency_key(
 }
 
 pub(super) async fn list(store: &PgStore, q: &HandoffQuery) -> Result<HandoffPage> {
-    let mut list = queries::list_handoffs::<Postgres>(q);
-    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
-    let rows = store.sql.run("SELECT", "handoffs", list.build().fetch_all(&mut *tx)).await?;
-    rows.iter().map(|r| handoff_at(r, 0).map(|h| (h.pk, h.handoff))).collect()
+    let read = read!(store, Scope::Tenant(&q.tenant), |sql, conn| {
+        let mut list = queries::list_handoffs::<Postgres>(q);
+        let rows = sql.run("SELECT", "handoffs", list.build().fetch_all(&mut *conn)).await?;
+        rows.iter().map(|r| handoff_at(r, 0).map(|h| (h.pk, h.handoff))).collect::<Result<HandoffPage>>()
+    });
+    Ok(read.await?.0)
 }
 
 impl PgStore {

@@ -82,6 +82,10 @@ impl PgStore {
 
 impl Background for PgStore {
     fn spawn_background(&self, stop: CancellationToken) -> Vec<JoinHandle<()>> {
-        vec![tokio::spawn(self.clone().run_indexer(stop))]
+        let mut tasks = vec![tokio::spawn(self.clone().run_indexer(stop.clone()))];
+        if let Some(replicas) = &self.replicas {
+            tasks.push(replicas.spawn_monitor(self.pool.clone(), stop));
+        }
+        tasks
     }
 }

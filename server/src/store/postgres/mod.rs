@@ -26,7 +26,56 @@ use super::rows::Moments;
 use crate::domain::validate::is_key_char;
 use crate::domain::{Error, Micros, Result};
 use crate::store::Scope;
+use crate::store::freshness::{self, Lsn};
 use crate::store::sql::{PoolSample, Sql, pool_collector};
+use replicas::Replicas;
+
+/// `read!(store, scope, |sql, conn| body)`: runs `body` (an expression of type `Result<T>`
+/// that may `.await`, with `sql: &Sql` and `conn: &mut PgConnection` in a transaction seeing
+/// `scope`'s rows) on a read replica that may serve the call (`replicas`), else on the primary.
+/// A read that fails on a replica, or whose value `keep` refuses, runs again on the primary.
+/// Evaluates to `Result<(T, Option<Lsn>)>`: the value and, when a replica served it, the log
+/// position that replica had replayed, which is also reported to the caller (`freshness`), so
+/// its next reads see at least as much. (A macro rather than a function taking a closure: the
+/// body borrows the caller's query for as long as it runs.)
+macro_rules! read {
+    ($store:expr, $scope:expr, |$sql:ident, $conn:ident| $body:expr) => {
+        read!($store, $scope, keep |_v| true, |$sql, $conn| $body)
+    };
+    ($store:expr, $scope:expr, keep |$v:ident| $keep:expr, |$sql:ident, $conn:ident| $body:expr) => {
+        async {
+            let store: &$crate::store::postgres::PgStore = $store;
+            let scope: $crate::store::Scope<'_> = $scope;
+            let mut replica = store.replica();
+            loop {
+                let (sql, pool, at) = match replica {
+                    Some(r) => (&r.sql, &r.pool, Some(r.replayed())),
+                    None => (&store.sql, &store.pool, None),
+                };
+                let attempt: $crate::domain::Result<_> = async {
+                    let begin = pool.begin_with($crate::store::postgres::begin_sql(scope)?);
+                    let mut tx = sql.run("BEGIN", "", begin).await?;
+                    let $sql: &$crate::store::sql::Sql = sql;
+                    let $conn: &mut sqlx::PgConnection = &mut tx;
+                    $body
+                }
+                .await;
+                match (attempt, at) {
+                    (Ok(value), Some(at)) if { let $v = &value; $keep } => {
+                        $crate::store::freshness::saw(at);
+                        break Ok((value, Some(at)));
+                    }
+                    (result, None) => break result.map(|value| (value, None)),
+                    (Ok(_), Some(_)) => replica = None,
+                    (Err(e), Some(_)) => {
+                        tracing::debug!(error = %e, "a read failed on a replica: reading from the primary");
+                        replica = None;
+                    }
+                }
+            }
+        }
+    };
+}
 
 mod append;
 binders!(sqlx::Postgres);
@@ -37,6 +86,7 @@ mod inbox;
 mod indexer;
 mod keys;
 mod lifecycle;
+pub mod replicas;
 mod search;
 mod sessions;
 
@@ -57,6 +107,8 @@ pub struct PgStore {
     probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
     /// Wakes the search indexer (`indexer`) after appends commit.
     index_wake: Arc<tokio::sync::Notify>,
+    /// Read replicas (`replicas`), when configured.
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl PgStore {
@@ -83,8 +135,22 @@ impl PgStore {
             .connect_lazy_with(options);
         drop(first);
         let sql = Sql::new("postgresql");
-        let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS);
-        Ok(PgStore { pool, appender, sql, probe: Arc::default(), index_wake: Arc::default() })
+        let appender = append::Appender::start(pool.clone(), sql.clone(), APPEND_WORKERS, false);
+        Ok(PgStore { pool, appender, sql, probe: Arc::default(), index_wake: Arc::default(), replicas: None })
+    }
+
+    /// Serves reads from replicas of this database as `replicas` says (`replicas::Replicas`):
+    /// most connections `max_connections` per replica, skipped when behind by more than
+    /// `max_lag`. Writes then report their log position to the caller (`freshness`).
+    pub fn with_replicas(mut self, urls: &[String], max_connections: u32, max_lag: Duration) -> Result<PgStore> {
+        if urls.is_empty() {
+            return Ok(self);
+        }
+        let acquire = self.pool.options().get_acquire_timeout();
+        let replicas = Replicas::open(urls, max_connections, acquire, max_lag, &self.sql)?;
+        self.appender = append::Appender::start(self.pool.clone(), self.sql.clone(), APPEND_WORKERS, true);
+        self.replicas = Some(Arc::new(replicas));
+        Ok(self)
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
@@ -195,6 +261,26 @@ impl PgStore {
         Ok(self.sql.run("BEGIN", "", self.pool.begin_with(begin_sql(scope)?)).await?)
     }
 
+    /// The replica the current call's next read may go to (`replicas`), if any.
+    fn replica(&self) -> Option<&replicas::Replica> {
+        self.replicas.as_ref().and_then(|r| r.pick(freshness::required()))
+    }
+
+    /// Runs a write; once it has committed, with replicas, reports the primary's log position
+    /// (past the commit) to the calling client, so that its next reads see the write
+    /// (`freshness`).
+    pub(super) async fn positioned<T>(&self, write: impl Future<Output = Result<T>>) -> Result<T> {
+        let written = write.await?;
+        if self.replicas.is_some() && freshness::in_call() {
+            let read = sqlx::query_scalar::<_, i64>(replicas::PRIMARY_POSITION).fetch_one(&self.pool);
+            match self.sql.run("SELECT", "", read).await {
+                Ok(position) => freshness::saw(Lsn(position as u64)),
+                Err(e) => tracing::debug!(error = %e, "could not read the log position after a write"),
+            }
+        }
+        Ok(written)
+    }
+
     /// Succeeds when the database answers a trivial query on the probe's own connection
     /// (made again when missing or broken).
     async fn ping_database(&self) -> Result<()> {
@@ -217,13 +303,15 @@ impl PgStore {
     /// Statement durations and pool usage.
     fn pool_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         let pool = self.pool.clone();
+        let replicas = self.replicas.clone();
         let pools = pool_collector(move || {
-            vec![PoolSample {
+            let primary = PoolSample {
                 pool: "primary",
                 size: pool.size(),
                 idle: pool.num_idle(),
                 max: pool.options().get_max_connections(),
-            }]
+            };
+            std::iter::once(primary).chain(replicas.as_ref().map(|r| r.pool_sample())).collect()
         });
         vec![self.sql.collector(), pools]
     }

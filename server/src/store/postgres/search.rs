@@ -45,26 +45,29 @@ macro_rules! search_sql {
 const SEARCH_TENANT: &str = search_sql!("");
 const SEARCH_SESSION: &str = search_sql!("AND s.session_key = $6");
 
+/// Ranked hits, from a replica when one may serve the call.
 pub(super) async fn search(store: &PgStore, q: &SearchQuery) -> Result<Vec<SearchHit>> {
-    let query = match &q.session_key {
-        None => sqlx::query(SEARCH_TENANT),
-        Some(_) => sqlx::query(SEARCH_SESSION),
-    };
-    let mut query = query
-        .bind(&q.tenant)
-        .bind(tsquery(&q.query, false))
-        .bind(i64::from(q.offset))
-        .bind(i64::from(q.limit))
-        .bind(tsquery(&q.query, true));
-    if let Some(key) = &q.session_key {
-        query = query.bind(key);
-    }
-    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
-    let rows = store.sql.run("SELECT", "entries", query.fetch_all(&mut *tx)).await?;
-    if let (true, Some(key)) = (rows.is_empty(), &q.session_key) {
-        sessions::require(&store.sql, &mut tx, &q.tenant, key).await?;
-    }
-    rows.iter().map(hit_at).collect()
+    let read = read!(store, Scope::Tenant(&q.tenant), |sql, conn| {
+        let query = match &q.session_key {
+            None => sqlx::query(SEARCH_TENANT),
+            Some(_) => sqlx::query(SEARCH_SESSION),
+        };
+        let mut query = query
+            .bind(&q.tenant)
+            .bind(tsquery(&q.query, false))
+            .bind(i64::from(q.offset))
+            .bind(i64::from(q.limit))
+            .bind(tsquery(&q.query, true));
+        if let Some(key) = &q.session_key {
+            query = query.bind(key);
+        }
+        let rows = sql.run("SELECT", "entries", query.fetch_all(&mut *conn)).await?;
+        if let (true, Some(key)) = (rows.is_empty(), &q.session_key) {
+            sessions::require(sql, conn, &q.tenant, key).await?;
+        }
+        rows.iter().map(hit_at).collect::<Result<Vec<_>>>()
+    });
+    Ok(read.await?.0)
 }
 
 /// The query as `to_tsquery` input, bound as a value (never spliced into SQL): every word is

@@ -76,7 +76,17 @@ pub(super) async fn require(sql: &Sql, conn: &mut PgConnection, tenant: &str, se
     found.map(drop).ok_or_else(|| Error::session_not_found(session_key))
 }
 
+/// A page of the tenant's sessions, from a replica when one may serve it.
 pub(super) async fn list(store: &PgStore, q: &SessionQuery) -> Result<Vec<Session>> {
+    let read = read!(store, Scope::Tenant(&q.tenant), |sql, conn| {
+        let mut list = list_query(q);
+        let rows = sql.run("SELECT", "sessions", list.build().fetch_all(&mut *conn)).await?;
+        rows.iter().map(|r| session_at(r, 0)).collect::<Result<Vec<_>>>()
+    });
+    Ok(read.await?.0)
+}
+
+fn list_query(q: &SessionQuery) -> QueryBuilder<'_, Postgres> {
     let limit = i64::from(q.limit);
     let mut b = QueryBuilder::<Postgres>::new(concat!("SELECT ", session_cols!("s."), " FROM sessions s WHERE "));
     match &q.agent {
@@ -110,9 +120,7 @@ pub(super) async fn list(store: &PgStore, q: &SessionQuery) -> Result<Vec<Sessio
         }
     }
     b.push(" ORDER BY s.id DESC LIMIT ").push_bind(limit);
-    let mut tx = store.begin(Scope::Tenant(&q.tenant)).await?;
-    let rows = store.sql.run("SELECT", "sessions", b.build().fetch_all(&mut *tx)).await?;
-    rows.iter().map(|r| session_at(r, 0)).collect()
+    b
 }
 
 pub(super) async fn update(

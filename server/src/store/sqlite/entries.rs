@@ -166,7 +166,7 @@ pub(super) async fn window(
     let rows = store.sql.run("SELECT", "entries", newest).await?;
     store.commit(tx).await?;
     let newest_first = rows.iter().map(|r| entry_at(r, 0, session_key)).collect::<Result<_>>()?;
-    Ok(WindowSlice { session, summary, newest_first })
+    Ok(WindowSlice { session, summary, newest_first, from_replica: false })
 }
 
 pub(super) async fn tail_start(

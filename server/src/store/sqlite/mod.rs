@@ -163,6 +163,11 @@ impl Moments for Sqlite {
 }
 
 impl SqliteStore {
+    /// Runs a write. The embedded store has no replicas, so there is no position to report.
+    async fn positioned<T>(&self, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        write.await
+    }
+
     /// Succeeds when the database answers a trivial query on the probe's own connection.
     async fn ping_database(&self) -> Result<()> {
         use sqlx::Connection as _;
