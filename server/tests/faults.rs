@@ -7,6 +7,11 @@
 //! 3. `batond` SIGTERMed while followers stream a session (baton-client's resumable streams and
 //!    one raw stub that resumes by hand); appends go on through a second replica on the same
 //!    database and Redis, and the first comes back on the same port.
+//! 4. Scale-out: three `batond` replicas on one PostgreSQL primary with a streaming replica
+//!    (`DATABASE_READ_URL`) and Redis; writers on every replica append to shared sessions and
+//!    read after each append, followers stream every session from every replica; one `batond` is
+//!    SIGKILLed and restarted, and the replica database is restarted, during the run. Reads
+//!    never go backwards for a writer and always show its own append.
 //!
 //! After each: every append was acknowledged and is stored exactly once, seqs run 1..N with no
 //! gap, each writer's entries are in its order, and every follower received 1..N exactly once,
@@ -136,6 +141,9 @@ struct Writer {
     pace: Duration,
     /// Before its append of this index, the writer waits until the flag is up.
     wait_at: Option<(usize, tokio::sync::watch::Receiver<bool>)>,
+    /// After each acknowledged append, read the session's context window: it must hold the
+    /// append and never show an older session than the writer saw before.
+    read_back: bool,
     progress: Arc<Progress>,
 }
 
@@ -143,7 +151,16 @@ impl Writer {
     /// A writer that appends as fast as it can.
     fn new(client: Client, session: &str, id: usize, count: usize, progress: &Arc<Progress>) -> Writer {
         let progress = Arc::clone(progress);
-        Writer { client, session: session.into(), id, count, pace: Duration::ZERO, wait_at: None, progress }
+        Writer {
+            client,
+            session: session.into(),
+            id,
+            count,
+            pace: Duration::ZERO,
+            wait_at: None,
+            read_back: false,
+            progress,
+        }
     }
 
     /// Appends `count` entries one after the other, each acknowledged before the next is sent.
@@ -152,6 +169,7 @@ impl Writer {
     /// application would.
     async fn run(mut self) -> Vec<Ack> {
         let mut acks = Vec::with_capacity(self.count);
+        let mut seen = 0;
         for index in 0..self.count {
             if let Some((_, flag)) = self.wait_at.as_mut().filter(|(at, _)| *at == index) {
                 flag.wait_for(|up| *up).await.expect("the flag's sender is alive");
@@ -182,11 +200,57 @@ impl Writer {
             assert_eq!(response.first_seq, response.last_seq, "one entry, one seq");
             acks.push(Ack { writer: self.id, index, idempotency_key, seq: response.first_seq });
             self.progress.acked.fetch_add(1, Ordering::SeqCst);
+            if self.read_back {
+                seen = self.read_back(index, response.first_seq, seen).await;
+            }
             if !self.pace.is_zero() {
                 tokio::time::sleep(self.pace).await;
             }
         }
         acks
+    }
+}
+
+impl Writer {
+    /// Reads the context window after append `index` was stored at `seq`: its last_seq must be
+    /// at least `seq` (the writer reads its own write) and at least `seen` (what the writer read
+    /// before). Returns the new last_seq. Reads that fail during an outage are tried again.
+    async fn read_back(&self, index: usize, seq: u64, seen: u64) -> u64 {
+        let request =
+            pb::GetContextWindowRequest { session_key: self.session.clone(), max_entries: 5, ..Default::default() };
+        let started = Instant::now();
+        let window = loop {
+            match self.client.get_context_window(request.clone()).await {
+                Ok(w) => break w,
+                Err(e) => {
+                    use baton_client::Code::*;
+                    assert!(matches!(e.code(), Unavailable | DeadlineExceeded), "writer {}: read failed: {e}", self.id);
+                    assert!(
+                        started.elapsed() < RESEND_FOR,
+                        "writer {}: reads failing for {RESEND_FOR:?}: {e}",
+                        self.id
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert!(
+            window.last_seq >= seq,
+            "writer {}: append {index} stored at seq {seq}, then read a window ending at {}",
+            self.id,
+            window.last_seq
+        );
+        assert!(window.last_seq >= seen, "writer {}: read {} after {seen}: backwards", self.id, window.last_seq);
+        let own = pb::ListEntriesRequest {
+            session_key: self.session.clone(),
+            after_seq: Some(seq - 1),
+            page_size: 1,
+            ..Default::default()
+        };
+        let page =
+            self.client.list_entries(own).await.unwrap_or_else(|e| panic!("writer {}: list failed: {e}", self.id));
+        assert_eq!(page.entries.first().map(|e| e.seq), Some(seq), "writer {}: its seq {seq} is not listed", self.id);
+        window.last_seq
     }
 }
 
@@ -547,6 +611,84 @@ fn sigterm_during_follow_streams_resumes_exactly_once() {
         let streams = raw.await.expect("the raw follower failed");
         assert!(streams >= 2, "the raw follower's stream never broke");
         assert_exactly_once(&client(&b, &key), session, &counts, &acks).await;
+    });
+}
+
+// ---- 4. Scale-out: three replicas, a read replica, faults ----
+
+#[test]
+fn three_replicas_with_a_read_replica_under_faults_lose_nothing() {
+    scenario("three replicas and a read replica", async {
+        let primary = PgCluster::start().await;
+        let env = Batond::postgres_env(&primary.serving_url(), &primary.owner_url());
+        let tenant = baton_testkit::tenant();
+        let key = Batond::create_key(&env, &tenant, "writer");
+        let standby = primary.standby("");
+        let Some(redis) = RedisServer::start().await else { return };
+        let mut env = env;
+        env.push(("DATABASE_READ_URL".into(), standby.serving_url()));
+        env.push(("REDIS_URL".into(), redis.url()));
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(Batond::start(env.clone(), &[]).await);
+        }
+
+        // Three sessions; each has a writer on every replica, and a follower on every replica.
+        const SESSIONS: usize = 3;
+        const APPENDS: usize = 60;
+        let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("scale-{i}")).collect();
+        for s in &sessions {
+            create_session(&client(&replicas[0], &key), s).await;
+        }
+        let n = (replicas.len() * APPENDS) as u64;
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let mut followers = Vec::new();
+        for s in &sessions {
+            for r in &replicas {
+                let request = pb::StreamEntriesRequest { session_key: s.clone(), follow: true, ..Default::default() };
+                let stream = client(r, &key).stream_entries(request).await.expect("open a follow stream");
+                followers.push((s.clone(), tokio::spawn(follow(stream, n, Arc::clone(&delivered)))));
+            }
+        }
+        let progress = Arc::new(Progress::default());
+        let mut tasks = Vec::new();
+        for s in &sessions {
+            let writers = replicas.iter().enumerate().map(|(id, r)| Writer {
+                pace: Duration::from_millis(5),
+                read_back: true,
+                ..Writer::new(client(r, &key), s, id, APPENDS, &progress)
+            });
+            tasks.push((s.clone(), start_writers(writers)));
+        }
+
+        let total = SESSIONS * replicas.len() * APPENDS;
+        progress.reached(total / 4).await;
+        let victim = &mut replicas[2];
+        victim.kill();
+        eprintln!("SIGKILL of one batond after {} acknowledged appends", progress.acked.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        victim.restart().await;
+        progress.reached(total / 2).await;
+        standby.stop("fast");
+        eprintln!("read replica stopped after {} acknowledged appends", progress.acked.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        standby.start_again();
+        eprintln!("read replica back after {} acknowledged appends", progress.acked.load(Ordering::SeqCst));
+
+        for (session, tasks) in tasks {
+            let acks = join_writers(tasks).await;
+            assert_exactly_once(&client(&replicas[0], &key), &session, &[APPENDS; 3], &acks).await;
+        }
+        progress.report("three replicas and a read replica");
+        for (i, (session, f)) in followers.into_iter().enumerate() {
+            let seqs = f.await.expect("a follower failed");
+            assert!(
+                seqs.iter().copied().eq(1..=n),
+                "follower {i} of {session} did not receive 1..={n} once each, in order"
+            );
+        }
+        let served: usize = replicas.iter().map(|r| r.log().matches("read replica").count()).sum();
+        eprintln!("replica state changes logged by the batonds: {served}");
     });
 }
 
