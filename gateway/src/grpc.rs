@@ -2,6 +2,12 @@
 //! shared lazily-connecting channel, and per-call metadata (credentials, trace context, tenant)
 //! and deadline. Every call is a client span and a sample of
 //! `grpc_client_request_duration_seconds`.
+//!
+//! Read-your-writes across batond's read replicas: the backend keeps the highest log position
+//! batond answered a call with (`baton-lsn`) and sends it with every call (`baton-min-lsn`), so
+//! an agent's `get_context` after its `update_context` sees the update even when a replica
+//! serves it. One position for the whole gateway: every MCP session reads at least what any
+//! session of this gateway wrote (stronger than each its own, and as cheap).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +26,10 @@ use crate::telemetry::{ClientCall, GatewayMetrics, TraceCarrier};
 
 /// The server's tenant header.
 pub const TENANT_HEADER: &str = "x-baton-tenant";
+/// batond's answer header with a write's log position, and the request header that asks
+/// reads to reflect it.
+pub const LSN_HEADER: &str = "baton-lsn";
+pub const MIN_LSN_HEADER: &str = "baton-min-lsn";
 
 /// Encodes dynamic requests and decodes responses of one known message type.
 #[derive(Debug, Clone)]
@@ -111,6 +121,8 @@ pub struct Backend {
     /// batond's host and port, for the client spans.
     server: (String, Option<u16>),
     metrics: Arc<GatewayMetrics>,
+    /// The highest `baton-lsn` batond answered with (0: none yet).
+    position: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Backend {
@@ -128,7 +140,7 @@ impl Backend {
         let uri = endpoint.uri();
         let server = (uri.host().unwrap_or_default().to_owned(), uri.port_u16());
         let channel = settings(endpoint, connect_timeout).connect_lazy();
-        Ok(Self { channel, call_timeout, server, metrics: GatewayMetrics::new() })
+        Ok(Self { channel, call_timeout, server, metrics: GatewayMetrics::new(), position: Default::default() })
     }
 
     /// A backend whose connections `connector` makes (the embedded service's), connecting on
@@ -137,7 +149,13 @@ impl Backend {
         // The connector ignores the URI; it names the service in spans and `:authority`.
         let endpoint = Endpoint::from_static("http://127.0.0.1");
         let channel = settings(endpoint, connect_timeout).connect_with_connector_lazy(connector);
-        Self { channel, call_timeout, server: ("127.0.0.1".to_owned(), None), metrics: GatewayMetrics::new() }
+        Self {
+            channel,
+            call_timeout,
+            server: ("127.0.0.1".to_owned(), None),
+            metrics: GatewayMetrics::new(),
+            position: Default::default(),
+        }
     }
 
     /// The gateway's metrics (its registry also holds the tool histogram).
@@ -179,9 +197,9 @@ impl Backend {
         let unary = async {
             let request = self.request(request, ctx, Some(deadline))?;
             let mut grpc = self.ready().await?;
-            grpc.unary(request, path(method)?, DynamicCodec::new(method.output()))
-                .await
-                .map(tonic::Response::into_inner)
+            let response = grpc.unary(request, path(method)?, DynamicCodec::new(method.output())).await?;
+            self.note_position(response.metadata());
+            Ok(response.into_inner())
         };
         match tokio::time::timeout(deadline, unary).await {
             Ok(result) => result,
@@ -228,10 +246,30 @@ impl Backend {
     ) -> Result<tonic::Request<DynamicMessage>, Status> {
         let mut request = tonic::Request::new(message);
         ctx.apply(request.metadata_mut())?;
+        let position = self.position.load(std::sync::atomic::Ordering::Relaxed);
+        if position > 0
+            && let Ok(value) = format!("{position:016X}").parse()
+        {
+            request.metadata_mut().insert(MIN_LSN_HEADER, value);
+        }
         if let Some(deadline) = deadline {
             request.set_timeout(deadline);
         }
         Ok(request)
+    }
+
+    /// Keeps the highest log position batond has answered with.
+    fn note_position(&self, metadata: &MetadataMap) {
+        let told = metadata.get(LSN_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| u64::from_str_radix(v, 16).ok());
+        if let Some(position) = told {
+            self.position.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The highest log position batond has answered with, as the header gives it.
+    pub fn log_position(&self) -> Option<String> {
+        let position = self.position.load(std::sync::atomic::Ordering::Relaxed);
+        (position > 0).then(|| format!("{position:016X}"))
     }
 
     async fn ready(&self) -> Result<tonic::client::Grpc<Channel>, Status> {

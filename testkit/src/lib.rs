@@ -140,10 +140,25 @@ impl Server {
     pub async fn start(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> Option<Server> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_store(backend, dir.path()).await?;
+        let redis = if backend == Backend::PostgresRedis { Some(redis_url()?) } else { None };
+        Some(
+            Server::start_on(store, clock, dir, |config| {
+                config.redis_url = redis;
+                configure(config);
+            })
+            .await,
+        )
+    }
+
+    /// Starts a server on a store the test opened itself (e.g. a PostgreSQL store with read
+    /// replicas), keeping `dir` for as long as it runs.
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> Server {
         let mut config = config();
-        if backend == Backend::PostgresRedis {
-            config.redis_url = Some(redis_url()?);
-        }
         configure(&mut config);
         let (auth, pepper) = (config.auth, config.key_pepper.clone());
         let served = Arc::clone(&store);
@@ -165,7 +180,7 @@ impl Server {
                 .expect("the test server failed");
         });
         let running = started_rx.await.expect("the test server started");
-        Some(Server {
+        Server {
             addr,
             admin_addr,
             running,
@@ -176,7 +191,7 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        })
+        }
     }
 
     /// Issues an API key in the server's store (as `batond keys create` would) and returns

@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -46,6 +46,10 @@ pub(super) const PRIMARY_POSITION: &str = "SELECT (pg_current_wal_lsn() - '0/0':
 const REPLAYED: &str = "SELECT pg_is_in_recovery(), \
      (COALESCE(pg_last_wal_replay_lsn(), '0/0'::pg_lsn) - '0/0'::pg_lsn)::bigint";
 
+const UNKNOWN: u8 = 0;
+const IN_RECOVERY: u8 = 1;
+const NOT_IN_RECOVERY: u8 = 2;
+
 /// One replica: its pool, its own circuit breaker, and what its last probe found.
 #[derive(Debug)]
 pub(super) struct Replica {
@@ -56,15 +60,18 @@ pub(super) struct Replica {
     place: String,
     /// The log position it had replayed at its last probe (only ever grows on one node).
     replayed: AtomicU64,
-    /// In recovery at its last probe.
-    is_replica: AtomicBool,
+    /// What its last probe found: [`UNKNOWN`] (never answered), [`IN_RECOVERY`] or
+    /// [`NOT_IN_RECOVERY`].
+    role: AtomicU8,
     /// Behind the primary by more than `max_lag` at its last probe.
     lagging: AtomicBool,
 }
 
 impl Replica {
     fn usable(&self) -> bool {
-        self.sql.available() && self.is_replica.load(Ordering::Relaxed) && !self.lagging.load(Ordering::Relaxed)
+        self.sql.available()
+            && self.role.load(Ordering::Relaxed) == IN_RECOVERY
+            && !self.lagging.load(Ordering::Relaxed)
     }
 
     /// The position a read from this replica reflects at least.
@@ -108,7 +115,7 @@ impl Replicas {
                 sql: primary_sql.with_own_breaker(),
                 place,
                 replayed: AtomicU64::new(0),
-                is_replica: AtomicBool::new(false),
+                role: AtomicU8::new(UNKNOWN),
                 lagging: AtomicBool::new(false),
             });
         }
@@ -185,7 +192,8 @@ async fn probe_replica(r: &Replica, due: Option<u64>) {
     let Ok((in_recovery, replayed)) = probe else { return };
     let replayed = replayed as u64;
     r.replayed.fetch_max(replayed, Ordering::Relaxed);
-    if r.is_replica.swap(in_recovery, Ordering::Relaxed) != in_recovery && !in_recovery {
+    let role = if in_recovery { IN_RECOVERY } else { NOT_IN_RECOVERY };
+    if r.role.swap(role, Ordering::Relaxed) != role && !in_recovery {
         tracing::warn!(replica = %r.place, "this read replica is not in recovery (promoted, or a primary): not reading from it");
     }
     let lagging = due.is_some_and(|due| replayed < due);
