@@ -7,7 +7,7 @@
 //! session call `update_context` on its Baton session, one call after the other, for
 //! `--duration`. A call succeeds when the tool answers without `isError`; a tool error, a
 //! transport error or a call past `--timeout` counts as failed. At the end every MCP session
-//! is closed (`DELETE /mcp`).
+//! is closed (`DELETE /mcp`). The report lists the Baton sessions (`mcp-PID-NNN`) it appended to.
 //!
 //! `--shape legacy` (the default) sends the earlier AI handoff MCP server's arguments
 //! (`sessionKey`, `content`, `metadata`; no author, so the gateway defaults it to the
@@ -139,6 +139,7 @@ fn rmcp_failure(e: rmcp::ServiceError) -> Failure {
 
 struct McpWorker {
     client: RunningService<RoleClient, ()>,
+    session: String,
     arguments: JsonObject,
 }
 
@@ -165,7 +166,7 @@ async fn open(
         json!({"session_key": key, "agent": AGENT}).as_object().cloned().expect("a JSON object literal"),
     );
     outcome(&client.call_tool(register).await?).map_err(|f| format!("register_session {key}: {}", f.message))?;
-    Ok(McpWorker { client, arguments: shape.arguments(key) })
+    Ok(McpWorker { client, session: key.to_owned(), arguments: shape.arguments(key) })
 }
 
 #[tokio::main]
@@ -186,6 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     for task in opening {
         workers.push(task.await??);
     }
+    let sessions: Vec<String> = workers.iter().map(|w| w.session.clone()).collect();
 
     let run = closed_loop(workers, args.duration, args.timeout).await;
     for worker in run.workers {
@@ -202,6 +204,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     });
     let mut extra = Map::new();
     extra.insert("shape".into(), json!(args.shape.name()));
+    extra.insert("sessions".into(), json!(sessions));
     write_report(&run.outcomes.ghz_report("baton_mcp_load", options, run.elapsed, extra), args.out.as_deref())?;
     Ok(())
 }
