@@ -6,7 +6,7 @@ services and the load; it calls this for every figure.
 Python 3.11 standard library only. Subcommands:
 
     driver.py free-port                       a free loopback TCP port
-    driver.py snapshot OUT --batond PID --shell PID [--db-pids PID...] [--db-pids-file FILE]
+    driver.py snapshot OUT --batond PID --shell PID [--gateway PID] [--db-pids PID...] [--db-pids-file FILE]
                                               the CPU counters of this moment, as JSON in OUT
     driver.py meta RUN_DIR NAME --seq N --before SNAP --after SNAP [fields...]
                                               RUN_DIR/NAME.meta.json: what a scenario cost
@@ -17,8 +17,10 @@ Python 3.11 standard library only. Subcommands:
 A snapshot holds the wall clock, batond's CPU ticks (utime + stime, /proc/PID/stat), the
 machine's busy ticks (every CPU: /proc/stat user + nice + system + irq + softirq + steal), the
 CPU seconds of the shell's waited-for children (cutime + cstime of the shell: ghz, pgbench and
-baton-replay, which the shell runs and waits for) and the ticks of each listed database backend.
-A meta file holds the differences between two snapshots.
+baton-replay, which the shell runs and waits for), the ticks of each listed database backend
+and, while the MCP scenario runs, those of the gateway (baton-mcp, which the shell starts in the
+background: its CPU is its own, not the load generators'). A meta file holds the differences
+between two snapshots.
 
 The snapshot process itself is one of the shell's children: the "before" snapshot is waited for
 inside the interval it opens, so its own CPU (self + children, measured as it ends) is taken off
@@ -170,15 +172,18 @@ class Snapshot:
     db_ticks: dict[str, int] = field(default_factory=dict)
     # The snapshot process' own CPU (self + children) as it finished.
     self_cpu_s: float = 0.0
+    # baton-mcp's ticks, when one was named (None: no gateway; 0: it has ended).
+    gateway_ticks: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> Snapshot:
         return cls(**json.loads(path.read_text()))
 
 
-def take_snapshot(batond: int, shell: int, db_pids: list[int], proc: Path = PROC, hz: int | None = None) -> Snapshot:
-    """Reads the counters. A process that has ended counts 0 (batond) or is left out (a
-    database backend)."""
+def take_snapshot(batond: int, shell: int, db_pids: list[int], proc: Path = PROC, hz: int | None = None,
+                  gateway: int | None = None) -> Snapshot:
+    """Reads the counters. A process that has ended counts 0 (batond, the gateway) or is left
+    out (a database backend)."""
     hz = hz or clock_ticks()
     now = time.time()
     server = pid_stat(batond, proc)
@@ -189,12 +194,14 @@ def take_snapshot(batond: int, shell: int, db_pids: list[int], proc: Path = PROC
         s = pid_stat(pid, proc)
         if s is not None:
             db[str(pid)] = s.ticks
+    gw = pid_stat(gateway, proc) if gateway is not None else None
     return Snapshot(
         time=now,
         batond_ticks=server.ticks if server else 0,
         machine_busy_ticks=busy,
         client_cpu_s=sh.children_ticks / hz if sh else 0.0,
         db_ticks=db,
+        gateway_ticks=None if gateway is None else (gw.ticks if gw else 0),
     )
 
 
@@ -250,8 +257,9 @@ def scenario_meta(
 ) -> dict:
     """A scenario's metadata: its wall time and, unless `cpu` is off (the parts of a group, whose
     CPU is the group's), the CPU seconds of batond, of the database (`db_cpu_s` when given, else
-    the backends' ticks), of the whole machine and of the load generators. `inside`: other
-    snapshots taken during the interval, whose own CPU is not the load generators'."""
+    the backends' ticks), of the whole machine, of the load generators and, when both snapshots
+    counted one, of the gateway. `inside`: other snapshots taken during the interval, whose own
+    CPU is not the load generators'."""
     meta: dict[str, object] = {"name": name, "seq": seq, "wall_s": round(after.time - before.time, 3)}
     if cpu:
         db = db_cpu_s if db_cpu_s is not None else db_ticks_between(before, after) / hz
@@ -263,6 +271,10 @@ def scenario_meta(
             "machine_busy_cpu_s": round((after.machine_busy_ticks - before.machine_busy_ticks) / hz, 3),
             "client_cpu_s": round(client, 3),
         }
+        # A gateway that ended in between took its ticks along: its CPU is unknown, not negative.
+        if before.gateway_ticks is not None and after.gateway_ticks is not None \
+                and after.gateway_ticks >= before.gateway_ticks:
+            meta["gateway_cpu_s"] = round((after.gateway_ticks - before.gateway_ticks) / hz, 3)
     meta["machine_cpus"] = cpus
     meta.update(fields.items())
     return meta
@@ -349,7 +361,7 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
     db_pids = list(a.db_pids)
     if a.db_pids_file is not None:
         db_pids += wait_for_pids(a.db_pids_file, a.timeout)
-    snap = take_snapshot(a.batond, a.shell, db_pids)
+    snap = take_snapshot(a.batond, a.shell, db_pids, gateway=a.gateway)
     snap.self_cpu_s = round(own_cpu_s(), 3)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, asdict(snap))
@@ -418,6 +430,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("out", type=Path)
     s.add_argument("--batond", type=int, required=True, help="batond's pid")
     s.add_argument("--shell", type=int, required=True, help="the pid of the shell that waits for the load generators")
+    s.add_argument("--gateway", type=int, help="baton-mcp's pid, while the MCP scenario runs")
     s.add_argument("--db-pids", type=int, nargs="*", default=[], metavar="PID", help="database backends to count")
     s.add_argument("--db-pids-file", type=Path, metavar="FILE",
                    help="wait for FILE, then count the backends it lists: start the process early and let it "

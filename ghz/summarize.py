@@ -8,8 +8,10 @@ Python 3.11 standard library only. Usage:
     python3 ghz/summarize.py --check REPORT.ghz.json               # exit 1 if any call failed
 
 A run directory holds, per scenario, NAME.meta.json (written by ghz/run: what ran, its order,
-the CPU it cost) and either NAME.ghz.json (ghz's JSON report, `-O json`) or NAME.pgbench.txt
-(pgbench's output), plus run.json (the machine, the database settings, batond's memory).
+the CPU it cost) and either NAME.ghz.json (ghz's JSON report, `-O json`, or a report in its
+shape from one of the Rust clients in ghz/replay: baton-replay, baton-load, baton-mcp-load) or
+NAME.pgbench.txt (pgbench's output), plus run.json (the machine, the database settings,
+batond's memory).
 
 Figures: rps is ghz's completed calls per second; p50/p95/p99 come from ghz's latency
 distribution (successful calls only, ghz's default) or, for the mixed workload whose parts
@@ -31,8 +33,15 @@ NS_PER_MS = 1_000_000
 # What the targets compare (scenario names are ghz/run's).
 APPEND = "append1_c32"
 PGBENCH = ("pgbench_insert_c32_a", "pgbench_insert_c32_b")
+# The same INSERT into a plain table (id, session, seq, text): no search vector, no GIN index.
+PGBENCH_PLAIN = ("pgbench_plain_c32_a", "pgbench_plain_c32_b")
 WINDOW_HOT = "window_hot_c64"
 HEALTH = ("health_c64_a", "health_c64_b")
+# The hot-read ratio again with ghz/replay's baton-load (no decoding of the ~35 kB windows).
+WINDOW_HOT_RUST = "window_hot_rust_c64"
+HEALTH_RUST = ("health_rust_c64_a", "health_rust_c64_b")
+# update_context through baton-mcp (Streamable HTTP, baton-mcp-load), against APPEND.
+MCP_UPDATE = "mcp_update_c32"
 # The replay target reads the prost client's figure when the run has it: ghz's own decoding
 # is slower than batond's encoding (see ghz/replay), so ghz's figure measures ghz.
 STREAM = ("stream_replay_rust_c1", "stream_replay_c1")
@@ -67,6 +76,10 @@ class Row:
     server_cpu_ms_per_call: float | None = None
     db_cpu_ms_per_call: float | None = None
     client_cpu_ms_per_call: float | None = None
+    # The MCP gateway's (baton-mcp's), for the scenarios that go through it.
+    gateway_cpu_ms_per_call: float | None = None
+    # Bytes of a response, as the Rust load clients count them (they do not decode).
+    response_bytes: int | None = None
     machine_busy_pct: float | None = None
     group: str = ""
     note: str = ""
@@ -134,6 +147,7 @@ def parse_ghz(report: dict, meta: dict) -> Row:
         entries_per_call=meta.get("entries_per_call"),
         group=meta.get("group", ""),
         note=meta.get("note", ""),
+        response_bytes=report.get("bytesPerCall"),
     )
     if row.entries_per_call:
         row.entries_per_s = rps * row.entries_per_call
@@ -142,15 +156,17 @@ def parse_ghz(report: dict, meta: dict) -> Row:
 
 
 def add_cpu(row: Row, meta: dict, calls: int) -> None:
-    """CPU cost per call of batond, of the benchmark database's backends and of the load
-    generator (ghz or pgbench), and how busy the whole machine was (other engineers' builds
-    included: the noise indicator)."""
+    """CPU cost per call of batond, of the benchmark database's backends, of the load generator
+    (ghz, pgbench or a Rust client) and of the MCP gateway when the calls went through it, and
+    how busy the whole machine was (other engineers' builds included: the noise indicator)."""
     if calls > 0 and meta.get("server_cpu_s") is not None:
         row.server_cpu_ms_per_call = meta["server_cpu_s"] * 1000 / calls
     if calls > 0 and meta.get("db_cpu_s") is not None:
         row.db_cpu_ms_per_call = meta["db_cpu_s"] * 1000 / calls
     if calls > 0 and meta.get("client_cpu_s") is not None:
         row.client_cpu_ms_per_call = meta["client_cpu_s"] * 1000 / calls
+    if calls > 0 and meta.get("gateway_cpu_s") is not None:
+        row.gateway_cpu_ms_per_call = meta["gateway_cpu_s"] * 1000 / calls
     wall, busy, cpus = meta.get("wall_s"), meta.get("machine_busy_cpu_s"), meta.get("machine_cpus")
     if wall and busy is not None and cpus:
         row.machine_busy_pct = 100 * busy / (wall * cpus)
@@ -267,30 +283,42 @@ def at_most(name: str, measured: float | None, goal: float, unit: str, detail: s
     return Target(name, measured, goal, unit, ratio, measured <= goal, detail)
 
 
+def same_run_ratio(name: str, goal: float, rows: dict[str, Row], measured: str, baselines: tuple[str, ...],
+                   what: str, baseline_what: str, unit: str = "rps", baseline_unit: str = "rps") -> Target:
+    """rps of scenario `measured` ÷ the mean of its `baselines` (run before and after it, so their
+    spread shows the run's noise). A scenario with failed calls does not meet its goal: its rps
+    counts them too."""
+    row = rows.get(measured)
+    values = [rows[n].rps for n in baselines if n in rows]
+    base = mean(values)
+    if not row or not base:
+        return at_least(name, None, goal, "×")
+    detail = f"{what} {row.rps:.0f} {unit} / {baseline_what} {base:.0f} {baseline_unit}"
+    detail += spread(values, baseline_what)
+    target = at_least(name, row.rps / base, goal, "×", detail)
+    if row.errors:
+        target.detail += f"; {row.errors} errors"
+        target.met = False
+    return target
+
+
 def targets(rows: dict[str, Row], run: dict) -> list[Target]:
-    """The ratios of issue 7, each from figures of this same run."""
-    out = []
-
-    append = rows.get(APPEND)
-    pg = mean([rows[n].rps for n in PGBENCH if n in rows])
-    value = append.rps / pg if append and pg else None
-    detail = ""
-    if append and pg:
-        detail = f"AppendEntries(1) C=32 {append.rps:.0f} rps / pgbench INSERT C=32 {pg:.0f} TPS"
-        detail += spread([rows[n].rps for n in PGBENCH if n in rows], "pgbench")
-        if append.errors:
-            detail += f"; {append.errors} errors"
-    out.append(at_least("AppendEntries(1 entry, durable, C=32) / pgbench single-row INSERT TPS (C=32)",
-                        value, 1.0, "×", detail))
-
-    window = rows.get(WINDOW_HOT)
-    health = mean([rows[n].rps for n in HEALTH if n in rows])
-    value = window.rps / health if window and health else None
-    detail = ""
-    if window and health:
-        detail = f"GetContextWindow hot C=64 {window.rps:.0f} rps / Health.Check C=64 {health:.0f} rps"
-        detail += spread([rows[n].rps for n in HEALTH if n in rows], "health")
-    out.append(at_least("GetContextWindow hot (C=64) / health Check rps (C=64)", value, 0.5, "×", detail))
+    """The ratios of issues 7 and 16, each from figures of this same run, then the absolute
+    targets."""
+    out = [
+        same_run_ratio("AppendEntries(1 entry, durable, C=32) / pgbench single-row INSERT TPS (C=32)", 1.0, rows,
+                       APPEND, PGBENCH, "AppendEntries(1) C=32", "pgbench INSERT C=32", baseline_unit="TPS"),
+        same_run_ratio("AppendEntries(1 entry, durable, C=32) / pgbench INSERT into a plain table "
+                       "(id, session, seq, text; no search index) TPS (C=32)", 0.5, rows,
+                       APPEND, PGBENCH_PLAIN, "AppendEntries(1) C=32", "pgbench plain INSERT C=32",
+                       baseline_unit="TPS"),
+        same_run_ratio("GetContextWindow hot (C=64) / health Check rps (C=64)", 0.5, rows, WINDOW_HOT, HEALTH,
+                       "GetContextWindow hot C=64", "Health.Check C=64"),
+        same_run_ratio("GetContextWindow hot (C=64) / health Check rps (C=64), Rust load client (baton-load)", 0.6,
+                       rows, WINDOW_HOT_RUST, HEALTH_RUST, "GetContextWindow hot C=64", "Health.Check C=64"),
+        same_run_ratio("MCP update_context (C=32, through baton-mcp) / gRPC AppendEntries(1) (C=32)", 0.8, rows,
+                       MCP_UPDATE, (APPEND,), "update_context C=32", "AppendEntries(1) C=32", unit="ops/s"),
+    ]
 
     stream = next((rows[n] for n in STREAM if n in rows), None)
     value = stream.entries_per_s if stream else None
@@ -445,6 +473,11 @@ def render_markdown(summary: dict) -> str:
         notes = []
         if r["entries_per_s"]:
             notes.append(f"{fmt(r['entries_per_s'], 0)} entries/s")
+        if r.get("response_bytes"):
+            size = r["response_bytes"]
+            notes.append(f"{size / 1000:.1f} kB per response" if size >= 1000 else f"{size} B per response")
+        if r.get("gateway_cpu_ms_per_call") is not None:
+            notes.append(f"baton-mcp CPU {fmt(r['gateway_cpu_ms_per_call'], 3)} ms/call")
         if r["note"]:
             notes.append(r["note"])
         if r["errors"] and r["error_kinds"]:
@@ -463,7 +496,8 @@ def render_markdown(summary: dict) -> str:
               "p50/p95/p99: ghz latency of successful calls (mixed: all calls of all parts). "
               "CPU ms/call: CPU time during the scenario, divided by its calls, of batond, of the benchmark "
               "database's backends (pgbench rows: pgbench's own, sampled just before it ends), and of the load generator "
-              "(ghz, or pgbench itself). Machine busy: all CPUs, every process, other engineers' builds "
+              "(ghz, pgbench itself, or the Rust client named in the notes; through the MCP gateway, baton-mcp's own "
+              "CPU is in the notes). Machine busy: all CPUs, every process, other engineers' builds "
               "included; near 100 % means the figures are CPU-bound on this 2-core machine.", ""]
     mem = [f"RSS idle after start {fmt((run.get('rss_idle_kb') or 0) / 1024, 1)} MiB"]
     if run.get("rss_after_kb"):

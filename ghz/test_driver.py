@@ -90,9 +90,9 @@ def fake_proc(root: Path, stats: dict[int, str], proc_stat: str = PROC_STAT) -> 
     return root
 
 
-def snap(t=0.0, batond=0, busy=0, client=0.0, db=None, own=0.0) -> d.Snapshot:
+def snap(t=0.0, batond=0, busy=0, client=0.0, db=None, own=0.0, gateway=None) -> d.Snapshot:
     return d.Snapshot(time=t, batond_ticks=batond, machine_busy_ticks=busy, client_cpu_s=client,
-                      db_ticks=db or {}, self_cpu_s=own)
+                      db_ticks=db or {}, self_cpu_s=own, gateway_ticks=gateway)
 
 
 def run_main(argv: list[str]) -> tuple[int, str]:
@@ -161,6 +161,13 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(got.db_ticks, {"77": 345})
         self.assertGreater(got.time, 0)
 
+    def test_gateway_is_counted_only_when_named(self):
+        proc = fake_proc(self.dir / "proc", {4242: BATOND_STAT, 100: SHELL_STAT, 77: ODD_NAME_STAT})
+        self.assertEqual(d.take_snapshot(4242, 100, [], proc=proc, hz=100, gateway=77).gateway_ticks, 345)
+        # Named but gone: 0, as an ended batond; not named: None (no gateway in this scenario).
+        self.assertEqual(d.take_snapshot(4242, 100, [], proc=proc, hz=100, gateway=31337).gateway_ticks, 0)
+        self.assertIsNone(d.take_snapshot(4242, 100, [], proc=proc, hz=100).gateway_ticks)
+
     def test_ended_batond_counts_zero(self):
         proc = fake_proc(self.dir / "proc", {100: SHELL_STAT})
         self.assertEqual(d.take_snapshot(4242, 100, [], proc=proc, hz=100).batond_ticks, 0)
@@ -205,7 +212,8 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         raw = json.loads(out.read_text())
         self.assertEqual(set(raw), {"time", "batond_ticks", "machine_busy_ticks", "client_cpu_s", "db_ticks",
-                                    "self_cpu_s"})
+                                    "self_cpu_s", "gateway_ticks"})
+        self.assertIsNone(raw["gateway_ticks"])
         got = d.Snapshot.load(out)
         self.assertGreater(got.batond_ticks, 0)
         self.assertGreaterEqual(got.client_cpu_s, 0.25)
@@ -256,6 +264,18 @@ class MetaTest(unittest.TestCase):
                                db_cpu_s=4.0, inside=(sample,))
         self.assertEqual(meta["db_cpu_s"], 4.0)
         self.assertEqual(meta["client_cpu_s"], 2.95)  # 3.0 less both snapshots' own CPU
+
+    def test_gateway_cpu_between_two_snapshots_that_counted_it(self):
+        fields = d.MetaFields(title="MCP update_context C=32")
+        meta = d.scenario_meta("mcp_update_c32", 9, snap(t=0.0, gateway=100), snap(t=10.0, batond=50, gateway=350),
+                               self.HZ, 2, fields)
+        self.assertEqual(meta["gateway_cpu_s"], 2.5)
+        self.assertEqual(list(meta)[:9], ["name", "seq", "wall_s", "server_cpu_s", "db_cpu_s",
+                                          "machine_busy_cpu_s", "client_cpu_s", "gateway_cpu_s", "machine_cpus"])
+        # No gateway in one of the snapshots, or one that ended in between: no figure, not a wrong one.
+        for before, after in ((None, 350), (100, None), (100, 0)):
+            meta = d.scenario_meta("x", 1, snap(gateway=before), snap(t=1.0, gateway=after), self.HZ, 2, fields)
+            self.assertNotIn("gateway_cpu_s", meta)
 
     def test_client_cpu_never_negative(self):
         meta = d.scenario_meta("x", 1, snap(client=1.0, own=0.05), snap(client=1.01), self.HZ, 2, d.MetaFields())
@@ -330,6 +350,27 @@ class CommandTest(unittest.TestCase):
         meta = json.loads((self.run / "mixed_list.meta.json").read_text())
         self.assertNotIn("server_cpu_s", meta)
         self.assertEqual(meta["group"], "mixed")
+
+    def test_mcp_scenario_with_the_gateway_pid(self):
+        hz = d.clock_ticks()
+        # The snapshot command with --gateway: this process stands in for baton-mcp.
+        before = self.run / "snap" / "mcp.before.json"
+        rc, _ = run_main(["snapshot", str(before), "--batond", str(os.getpid()), "--shell", str(os.getpid()),
+                          "--gateway", str(os.getpid())])
+        self.assertEqual(rc, 0)
+        self.assertGreater(d.Snapshot.load(before).gateway_ticks, 0)
+        start = self.write_snap("m.before", snap(t=0.0, gateway=hz))
+        end = self.write_snap("m.after", snap(t=10.0, batond=4 * hz, gateway=7 * hz))
+        rc, _ = run_main(["meta", str(self.run), "mcp_update_c32", "--seq", "3", "--before", str(start),
+                          "--after", str(end), "--title", "MCP update_context C=32", "--note", "client: baton-mcp-load"])
+        self.assertEqual(rc, 0)
+        report = {"options": {"call": "mcp/update_context", "concurrency": 32}, "count": 2000, "rps": 200.0,
+                  "statusCodeDistribution": {"OK": 2000}, "latencyDistribution": []}
+        (self.run / "mcp_update_c32.ghz.json").write_text(json.dumps(report))
+        [row] = s.load_rows(self.run)
+        self.assertEqual(row.call, "update_context")
+        self.assertAlmostEqual(row.server_cpu_ms_per_call, 2.0)
+        self.assertAlmostEqual(row.gateway_cpu_ms_per_call, 3.0)
 
     def test_run_json_in_the_committed_order(self):
         help_file = self.run / "batond.help"

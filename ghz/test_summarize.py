@@ -150,20 +150,39 @@ class TargetTest(unittest.TestCase):
             append1_c32=(1500.0, {}),
             pgbench_insert_c32_a=(2800.0, {}),
             pgbench_insert_c32_b=(3200.0, {}),
+            pgbench_plain_c32_a=(2900.0, {}),
+            pgbench_plain_c32_b=(3100.0, {}),
             window_hot_c64=(6000.0, {}),
             health_c64_a=(20000.0, {}),
             health_c64_b=(20000.0, {}),
+            window_hot_rust_c64=(13000.0, {}),
+            health_rust_c64_a=(19000.0, {}),
+            health_rust_c64_b=(21000.0, {}),
+            mcp_update_c32=(1200.0, {}),
             stream_replay_c1=(5.0, {"entries_per_call": 10000, "entries_per_s": 50000.0, "count": 5}),
             mixed=(990.0, {"rate": 1000, "p99_ms": 4.0, "errors": 0}),
         )
         ts = s.targets(r, {"rss_idle_kb": 20 * 1024, "follow_rss_peak_kb": 300 * 1024, "follow_streams": 10000})
-        self.assertEqual(len(ts), 6)
-        append, window, stream, mixed, rss, follow = ts
+        self.assertEqual(len(ts), 9)
+        append, plain, window, window_rust, mcp, stream, mixed, rss, follow = ts
         self.assertAlmostEqual(append.measured, 0.5)
         self.assertFalse(append.met)
         self.assertIn("spread 12 %", append.detail)
+        # The plain table's baseline: its own pair of runs, its own goal (0.5).
+        self.assertAlmostEqual(plain.measured, 0.5)
+        self.assertTrue(plain.met)
+        self.assertIn("plain table", plain.name)
+        self.assertIn("pgbench plain INSERT C=32 before/after: 2900/3100", plain.detail)
         self.assertAlmostEqual(window.measured, 0.3)
         self.assertFalse(window.met)
+        # The Rust client's ratio divides by the Rust client's health runs, not ghz's.
+        self.assertAlmostEqual(window_rust.measured, 0.65)
+        self.assertTrue(window_rust.met)
+        self.assertIn("baton-load", window_rust.name)
+        # MCP against the same run's AppendEntries(1) C=32: 1200 / 1500.
+        self.assertAlmostEqual(mcp.measured, 0.8)
+        self.assertTrue(mcp.met)
+        self.assertEqual(mcp.detail, "update_context C=32 1200 ops/s / AppendEntries(1) C=32 1500 rps")
         self.assertEqual(stream.measured, 50000.0)
         self.assertAlmostEqual(stream.ratio, 0.25)
         self.assertFalse(stream.met)
@@ -179,20 +198,31 @@ class TargetTest(unittest.TestCase):
             stream_replay_c1=(3.0, {"entries_per_call": 10000, "entries_per_s": 30000.0}),
             stream_replay_rust_c1=(15.0, {"entries_per_call": 10000, "entries_per_s": 150000.0}),
         )
-        stream = s.targets(r, {})[2]
-        self.assertEqual(stream.measured, 150000.0)
+        def stream():
+            return next(t for t in s.targets(r, {}) if t.name.startswith("StreamEntries"))
+
+        self.assertEqual(stream().measured, 150000.0)
         del r["stream_replay_rust_c1"]
-        self.assertEqual(s.targets(r, {})[2].measured, 30000.0)
+        self.assertEqual(stream().measured, 30000.0)
         r["stream_replay_c1"].errors = 1
-        self.assertIsNone(s.targets(r, {})[2].measured)
+        self.assertIsNone(stream().measured)
+
+    def test_failed_calls_fail_a_ratio_target(self):
+        r = rows(append1_c32=(1500.0, {}), mcp_update_c32=(1400.0, {"errors": 7}))
+        mcp = next(t for t in s.targets(r, {}) if t.name.startswith("MCP"))
+        self.assertAlmostEqual(mcp.measured, 1400 / 1500)
+        self.assertFalse(mcp.met)
+        self.assertIn("7 errors", mcp.detail)
 
     def test_errors_fail_the_mixed_target_and_missing_figures_are_unmet_unknown(self):
         r = rows(mixed=(1000.0, {"rate": 1000, "p99_ms": 1.0, "errors": 3}))
         ts = s.targets(r, {"follow_rss_peak_kb": 50 * 1024, "follow_streams": 1000})
-        append, window, stream, mixed, rss, follow = ts
+        append, plain, window, window_rust, mcp, stream, mixed, rss, follow = ts
         self.assertFalse(mixed.met)
-        self.assertIsNone(append.measured)
-        self.assertIsNone(append.met)
+        for missing in (append, plain, window, window_rust, mcp):
+            self.assertIsNone(missing.measured)
+            self.assertIsNone(missing.met)
+            self.assertEqual(missing.detail, "not measured in this run")
         self.assertIsNone(rss.met)
         # A quick run's 1k streams say nothing about the 10k target.
         self.assertIsNone(follow.met)
@@ -223,10 +253,22 @@ class RunDirTest(unittest.TestCase):
             self.write(d, "mixed_append", {"seq": 5, "group": "mixed", "title": "appends"},
                        ghz_report(count=10, rps=3.0, rate=3, details=details))
             self.write(d, "no_report", {"seq": 6, "title": "ghz crashed"})
+            # A Rust client's report: ghz's shape, plus the bytes it counted per response.
+            self.write(d, "window_hot_rust_c64", {"seq": 7, "title": "GetContextWindow hot C=64 (baton-load)",
+                                                  "note": "client: baton-load", "server_cpu_s": 2.0},
+                       {**ghz_report(call="baton.v1.ContextService/GetContextWindow", count=20000, rps=2000.0, c=64),
+                        "bytesPerCall": 35120})
+            self.write(d, "health_rust_c64_a", {"seq": 8, "title": "Health.Check C=64 (baton-load)"},
+                       {**ghz_report(call="grpc.health.v1.Health/Check", count=20000, rps=20000.0, c=64),
+                        "bytesPerCall": 2})
+            self.write(d, "mcp_update_c32", {"seq": 9, "title": "MCP update_context C=32", "gateway_cpu_s": 3.0,
+                                             "server_cpu_s": 1.0},
+                       ghz_report(call="mcp/update_context", count=5000, rps=500.0))
 
             summary = s.summarize(d)
             names = [r["name"] for r in summary["scenarios"]]
-            self.assertEqual(names, ["pgbench_insert_c32_a", "append1_c32", "mixed", "mixed_window", "mixed_append"])
+            self.assertEqual(names, ["pgbench_insert_c32_a", "append1_c32", "mixed", "mixed_window", "mixed_append",
+                                     "window_hot_rust_c64", "health_rust_c64_a", "mcp_update_c32"])
             mixed = summary["scenarios"][2]
             self.assertEqual((mixed["count"], mixed["rate"], mixed["p99_ms"]), (20, 10, 2.0))
             append = next(t for t in summary["targets"] if t["name"].startswith("AppendEntries"))
@@ -238,6 +280,13 @@ class RunDirTest(unittest.TestCase):
             self.assertIn("| ↳ reads |", md)
             self.assertIn("Test CPU", md)
             self.assertIn("**no**", md)
+            self.assertIn("| GetContextWindow hot C=64 (baton-load) | GetContextWindow | 64 |", md)
+            self.assertIn("35.1 kB per response; client: baton-load |", md)
+            self.assertIn("| 2 B per response |", md)
+            self.assertIn("| MCP update_context C=32 | update_context | 32 |", md)
+            self.assertIn("| 0.200 | – | – | – | baton-mcp CPU 0.600 ms/call |", md)
+            mcp = next(t for t in summary["targets"] if t["name"].startswith("MCP"))
+            self.assertAlmostEqual(mcp["measured"], 0.5)
             json.dumps(summary)  # serialisable as latest.json
 
             out_md, out_json = d / "out.md", d / "out.json"

@@ -11,12 +11,12 @@
 //! baton-replay --addr http://127.0.0.1:50051 --session stream-10k --calls 5 --expect 10000 --out report.json
 //! ```
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use baton_ghz_replay::{Failure, Outcomes, api_key, nanos, write_report};
 use baton_proto::v1::StreamEntriesRequest;
 use baton_proto::v1::context_service_client::ContextServiceClient;
-use serde_json::json;
+use serde_json::{Map, json};
 use tonic::transport::Channel;
 
 const CALL: &str = "baton.v1.ContextService/StreamEntries";
@@ -80,20 +80,14 @@ async fn replay(
     Ok(received)
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse(std::env::args().skip(1))?;
     let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.tcp_nodelay(true).connect().await?;
     let mut client = ContextServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-    let api_key = std::env::var("BATON_API_KEY").ok().filter(|k| !k.is_empty());
+    let api_key = api_key();
 
-    let mut latencies = Vec::with_capacity(args.calls as usize);
-    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut outcomes = Outcomes::default();
     let mut details = Vec::with_capacity(args.calls as usize);
     let mut entries = 0u64;
     let started = Instant::now();
@@ -101,51 +95,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let outcome = replay(&mut client, &args.session, api_key.as_deref()).await;
         let latency = t.elapsed();
-        let (status, error) = match outcome {
+        let failure = match outcome {
             Ok(n) if args.expect == 0 || n == args.expect => {
                 entries += n;
-                ("OK".to_owned(), String::new())
+                None
             }
-            Ok(n) => ("Incomplete".to_owned(), format!("received {n} entries, expected {}", args.expect)),
-            Err(s) => (format!("{:?}", s.code()), format!("rpc error: code = {:?} desc = {}", s.code(), s.message())),
+            Ok(n) => Some(Failure::new("Incomplete", format!("received {n} entries, expected {}", args.expect))),
+            Err(s) => Some(Failure::from(s)),
         };
-        *codes.entry(status.clone()).or_default() += 1;
-        if !error.is_empty() {
-            *errors.entry(error.clone()).or_default() += 1;
-        } else {
-            latencies.push(latency);
-        }
+        let (status, error) = failure.as_ref().map_or(("OK", ""), |f| (f.code.as_str(), f.message.as_str()));
         details.push(json!({ "latency": nanos(latency), "status": status, "error": error }));
+        match failure {
+            None => outcomes.ok(latency),
+            Some(f) => outcomes.failed(f),
+        }
     }
     let total = started.elapsed();
 
-    latencies.sort_unstable();
-    let at = |pct: usize| latencies.get((pct * latencies.len()).div_ceil(100).max(1) - 1).copied();
-    let distribution: Vec<_> = [10, 25, 50, 75, 90, 95, 99]
-        .into_iter()
-        .filter_map(|p| at(p).map(|l| json!({ "percentage": p, "latency": nanos(l) })))
-        .collect();
-    let ok = latencies.len() as u64;
-    let report = json!({
-        "name": "stream_replay_rust",
-        "options": { "call": CALL, "host": args.addr, "concurrency": 1, "total": args.calls, "client": "baton-replay (prost)" },
-        "count": args.calls,
-        "total": nanos(total),
-        "average": if ok > 0 { nanos(latencies.iter().sum::<Duration>() / ok as u32) } else { 0 },
-        "fastest": latencies.first().copied().map_or(0, nanos),
-        "slowest": latencies.last().copied().map_or(0, nanos),
-        "rps": f64::from(args.calls) / total.as_secs_f64(),
-        "entries": entries,
-        "entriesPerSecond": entries as f64 / total.as_secs_f64(),
-        "errorDistribution": errors,
-        "statusCodeDistribution": codes,
-        "latencyDistribution": distribution,
-        "details": details,
-    });
-    let text = serde_json::to_string_pretty(&report)?;
-    match &args.out {
-        Some(path) => std::fs::write(path, text)?,
-        None => println!("{text}"),
-    }
+    let options = json!({ "call": CALL, "host": args.addr, "concurrency": 1, "total": args.calls, "client": "baton-replay (prost)" });
+    let mut extra = Map::new();
+    extra.insert("entries".into(), json!(entries));
+    extra.insert("entriesPerSecond".into(), json!(entries as f64 / total.as_secs_f64()));
+    extra.insert("details".into(), json!(details));
+    write_report(&outcomes.ghz_report("stream_replay_rust", options, total, extra), args.out.as_deref())?;
     Ok(())
 }
