@@ -17,7 +17,7 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value as Json};
 
-use crate::descriptors::{Comments, comment_says_required};
+use crate::descriptors::Comments;
 use crate::schema::enum_prefix;
 
 /// One bad argument: the field's path and what is wrong with it.
@@ -125,9 +125,7 @@ impl<'a> Converter<'a> {
         }
         for field in desc.fields() {
             let path = join(prefix, field.name());
-            let required =
-                self.comments.get(field.parent_file().name(), field.path()).is_some_and(comment_says_required);
-            if required
+            if self.comments.is_required(&field)
                 && !message.has_field(&field)
                 && !deferred.contains(&path)
                 && !errors.iter().any(|e| e.field == path)

@@ -26,10 +26,13 @@ pub fn decode_pool(bytes: &[u8]) -> Result<DescriptorPool, DescriptorError> {
     Ok(DescriptorPool::decode(bytes)?)
 }
 
-/// Leading comments of every documented element, keyed by file name and source path.
+/// Leading comments of every documented element, keyed by file name and source path, and the
+/// fields whose comment says they are required (looked up on every tool call, by full name,
+/// without allocating).
 #[derive(Debug, Default)]
 pub struct Comments {
     by_location: HashMap<(String, Vec<i32>), String>,
+    required: std::collections::HashSet<String>,
 }
 
 impl Comments {
@@ -47,7 +50,20 @@ impl Comments {
                 }
             }
         }
-        Self { by_location }
+        let mut comments = Self { by_location, required: Default::default() };
+        for message in pool.all_messages() {
+            for field in message.fields() {
+                if comments.get(field.parent_file().name(), field.path()).is_some_and(comment_says_required) {
+                    comments.required.insert(field.full_name().to_owned());
+                }
+            }
+        }
+        comments
+    }
+
+    /// Whether the field's comment says it is required.
+    pub fn is_required(&self, field: &prost_reflect::FieldDescriptor) -> bool {
+        self.required.contains(field.full_name())
     }
 
     /// The leading comment of the element at `path` in `file`, reflowed into paragraphs.
