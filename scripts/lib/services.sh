@@ -258,7 +258,9 @@ baton_read_replica_down() {
 # That is how the client suites tell a read served by a read replica from one served by the
 # primary, deterministically. First the test database is migrated with BATOND ($1) as its
 # owner, so the standby has the current schema; any standby left by an earlier run is stopped
-# and deleted. Exports BATON_TEST_READ_REPLICA_URL (baton_server on the standby's database).
+# and deleted. Exports BATON_TEST_READ_REPLICA_URL (baton_server on the standby's database) and
+# sets BATON_STANDBY_MADE=1 once there is a standby of this run's to remove (a half-made one
+# included).
 baton_read_replica_up() {
   local batond=$1 v=$BATON_PG_VERSION port=$BATON_PG_STANDBY_PORT dir bin info primary status logfile
   local name setting settings=()
@@ -298,6 +300,7 @@ baton_read_replica_up() {
     settings+=("$name = $setting")
   done
 
+  BATON_STANDBY_MADE=1
   baton_log "read replica: pg_basebackup of port $primary into $dir"
   baton_as_root install -d -o postgres -g postgres -m 700 "$dir" "$dir/socket"
   baton_as_postgres "$bin/pg_basebackup" -D "$dir/data" -p "$primary" -R -X stream -c fast --no-sync >&2 ||
