@@ -322,7 +322,10 @@ host  all all      127.0.0.1/32   scram-sha-256
 HBA
     baton_as_postgres touch "$dir/data/pg_ident.conf"
   fi
-  if ! baton_as_postgres "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t "$BATON_WAIT_SECONDS" >&2; then
+  # Not inherited by the server, which outlives this shell when the run is killed: a lock it
+  # held would keep every later run out.
+  if ! baton_as_postgres "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t "$BATON_WAIT_SECONDS" \
+    >&2 {BATON_STANDBY_LOCK_FD}>&-; then
     tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
     baton_die "read replica: the standby did not start"
   fi
