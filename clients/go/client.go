@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +26,15 @@ import (
 // TenantHeader is the metadata key that carries the tenant (see WithTenant).
 const TenantHeader = "x-baton-tenant"
 
+// LSNHeader is the response header with the server's log position after a write (or a read a
+// read replica served): 16 upper-case hexadecimal digits.
+const LSNHeader = "baton-lsn"
+
+// MinLSNHeader is the request header with the highest log position the client has been told
+// (Client.LogPosition): a server with read replicas serves the call's reads from one that has
+// replayed that far, else from the primary, so a client reads its own writes.
+const MinLSNHeader = "baton-min-lsn"
+
 // Client is a connection to a Baton server with one method per RPC of ContextService and
 // HandoffService. It is safe for concurrent use; Close it when done.
 type Client struct {
@@ -32,6 +43,9 @@ type Client struct {
 	handoffs batonv1.HandoffServiceClient
 	opts     options
 	md       []string
+	// position is the highest baton-lsn any call was answered with ("" before the first).
+	positionMu sync.Mutex
+	position   string
 }
 
 // Dial connects to a Baton server at target ("host:port"; an http:// or https:// prefix is
@@ -56,6 +70,14 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	target = strings.TrimSuffix(target, "/")
 
 	c := &Client{opts: o}
+	if o.logPosition != "" {
+		p, ok := normalizePosition(o.logPosition)
+		if !ok {
+			msg := "WithLogPosition: " + strconv.Quote(o.logPosition) + " is not a log position as baton-lsn gives it (1 to 16 hexadecimal digits)"
+			return nil, &Error{Code: CodeName(codes.InvalidArgument), Message: msg, status: status.New(codes.InvalidArgument, msg)}
+		}
+		c.position = p
+	}
 	if o.tenant != "" {
 		c.md = append(c.md, TenantHeader, o.tenant)
 	}
@@ -132,10 +154,56 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 func (c *Client) outgoing(ctx context.Context) context.Context {
-	if len(c.md) == 0 {
+	md := c.md
+	if p := c.LogPosition(); p != "" {
+		if set, _ := metadata.FromOutgoingContext(ctx); len(set.Get(MinLSNHeader)) == 0 {
+			md = append(md[:len(md):len(md)], MinLSNHeader, p)
+		}
+	}
+	if len(md) == 0 {
 		return ctx
 	}
-	return metadata.AppendToOutgoingContext(ctx, c.md...)
+	return metadata.AppendToOutgoingContext(ctx, md...)
+}
+
+// LogPosition is the highest log position the server has told this client of (the baton-lsn
+// response header of its unary calls: 16 hexadecimal digits), or "" before the first write to
+// a server with read replicas. Every call sends it back in MinLSNHeader (unless its context's
+// outgoing metadata sets that header), so reads a read replica serves reflect this client's own
+// writes. Hand it to another process's client with WithLogPosition to let it read them too.
+func (c *Client) LogPosition() string {
+	c.positionMu.Lock()
+	defer c.positionMu.Unlock()
+	return c.position
+}
+
+// notePosition keeps the baton-lsn of a call's response headers if it is higher.
+func (c *Client) notePosition(header metadata.MD) {
+	for _, told := range header.Get(LSNHeader) {
+		p, ok := normalizePosition(told)
+		if !ok {
+			continue
+		}
+		c.positionMu.Lock()
+		// Fixed width: the higher position is the greater string.
+		if p > c.position {
+			c.position = p
+		}
+		c.positionMu.Unlock()
+	}
+}
+
+// normalizePosition returns a log position in its 16-digit upper-case form.
+func normalizePosition(text string) (string, bool) {
+	if len(text) == 0 || len(text) > 16 {
+		return "", false
+	}
+	for _, r := range text {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+			return "", false
+		}
+	}
+	return strings.Repeat("0", 16-len(text)) + strings.ToUpper(text), true
 }
 
 // NewIdempotencyKey returns a fresh random idempotency key, as AppendEntries and the creates

@@ -21,6 +21,8 @@ type options struct {
 	timeout  time.Duration
 	retry    RetryPolicy
 	dialOpts []grpc.DialOption
+	// logPosition is the log position the client starts from (WithLogPosition).
+	logPosition string
 }
 
 func defaultOptions() options {
@@ -63,4 +65,11 @@ func WithRetryPolicy(p RetryPolicy) Option {
 // OpenTelemetry or a custom dialer. They are applied after the client's own.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// WithLogPosition starts the client at a log position another client's LogPosition gave (e.g.
+// handed over by the agent that wrote): its reads then reflect that client's writes, as they
+// do its own. Dial fails with INVALID_ARGUMENT when pos is not 1 to 16 hexadecimal digits.
+func WithLogPosition(pos string) Option {
+	return func(o *options) { o.logPosition = pos }
 }

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/baton-dev/baton/clients/go/batonv1"
@@ -128,8 +129,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// unaryInterceptor adds the headers and the default deadline, retries as the policy says and
-// turns every failure into an *Error.
+// unaryInterceptor adds the headers and the default deadline, retries as the policy says,
+// keeps the log position the answer carries (LogPosition) and turns every failure into an *Error.
 func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
 	if _, ok := ctx.Deadline(); !ok && c.opts.timeout > 0 {
@@ -137,9 +138,12 @@ func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply
 		ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
 		defer cancel()
 	}
+	var header metadata.MD
+	opts = append(opts[:len(opts):len(opts)], grpc.Header(&header))
 	for attempt := 1; ; attempt++ {
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
+			c.notePosition(header)
 			return nil
 		}
 		if ctx.Err() != nil || attempt >= c.opts.retry.MaxAttempts {

@@ -49,6 +49,9 @@ type batond struct {
 	cmd       *exec.Cmd
 	log       *lockedBuffer
 	done      chan struct{}
+	// env ("KEY=value") and args are added to what every batond gets (replicaServer).
+	env  []string
+	args []string
 }
 
 type lockedBuffer struct {
@@ -104,7 +107,12 @@ func sharedServer(t testing.TB) *batond {
 // ownServer is a batond for one test, stopped when the test ends.
 func ownServer(t testing.TB) *batond {
 	t.Helper()
-	s := &batond{bin: batondBin(t), dataDir: t.TempDir(), port: freePort(t), adminPort: freePort(t)}
+	return startForTest(t, &batond{bin: batondBin(t), dataDir: t.TempDir(), port: freePort(t), adminPort: freePort(t)})
+}
+
+// startForTest starts s and stops it when the test ends, logging its output if the test failed.
+func startForTest(t testing.TB, s *batond) *batond {
+	t.Helper()
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +123,28 @@ func ownServer(t testing.TB) *batond {
 		}
 	})
 	return s
+}
+
+// replicaServer is a batond for one test on the test PostgreSQL (as the serving role, under
+// row-level security: the test uses a tenant of its own), reading from the held-back read
+// replica scripts/test makes (BATON_TEST_READ_REPLICA_URL): a read the replica serves misses
+// every write made after the replica was.
+func replicaServer(t testing.TB) *batond {
+	t.Helper()
+	env := []string{}
+	for _, v := range [][2]string{
+		{"DATABASE_URL", "BATON_TEST_APP_DATABASE_URL"},
+		{"BATON_MIGRATE_DATABASE_URL", "BATON_TEST_DATABASE_URL"},
+		{"DATABASE_READ_URL", "BATON_TEST_READ_REPLICA_URL"},
+	} {
+		url := os.Getenv(v[1])
+		if url == "" {
+			t.Fatalf("%s is not set: run the suite with scripts/test clients-go, which makes the services", v[1])
+		}
+		env = append(env, v[0]+"="+url)
+	}
+	return startForTest(t, &batond{bin: batondBin(t), dataDir: t.TempDir(), port: freePort(t), adminPort: freePort(t),
+		env: env, args: []string{"--read-replica-max-lag-ms", "3600000"}})
 }
 
 func freePort(t testing.TB) int {
@@ -133,12 +163,13 @@ func (s *batond) start() error {
 	if s.log == nil {
 		s.log = &lockedBuffer{}
 	}
-	cmd := exec.Command(s.bin,
+	args := append([]string{
 		"--grpc-addr", s.target(),
 		"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.adminPort),
 		"--data-dir", filepath.Join(s.dataDir, "store"),
 		"--shutdown-grace-secs", "1",
-	)
+	}, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	env := []string{"RUST_LOG=warn"}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "REDIS_URL=") ||
@@ -147,7 +178,7 @@ func (s *batond) start() error {
 		}
 		env = append(env, kv)
 	}
-	cmd.Env = env
+	cmd.Env = append(env, s.env...)
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log
 	if err := cmd.Start(); err != nil {

@@ -13,6 +13,10 @@
 #   BATON_TEST_DATABASE_URL   (kept as is if already set; then no local PostgreSQL)
 #   BATON_TEST_REDIS_URL      (kept as is if already set; then no private Redis)
 #   BATON_TEST_REDIS_SERVER   path of redis-server, for tests that kill and restart it
+# and, for the client suites' read-your-writes tests, baton_read_replica_up BATOND exports
+#   BATON_TEST_READ_REPLICA_URL  a held-back hot standby of the local cluster (serving role);
+# unlike the rest, that standby is private to one run: made anew each time, and
+# baton_read_replica_down stops and deletes it.
 # Logs go to stderr so that stdout stays free for callers (dev-services prints exports).
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
@@ -21,6 +25,7 @@
 : "${BATON_PG_CLUSTER:=main}"
 : "${BATON_REDIS_PORT:=6390}"
 : "${BATON_WAIT_SECONDS:=60}"
+: "${BATON_PG_STANDBY_PORT:=5433}"
 
 baton_log() { printf '[services] %s\n' "$*" >&2; }
 baton_die() {
@@ -227,4 +232,108 @@ baton_services_up() {
   baton_ensure_packages
   baton_start_postgres
   baton_start_redis
+}
+
+# --- a held-back read replica ------------------------------------------------------
+
+# Where the standby lives: under the postgres user's home (it must own the directory, and
+# cannot reach a cache under a private home such as /root).
+baton_standby_dir() {
+  printf '%s\n' "${BATON_PG_STANDBY_DIR:-$(getent passwd postgres | cut -d: -f6)/baton-standby}"
+}
+
+# Stops and deletes the standby made by baton_read_replica_up, if there is one.
+baton_read_replica_down() {
+  local dir bin=/usr/lib/postgresql/$BATON_PG_VERSION/bin
+  dir=$(baton_standby_dir)
+  [[ -d $dir ]] || return 0
+  if [[ -f $dir/data/postmaster.pid ]]; then
+    baton_as_postgres "$bin/pg_ctl" stop -D "$dir/data" -m immediate -w -t 30 >&2 || true
+  fi
+  baton_as_root rm -rf "$dir"
+}
+
+# Makes a hot standby of the local cluster that is held back: it applies nothing written after
+# it was made (recovery_min_apply_delay = 1h), so a read it serves misses every later write.
+# That is how the client suites tell a read served by a read replica from one served by the
+# primary, deterministically. First the test database is migrated with BATOND ($1) as its
+# owner, so the standby has the current schema; any standby left by an earlier run is stopped
+# and deleted. Exports BATON_TEST_READ_REPLICA_URL (baton_server on the standby's database) and
+# sets BATON_STANDBY_MADE=1 once there is a standby of this run's to remove (a half-made one
+# included).
+baton_read_replica_up() {
+  local batond=$1 v=$BATON_PG_VERSION port=$BATON_PG_STANDBY_PORT dir bin info primary status logfile
+  local name setting settings=()
+  bin=/usr/lib/postgresql/$v/bin
+  if [[ -n ${BATON_TEST_READ_REPLICA_URL:-} ]]; then
+    baton_log "read replica: BATON_TEST_READ_REPLICA_URL is set; using it"
+    return 0
+  fi
+  info=$(baton_pg_cluster_info)
+  read -r primary status logfile <<<"$info"
+  if [[ -z $info || $status != online* || -z ${BATON_TEST_APP_DATABASE_URL:-} ||
+    $BATON_TEST_DATABASE_URL != *"@127.0.0.1:$primary/"* ]]; then
+    baton_die "read replica: BATON_TEST_DATABASE_URL is not the local $v/$BATON_PG_CLUSTER cluster this makes a standby of; set BATON_TEST_READ_REPLICA_URL to a hot standby of your database (held back: recovery_min_apply_delay = '1h')"
+  fi
+  [[ -x $batond ]] || baton_die "read replica: no batond at '$batond' to migrate the test database with"
+  # One run at a time owns the standby: another run's would remake or delete it under this one.
+  # The lock is held until this shell exits.
+  mkdir -p "$BATON_CACHE_DIR"
+  exec {BATON_STANDBY_LOCK_FD}>"$BATON_CACHE_DIR/pg-standby.lock"
+  flock -n "$BATON_STANDBY_LOCK_FD" ||
+    baton_die "read replica: another run on this machine holds its standby ($BATON_CACHE_DIR/pg-standby.lock); wait for it to end"
+
+  baton_log "read replica: migrating the test database ($batond migrate)"
+  env -u DATABASE_READ_URL -u BATON_MIGRATE_DATABASE_URL -u REDIS_URL RUST_LOG=warn \
+    DATABASE_URL="$BATON_TEST_DATABASE_URL" "$batond" migrate >&2 ||
+    baton_die "read replica: batond migrate failed"
+
+  dir=$(baton_standby_dir)
+  baton_read_replica_down
+  if pg_isready -q -h 127.0.0.1 -p "$port"; then
+    baton_die "read replica: something else listens on 127.0.0.1:$port (set BATON_PG_STANDBY_PORT to a free port)"
+  fi
+  # A hot standby needs these at least as high as on its primary.
+  for name in max_connections max_worker_processes max_wal_senders max_prepared_transactions max_locks_per_transaction; do
+    setting=$(baton_as_postgres psql -X -At -p "$primary" -d postgres -c "SHOW $name") ||
+      baton_die "read replica: cannot read $name from the primary"
+    settings+=("$name = $setting")
+  done
+
+  BATON_STANDBY_MADE=1
+  baton_log "read replica: pg_basebackup of port $primary into $dir"
+  baton_as_root install -d -o postgres -g postgres -m 700 "$dir" "$dir/socket"
+  baton_as_postgres "$bin/pg_basebackup" -D "$dir/data" -p "$primary" -R -X stream -c fast --no-sync >&2 ||
+    baton_die "read replica: pg_basebackup failed"
+  # Debian keeps the cluster's configuration outside its data directory: the copy gets its own.
+  baton_as_postgres tee -a "$dir/data/postgresql.conf" >/dev/null <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir/socket'
+hot_standby = on
+recovery_min_apply_delay = '1h'
+shared_buffers = 32MB
+$(printf '%s\n' "${settings[@]}")
+CONF
+  if ! baton_as_postgres test -f "$dir/data/pg_hba.conf"; then
+    baton_as_postgres tee "$dir/data/pg_hba.conf" >/dev/null <<'HBA'
+local all postgres                peer
+host  all all      127.0.0.1/32   scram-sha-256
+HBA
+    baton_as_postgres touch "$dir/data/pg_ident.conf"
+  fi
+  # Not inherited by the server, which outlives this shell when the run is killed: a lock it
+  # held would keep every later run out.
+  if ! baton_as_postgres "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t "$BATON_WAIT_SECONDS" \
+    >&2 {BATON_STANDBY_LOCK_FD}>&-; then
+    tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
+    baton_die "read replica: the standby did not start"
+  fi
+  local url=${BATON_TEST_APP_DATABASE_URL/@127.0.0.1:$primary\//@127.0.0.1:$port/}
+  if [[ $(psql -X -At "$url" -c 'SELECT pg_is_in_recovery()' 2>&1) != t ]]; then
+    tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
+    baton_die "read replica: the standby on port $port does not answer as a replica"
+  fi
+  export BATON_TEST_READ_REPLICA_URL=$url
+  baton_log "read replica: ready (held back), BATON_TEST_READ_REPLICA_URL=$BATON_TEST_READ_REPLICA_URL"
 }

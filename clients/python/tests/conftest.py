@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 class Batond:
     """One batond process on fixed loopback ports and its own data directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: Optional[Dict[str, str]] = None, args: Sequence[str] = ()) -> None:
         binary = os.environ.get("BATOND_BIN")
         if not binary or not os.access(binary, os.X_OK):
             raise RuntimeError("BATOND_BIN must name the built batond binary (scripts/test clients-python sets it)")
@@ -40,10 +40,13 @@ class Batond:
         self.target = f"127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.starts = 0
+        self.extra_env = dict(env or {})
+        self.extra_args = list(args)
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.setdefault("RUST_LOG", "warn")
+        env.update(self.extra_env)
         self.starts += 1
         log = open(self.workdir / f"batond-{self.starts}.log", "wb")
         self.proc = subprocess.Popen(
@@ -57,6 +60,7 @@ class Batond:
                 str(self.data_dir),
                 "--shutdown-grace-secs",
                 "2",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -115,6 +119,32 @@ def own_server(tmp_path: Path) -> Iterator[Batond]:
     srv.start()
     yield srv
     srv.stop()
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run the suite with scripts/test clients-python (it makes the services)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def replica_server() -> Iterator[Batond]:
+    """A batond on the test PostgreSQL (serving role, under row-level security: tests use a
+    tenant of their own) that reads from the held-back read replica scripts/test makes
+    (BATON_TEST_READ_REPLICA_URL): a read the replica serves misses every write made after the
+    replica was, so a read that does not carry the client's log position sees none of them."""
+    env = {
+        "DATABASE_URL": _required_env("BATON_TEST_APP_DATABASE_URL"),
+        "BATON_MIGRATE_DATABASE_URL": _required_env("BATON_TEST_DATABASE_URL"),
+        "DATABASE_READ_URL": _required_env("BATON_TEST_READ_REPLICA_URL"),
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="baton-py-replica-"))
+    srv = Batond(workdir, env=env, args=["--read-replica-max-lag-ms", "3600000"])
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class DropProxy:

@@ -64,6 +64,20 @@ export interface BatonTlsOptions {
   rejectUnauthorized?: boolean;
 }
 
+/** The response header with the server's log position after a write (or a read a read replica served). */
+export const LSN_HEADER = "baton-lsn";
+/**
+ * The request header with the highest log position the client has been told: a server with read
+ * replicas serves the call's reads from one that has replayed that far (read-your-writes).
+ */
+export const MIN_LSN_HEADER = "baton-min-lsn";
+
+/** A log position in its 16-digit upper-case form, or undefined when `text` is not one. */
+function normalizePosition(text: string | null | undefined): string | undefined {
+  if (text === null || text === undefined || !/^[0-9a-fA-F]{1,16}$/.test(text)) return undefined;
+  return text.toUpperCase().padStart(16, "0");
+}
+
 /** Options of {@link BatonClient}. */
 export interface BatonClientOptions {
   /** The tenant, sent as the `x-baton-tenant` header (the server's default tenant when unset). */
@@ -85,6 +99,12 @@ export interface BatonClientOptions {
   retry?: Partial<RetryOptions>;
   /** Extra headers sent with every call. */
   headers?: Record<string, string>;
+  /**
+   * A log position to start from, as another client's {@link BatonClient.logPosition} gave it
+   * (e.g. handed over by the agent that wrote): this client's reads then reflect that client's
+   * writes, as they do its own. 1 to 16 hexadecimal digits.
+   */
+  logPosition?: string;
   /**
    * Interval of HTTP/2 PINGs that detect a dead connection while a call is open, in
    * milliseconds (default 30 000).
@@ -281,6 +301,8 @@ export class BatonClient {
   private readonly retry: RetryOptions;
   private readonly closing = new AbortController();
   private closed = false;
+  /** The highest `baton-lsn` any call was answered with (16 digits: the greatest string). */
+  private position: string | undefined;
 
   /**
    * Creates a client; the connection opens with the first call.
@@ -312,13 +334,41 @@ export class BatonClient {
       });
       return next(req);
     };
+    if (options.logPosition !== undefined) {
+      this.position = normalizePosition(options.logPosition);
+      if (this.position === undefined) {
+        throw new RangeError(
+          `BatonClient: logPosition must be a log position as ${LSN_HEADER} gives it (1 to 16 hexadecimal digits), got ${JSON.stringify(options.logPosition)}`,
+        );
+      }
+    }
+    // Read-your-writes: every call carries the highest position the client has been told, and
+    // the position each answer carries is kept.
+    const trackPosition: Interceptor = (next) => async (req) => {
+      if (this.position !== undefined && !req.header.has(MIN_LSN_HEADER)) req.header.set(MIN_LSN_HEADER, this.position);
+      const res = await next(req);
+      const told = normalizePosition(res.header.get(LSN_HEADER));
+      if (told !== undefined && (this.position === undefined || told > this.position)) this.position = told;
+      return res;
+    };
     const transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.sessions,
-      interceptors: [addHeaders, propagateTrace],
+      interceptors: [addHeaders, trackPosition, propagateTrace],
     });
     this.context = createClient(ContextService, transport);
     this.handoffs = createClient(HandoffService, transport);
+  }
+
+  /**
+   * The highest log position the server has told this client of (the `baton-lsn` response
+   * header: 16 hexadecimal digits), or undefined before the first write to a server with read
+   * replicas. Every call sends it back as `baton-min-lsn` (unless the call's own headers set
+   * it), so reads a read replica serves reflect this client's own writes. Pass it to another
+   * client as {@link BatonClientOptions.logPosition} to let it read them too.
+   */
+  logPosition(): string | undefined {
+    return this.position;
   }
 
   /**

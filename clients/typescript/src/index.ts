@@ -9,7 +9,7 @@
  *
  * @packageDocumentation
  */
-export { BatonClient, textOf } from "./client.js";
+export { BatonClient, LSN_HEADER, MIN_LSN_HEADER, textOf } from "./client.js";
 export type {
   AppendEntriesInit,
   BatonClientOptions,

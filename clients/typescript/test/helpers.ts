@@ -39,7 +39,37 @@ function httpStatus(url: string): Promise<number> {
   });
 }
 
-/** A batond process on the embedded store, restartable on the same ports and data. */
+/** What a {@link Batond} gets besides its ports and data directory. */
+export interface BatondExtra {
+  env?: Record<string, string>;
+  args?: string[];
+}
+
+/**
+ * A batond on the test PostgreSQL (as the serving role, under row-level security: tests use a
+ * tenant of their own) that reads from the held-back read replica scripts/test makes
+ * (BATON_TEST_READ_REPLICA_URL): a read the replica serves misses every write made after the
+ * replica was.
+ */
+export function startReplicaBatond(): Promise<Batond> {
+  const need = (name: string): string => {
+    const value = process.env[name];
+    if (value === undefined || value === "") {
+      throw new Error(`${name} is not set: run the suite with scripts/test clients-typescript, which makes the services`);
+    }
+    return value;
+  };
+  return Batond.start({
+    env: {
+      DATABASE_URL: need("BATON_TEST_APP_DATABASE_URL"),
+      BATON_MIGRATE_DATABASE_URL: need("BATON_TEST_DATABASE_URL"),
+      DATABASE_READ_URL: need("BATON_TEST_READ_REPLICA_URL"),
+    },
+    args: ["--read-replica-max-lag-ms", "3600000"],
+  });
+}
+
+/** A batond process (on the embedded store unless told otherwise), restartable on the same ports and data. */
 export class Batond {
   readonly dataDir: string;
   private proc: ChildProcess | undefined;
@@ -48,13 +78,17 @@ export class Batond {
   private constructor(
     readonly port: number,
     readonly adminPort: number,
+    private readonly extra: BatondExtra,
   ) {
     this.dataDir = mkdtempSync(join(tmpdir(), "baton-ts-"));
   }
 
-  /** Starts a batond on free ports with a fresh data directory and waits until it is ready. */
-  static async start(): Promise<Batond> {
-    const b = new Batond(await freePort(), await freePort());
+  /**
+   * Starts a batond on free ports with a fresh data directory and waits until it is ready;
+   * `extra` adds environment variables and arguments (e.g. a PostgreSQL store).
+   */
+  static async start(extra: BatondExtra = {}): Promise<Batond> {
+    const b = new Batond(await freePort(), await freePort(), extra);
     try {
       await b.restart();
     } catch (err) {
@@ -83,6 +117,7 @@ export class Batond {
     delete env.DATABASE_URL;
     delete env.REDIS_URL;
     for (const k of Object.keys(env)) if (k.startsWith("BATON_")) delete env[k];
+    Object.assign(env, this.extra.env ?? {});
     const proc = spawn(
       bin,
       [
@@ -94,6 +129,7 @@ export class Batond {
         this.dataDir,
         "--shutdown-grace-secs",
         "2",
+        ...(this.extra.args ?? []),
       ],
       { env, stdio: ["ignore", "pipe", "pipe"] },
     );

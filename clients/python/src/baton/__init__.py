@@ -16,7 +16,7 @@ per RPC of ``baton.v1.ContextService`` and ``baton.v1.HandoffService``; the mess
 
 from baton import v1
 from baton._aio import AsyncClient
-from baton._core import UNSET, RetryPolicy, Timeout
+from baton._core import LSN_HEADER, MIN_LSN_HEADER, UNSET, RetryPolicy, Timeout
 from baton._errors import BatonError, FieldViolation
 from baton._sync import Client
 
@@ -27,6 +27,8 @@ __all__ = [
     "BatonError",
     "Client",
     "FieldViolation",
+    "LSN_HEADER",
+    "MIN_LSN_HEADER",
     "RetryPolicy",
     "Timeout",
     "UNSET",

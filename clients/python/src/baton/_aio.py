@@ -29,7 +29,7 @@ __all__ = ["AsyncClient"]
 Q = TypeVar("Q", bound=Message)
 
 
-class AsyncClient:
+class AsyncClient(_core.PositionTracking):
     """An asynchronous Baton client over one ``grpc.aio`` channel.
 
     The same methods, arguments and behaviour as :class:`baton.Client`; unary methods are
@@ -53,6 +53,8 @@ class AsyncClient:
             Following streams have no default deadline; pass ``timeout=`` to give them one.
         retry: The retry policy.
         channel_options: Extra grpc channel options.
+        log_position: A log position to start from, as another client's ``log_position`` gave
+            it: this client's reads then reflect that client's writes (see ``log_position``).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class AsyncClient:
         timeout: Optional[float] = 10.0,
         retry: RetryPolicy = RetryPolicy(),
         channel_options: Sequence[Tuple[str, Any]] = (),
+        log_position: Optional[str] = None,
     ) -> None:
         address, tls = _core.parse_target(target, tls)
         creds = _core.credentials(tls)
@@ -77,6 +80,7 @@ class AsyncClient:
         self.timeout = timeout
         self.retry = retry
         self._metadata = _core.base_metadata(tenant, api_key)
+        self._position = _core.LogPosition(log_position)
         self._unary_calls, self._stream_calls = _core.multicallables(self._channel)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -107,9 +111,14 @@ class AsyncClient:
             attempt += 1
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                result: Message = await self._unary_calls[name](
-                    request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+                call = self._unary_calls[name](
+                    request,
+                    timeout=remaining,
+                    metadata=_core.call_metadata(self._position.metadata(self._metadata)),
+                    wait_for_ready=True,
                 )
+                result: Message = await call
+                self._position.note(await call.initial_metadata())
                 return result
             except grpc.RpcError as e:
                 err = BatonError.from_rpc_error(e)
@@ -138,7 +147,10 @@ class AsyncClient:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             call = self._stream_calls[name](
-                request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+                request,
+                timeout=remaining,
+                metadata=_core.call_metadata(self._position.metadata(self._metadata)),
+                wait_for_ready=True,
             )
             try:
                 async for item in call:

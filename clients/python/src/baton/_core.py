@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ def resolve_timeout(timeout: Timeout, default: Optional[float]) -> Optional[floa
 
 TENANT_HEADER = "x-baton-tenant"
 """The request header that names the tenant."""
+
+LSN_HEADER = "baton-lsn"
+"""The response header with the server's log position after a write (or a read replica's read)."""
+
+MIN_LSN_HEADER = "baton-min-lsn"
+"""The request header with the highest log position the client has been told: a server with read
+replicas serves the call's reads from one that has replayed that far (read-your-writes)."""
 
 Metadata = Tuple[Tuple[str, str], ...]
 M = TypeVar("M", bound=Message)
@@ -241,6 +249,66 @@ def base_metadata(tenant: Optional[str], api_key: Optional[str]) -> Metadata:
     if api_key:
         md.append(("authorization", f"Bearer {api_key}"))
     return tuple(md)
+
+
+class LogPosition:
+    """The highest log position (``baton-lsn``) a client's calls were answered with, shared by
+    all of its calls (threads or tasks): 16 upper-case hexadecimal digits, so the highest is the
+    greatest string."""
+
+    def __init__(self, initial: Optional[str]) -> None:
+        self._lock = threading.Lock()
+        self._value: Optional[str] = None
+        if initial is not None:
+            self._value = normalize_position(initial)
+            if self._value is None:
+                raise ValueError(
+                    f"log_position must be a log position as baton-lsn gives it (1 to 16 hexadecimal digits), "
+                    f"got {initial!r}"
+                )
+
+    @property
+    def value(self) -> Optional[str]:
+        return self._value
+
+    def note(self, metadata: Optional[Any]) -> None:
+        """Keeps the ``baton-lsn`` of a call's response headers if it is higher."""
+        for key, told in metadata or ():
+            if key != LSN_HEADER:
+                continue
+            position = normalize_position(told if isinstance(told, str) else told.decode("ascii", "replace"))
+            if position is None:
+                continue
+            with self._lock:
+                if self._value is None or position > self._value:
+                    self._value = position
+
+    def metadata(self, base: Metadata) -> Metadata:
+        """``base`` plus ``baton-min-lsn`` once the client has a position."""
+        value = self._value
+        return base if value is None else base + ((MIN_LSN_HEADER, value),)
+
+
+class PositionTracking:
+    """The ``log_position`` of both clients."""
+
+    _position: LogPosition
+
+    @property
+    def log_position(self) -> Optional[str]:
+        """The highest log position the server has told this client of (the ``baton-lsn``
+        response header: 16 hexadecimal digits), or None before the first write to a server
+        with read replicas. Every call sends it back as ``baton-min-lsn``, so reads served by a
+        read replica reflect this client's own writes; a client of another process started with
+        ``log_position=`` this value reads them too."""
+        return self._position.value
+
+
+def normalize_position(text: str) -> Optional[str]:
+    """A log position in its 16-digit upper-case form, or None when ``text`` is not one."""
+    if not 1 <= len(text) <= 16 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        return None
+    return text.upper().rjust(16, "0")
 
 
 def call_metadata(base: Metadata) -> Metadata:

@@ -28,7 +28,7 @@ R = TypeVar("R", bound=Message)
 Q = TypeVar("Q", bound=Message)
 
 
-class Client:
+class Client(_core.PositionTracking):
     """A synchronous Baton client over one gRPC channel.
 
     One method per RPC of ``baton.v1.ContextService`` and ``baton.v1.HandoffService``. Each takes
@@ -57,6 +57,9 @@ class Client:
             default deadline; pass ``timeout=`` to give them one.
         retry: The retry policy.
         channel_options: Extra grpc channel options, e.g. ``[("grpc.primary_user_agent", "x")]``.
+        log_position: A log position to start from, as another client's ``log_position`` gave
+            it (e.g. handed over by the agent that wrote): this client's reads then reflect that
+            client's writes, as they do its own (see ``log_position``).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Client:
         timeout: Optional[float] = 10.0,
         retry: RetryPolicy = RetryPolicy(),
         channel_options: Sequence[Tuple[str, Any]] = (),
+        log_position: Optional[str] = None,
     ) -> None:
         address, tls = _core.parse_target(target, tls)
         creds = _core.credentials(tls)
@@ -81,6 +85,7 @@ class Client:
         self.timeout = timeout
         self.retry = retry
         self._metadata = _core.base_metadata(tenant, api_key)
+        self._position = _core.LogPosition(log_position)
         self._unary_calls, self._stream_calls = _core.multicallables(self._channel)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -111,10 +116,14 @@ class Client:
             attempt += 1
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                result: Message = self._unary_calls[name](
-                    request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+                result, call = self._unary_calls[name].with_call(
+                    request,
+                    timeout=remaining,
+                    metadata=_core.call_metadata(self._position.metadata(self._metadata)),
+                    wait_for_ready=True,
                 )
-                return result
+                self._position.note(call.initial_metadata())
+                return cast(Message, result)
             except grpc.RpcError as e:
                 err = BatonError.from_rpc_error(e)
                 cause: BaseException = e
@@ -142,7 +151,10 @@ class Client:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             call = self._stream_calls[name](
-                request, timeout=remaining, metadata=_core.call_metadata(self._metadata), wait_for_ready=True
+                request,
+                timeout=remaining,
+                metadata=_core.call_metadata(self._position.metadata(self._metadata)),
+                wait_for_ready=True,
             )
             try:
                 for item in call:

@@ -112,22 +112,37 @@ public final class BatonClient implements AutoCloseable {
   /** Attempts of a retried call (the first one included) when the builder sets none: 10. */
   public static final int DEFAULT_MAX_ATTEMPTS = 10;
 
+  /**
+   * The response header with the server's log position after a write (or a read a read replica
+   * served): 16 upper-case hexadecimal digits.
+   */
+  public static final String LSN_HEADER = "baton-lsn";
+
+  /**
+   * The request header with the highest log position the client has been told ({@link
+   * #logPosition()}): a server with read replicas serves the call's reads from one that has
+   * replayed that far, else from the primary, so a client reads its own writes.
+   */
+  public static final String MIN_LSN_HEADER = "baton-min-lsn";
+
   private final ManagedChannel channel;
   private final Channel calls;
   private final boolean ownsChannel;
   private final Duration timeout;
   private final boolean timeoutForFollowing;
   private final RetryPolicy retry;
+  private final HeadersInterceptor headers;
 
   private BatonClient(
       ManagedChannel channel,
-      Channel calls,
+      HeadersInterceptor headers,
       boolean ownsChannel,
       Duration timeout,
       boolean timeoutForFollowing,
       RetryPolicy retry) {
     this.channel = channel;
-    this.calls = calls;
+    this.headers = headers;
+    this.calls = ClientInterceptors.intercept(channel, headers);
     this.ownsChannel = ownsChannel;
     this.timeout = timeout;
     this.timeoutForFollowing = timeoutForFollowing;
@@ -156,7 +171,19 @@ public final class BatonClient implements AutoCloseable {
    * @return the view
    */
   public BatonClient withTimeout(Duration timeout) {
-    return new BatonClient(channel, calls, false, positive(timeout, "timeout"), true, retry);
+    return new BatonClient(channel, headers, false, positive(timeout, "timeout"), true, retry);
+  }
+
+  /**
+   * The highest log position the server has told this client (and its views) of: the {@code
+   * baton-lsn} response header, 16 hexadecimal digits. Every call sends it back as {@code
+   * baton-min-lsn}, so reads a read replica serves reflect this client's own writes; hand it to
+   * another process's client ({@link Builder#logPosition(String)}) to let it read them too.
+   *
+   * @return the position, or null before the first write to a server with read replicas
+   */
+  public String logPosition() {
+    return headers.position();
   }
 
   // --- ContextService ----------------------------------------------------------------------
@@ -692,6 +719,7 @@ public final class BatonClient implements AutoCloseable {
     private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
     private Duration initialBackoff = Duration.ofMillis(100);
     private Duration maxBackoff = Duration.ofSeconds(3);
+    private String logPosition;
 
     private Builder() {}
 
@@ -801,6 +829,25 @@ public final class BatonClient implements AutoCloseable {
     }
 
     /**
+     * A log position to start from, as another client's {@link BatonClient#logPosition()} gave it
+     * (e.g. handed over by the agent that wrote): the client's reads then reflect that client's
+     * writes, as they do its own.
+     *
+     * @param position 1 to 16 hexadecimal digits, or null for none
+     * @return this builder
+     * @throws IllegalArgumentException when {@code position} is not a log position
+     */
+    public Builder logPosition(String position) {
+      if (position != null && HeadersInterceptor.normalizePosition(position) == null) {
+        throw new IllegalArgumentException(
+            "logPosition must be a log position as baton-lsn gives it (1 to 16 hexadecimal"
+                + " digits), got \"" + position + "\"");
+      }
+      this.logPosition = position;
+      return this;
+    }
+
+    /**
      * Connects (lazily: the connection opens with the first call) and returns the client.
      *
      * @return the client; close it when done
@@ -842,10 +889,12 @@ public final class BatonClient implements AutoCloseable {
       }
       ManagedChannel channel =
           Grpc.newChannelBuilder(address, credentials).userAgent("baton-java").build();
-      Channel calls = ClientInterceptors.intercept(channel, new HeadersInterceptor(tenant, apiKey));
+      HeadersInterceptor headers =
+          new HeadersInterceptor(
+              tenant, apiKey, HeadersInterceptor.normalizePosition(logPosition));
       return new BatonClient(
           channel,
-          calls,
+          headers,
           true,
           timeout,
           false,

@@ -16,11 +16,12 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 /**
- * A real batond on the embedded store, on free loopback ports, for one test class. The binary
+ * A real batond (on the embedded store unless told otherwise), on free loopback ports, for one test class. The binary
  * comes from the system property {@code batond.bin} or the environment variable {@code
  * BATOND_BIN}; without one the tests fail (they never skip).
  */
@@ -41,10 +42,14 @@ final class Batond implements AutoCloseable {
   private final Path log;
   private final int grpcPort;
   private final int adminPort;
+  private final Map<String, String> env;
+  private final List<String> args;
   private Process process;
 
-  private Batond(Path binary) throws IOException {
+  private Batond(Path binary, Map<String, String> env, List<String> args) throws IOException {
     this.binary = binary;
+    this.env = env;
+    this.args = args;
     this.dataDir = Files.createTempDirectory("batond-java-data-");
     this.log = Files.createTempFile("batond-java-", ".log");
     this.grpcPort = freePort();
@@ -53,13 +58,41 @@ final class Batond implements AutoCloseable {
 
   /** Starts a batond and waits until it is ready. */
   static Batond start() {
+    return start(Map.of(), List.of());
+  }
+
+  /** Starts a batond with extra environment variables and arguments, and waits until it is ready. */
+  static Batond start(Map<String, String> env, List<String> args) {
     try {
-      Batond b = new Batond(binary());
+      Batond b = new Batond(binary(), env, args);
       b.launch();
       return b;
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /**
+   * A batond on the test PostgreSQL (as the serving role, under row-level security: tests use a
+   * tenant of their own) that reads from the held-back read replica scripts/test makes ({@code
+   * BATON_TEST_READ_REPLICA_URL}): a read the replica serves misses every write made after the
+   * replica was.
+   */
+  static Batond startWithReadReplica() {
+    return start(
+        Map.of(
+            "DATABASE_URL", required("BATON_TEST_APP_DATABASE_URL"),
+            "BATON_MIGRATE_DATABASE_URL", required("BATON_TEST_DATABASE_URL"),
+            "DATABASE_READ_URL", required("BATON_TEST_READ_REPLICA_URL")),
+        List.of("--read-replica-max-lag-ms", "3600000"));
+  }
+
+  private static String required(String name) {
+    String value = System.getenv().getOrDefault(name, "");
+    if (value.isBlank()) {
+      fail(name + " is not set: run the suite with scripts/test clients-java, which makes the services");
+    }
+    return value;
   }
 
   static Path binary() {
@@ -120,11 +153,13 @@ final class Batond implements AutoCloseable {
     cmd.add(dataDir.toString());
     cmd.add("--shutdown-grace-secs");
     cmd.add("2");
+    cmd.addAll(args);
     ProcessBuilder pb = new ProcessBuilder(cmd);
     pb.environment().remove("DATABASE_URL");
     pb.environment().remove("REDIS_URL");
     pb.environment().remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     pb.environment().put("RUST_LOG", "warn");
+    pb.environment().putAll(env);
     pb.redirectErrorStream(true);
     pb.redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
     try {
