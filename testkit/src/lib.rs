@@ -140,10 +140,32 @@ impl Server {
     pub async fn start(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> Option<Server> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_store(backend, dir.path()).await?;
+        let redis_url = match backend {
+            Backend::PostgresRedis => Some(redis_url()?),
+            Backend::Sqlite | Backend::Postgres => None,
+        };
+        let configure = |config: &mut Config| {
+            config.redis_url = redis_url;
+            configure(config);
+        };
+        Some(Server::launch(dir, store, clock, configure).await)
+    }
+
+    /// Starts a server on `store` (a database of the test's own, say), as [`Server::start`]
+    /// does, without a cache unless `configure` sets one.
+    pub async fn start_on(store: Arc<dyn Store>, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> Server {
+        Server::launch(tempfile::tempdir().expect("tempdir"), store, clock, configure).await
+    }
+
+    /// Serves `store` (whose files, for the embedded one, are in `dir`, kept as long as the
+    /// server).
+    async fn launch(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Server {
         let mut config = config();
-        if backend == Backend::PostgresRedis {
-            config.redis_url = Some(redis_url()?);
-        }
         configure(&mut config);
         let (auth, pepper) = (config.auth, config.key_pepper.clone());
         let served = Arc::clone(&store);
@@ -165,7 +187,7 @@ impl Server {
                 .expect("the test server failed");
         });
         let running = started_rx.await.expect("the test server started");
-        Some(Server {
+        Server {
             addr,
             admin_addr,
             running,
@@ -176,7 +198,7 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        })
+        }
     }
 
     /// Issues an API key in the server's store (as `batond keys create` would) and returns
