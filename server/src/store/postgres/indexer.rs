@@ -82,6 +82,10 @@ impl PgStore {
 
 impl Background for PgStore {
     fn spawn_background(&self, stop: CancellationToken) -> Vec<JoinHandle<()>> {
-        vec![tokio::spawn(self.clone().run_indexer(stop))]
+        vec![
+            tokio::spawn(self.clone().run_indexer(stop.clone())),
+            // Partition maintenance (`partitions`).
+            tokio::spawn(self.clone().run_partition_maintenance(stop)),
+        ]
     }
 }
