@@ -8,11 +8,11 @@
 -- session ids is also a range of creation time: once the sessions of a range are idle, its
 -- partition (and each of its indexes) stops growing, so no index grows without bound; once they
 -- are all gone (deleted, purged) or due for the purge, the partition is dropped whole
--- (baton_drop_ranges).
--- The alternatives give only one of the two: by entry time, a session's reads would probe every
--- partition its entries span (the key has no time in it); by session hash, every partition
--- keeps receiving new sessions forever, so none can ever be dropped and each grows without
--- bound.
+-- (baton_drop_ranges). Compaction of one live session (removing its entries below a seq)
+-- necessarily stays row deletes, inside that session's partition. The alternatives give only
+-- one of the two: by entry time (pg_partman), a session's reads would probe every partition
+-- its entries span (the key has no time in it); by session hash, every partition keeps
+-- receiving new sessions forever, so none can ever be dropped and each grows without bound.
 --
 -- Width: sessions per partition, in baton_partitioning (one row). Default 1,000,000, so that
 -- few partitions are alive: the reads that find their session by key in a subquery (lists,
@@ -20,8 +20,7 @@
 -- partition for them, measured at ~0.08 ms per partition and read (0.8 ms with 13
 -- partitions, 8 ms with 103); a tenant-wide SearchEntries probes every partition's GIN index.
 -- Keep (sessions kept) / width to a few tens: 1,000,000 holds 30 M sessions in 30 partitions,
--- a day of sessions at 100x the docs/scaling.md baseline (~1 M a day). An
--- operator changes it with `UPDATE baton_partitioning SET width = N` (as the tables' owner):
+-- a month of sessions at ~1 M a day (100x in docs/scaling.md). An operator changes it with `UPDATE baton_partitioning SET width = N` (as the tables' owner):
 -- partitions created from then on have the new width, existing ones keep their bounds. The
 -- width of the very first partition (the old table, below) can be chosen at the migration by
 -- setting `baton.partition_width` on the migrating connection (in batond's URL:
@@ -58,7 +57,7 @@ CREATE TABLE baton_partitioning (
     singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
     -- Sessions per partition, for the partitions created from now on.
     width     BIGINT  NOT NULL CHECK (width >= 1),
-    -- How many partitions exist beyond the one holding the newest session id.
+    -- How many widths of ids past the newest session id handed out have partitions ready.
     ahead     INTEGER NOT NULL DEFAULT 2 CHECK (ahead >= 1)
 );
 INSERT INTO baton_partitioning (width)
