@@ -30,8 +30,7 @@ async fn the_gateway_sends_back_the_highest_position_batond_gave_it() {
     let Some(store) = baton_testkit::postgres_store(8).await else { return };
     let primary = baton_testkit::service(baton_testkit::APP_DATABASE_URL).expect("the serving role's URL");
     let store = store.with_replicas(&[primary], 2, Duration::from_secs(3600)).expect("replicas");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(Arc::new(store), Arc::new(SystemClock), dir, |_| {}).await;
+    let server = Server::start_on(Arc::new(store), Arc::new(SystemClock), |_| {}).await;
     let tenant = key("tenant");
     let ctx = CallContext {
         authorization: Some(format!("Bearer {}", server.key(&tenant, Role::Writer, None).await)),

@@ -12,9 +12,9 @@ use baton_proto::v1 as pb;
 use baton_server::domain::search::Query;
 use baton_server::store::postgres::PgStore;
 use baton_server::store::{SearchQuery, Store};
+use common::fresh::FreshDb;
 use common::*;
 use sqlx::postgres::PgPool;
-use sqlx::{Connection, PgConnection};
 
 /// Every entry's vector of a tenant, read as the tables' owner: (NULL vectors, vectors that
 /// differ from what the text gives).
@@ -74,31 +74,6 @@ async fn an_entry_is_found_at_once_and_indexed_soon_after() {
     srv.shutdown().await;
 }
 
-/// A database of the test's own, dropped at the end. Its stores connect as the tables' owner
-/// (row-level security binds it too: FORCEd), whose connections the drop may end; the serving
-/// role's indexer is the server's, in the first test.
-struct FreshDb {
-    name: String,
-    url: String,
-}
-
-impl FreshDb {
-    async fn create() -> Option<FreshDb> {
-        let owner = postgres_url()?;
-        let name = format!("baton_indexer_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&owner).await.expect("connect as the owner");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create a database");
-        let url = format!("{}/{name}", owner.rsplit_once('/').expect("a database URL").0);
-        Some(FreshDb { name, url })
-    }
-
-    async fn drop(self) {
-        let mut conn = PgConnection::connect(&postgres_url().unwrap()).await.unwrap();
-        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
-        sqlx::query(&drop).execute(&mut conn).await.expect("drop the test's database");
-    }
-}
-
 /// Writes `n` entries into a new session of `tenant` as the owner would have before 0007 or as
 /// an append does now: without a search vector (the column is left to its default).
 async fn insert_entries(owner: &PgPool, tenant: &str, n: i64, text: &str) {
@@ -134,7 +109,7 @@ async fn insert_entries(owner: &PgPool, tenant: &str, n: i64, text: &str) {
 /// neither waiting for the other nor deadlocking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_indexers_fill_every_row_once() {
-    let Some(db) = FreshDb::create().await else { return };
+    let Some(db) = FreshDb::create("baton_indexer").await else { return };
     let timeout = Duration::from_secs(5);
     PgStore::connect(&db.url, 1, timeout).await.unwrap().migrate().await.unwrap();
     let owner = PgPool::connect(&db.url).await.unwrap();
@@ -173,7 +148,7 @@ async fn two_indexers_fill_every_row_once() {
 /// searches find old and new rows alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_migration_keeps_existing_vectors() {
-    let Some(db) = FreshDb::create().await else { return };
+    let Some(db) = FreshDb::create("baton_indexer").await else { return };
     let dir = tempfile::tempdir().unwrap();
     let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/postgres");
     for file in std::fs::read_dir(&all).unwrap().map(|f| f.unwrap().path()) {

@@ -140,22 +140,29 @@ impl Server {
     pub async fn start(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> Option<Server> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_store(backend, dir.path()).await?;
-        let redis = if backend == Backend::PostgresRedis { Some(redis_url()?) } else { None };
-        Some(
-            Server::start_on(store, clock, dir, |config| {
-                config.redis_url = redis;
-                configure(config);
-            })
-            .await,
-        )
+        let redis_url = match backend {
+            Backend::PostgresRedis => Some(redis_url()?),
+            Backend::Sqlite | Backend::Postgres => None,
+        };
+        let configure = |config: &mut Config| {
+            config.redis_url = redis_url;
+            configure(config);
+        };
+        Some(Server::launch(dir, store, clock, configure).await)
     }
 
-    /// Starts a server on a store the test opened itself (e.g. a PostgreSQL store with read
-    /// replicas), keeping `dir` for as long as it runs.
-    pub async fn start_on(
+    /// Starts a server on `store` (a database of the test's own, say), as [`Server::start`]
+    /// does, without a cache unless `configure` sets one.
+    pub async fn start_on(store: Arc<dyn Store>, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> Server {
+        Server::launch(tempfile::tempdir().expect("tempdir"), store, clock, configure).await
+    }
+
+    /// Serves `store` (whose files, for the embedded one, are in `dir`, kept as long as the
+    /// server).
+    async fn launch(
+        dir: tempfile::TempDir,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        dir: tempfile::TempDir,
         configure: impl FnOnce(&mut Config),
     ) -> Server {
         let mut config = config();

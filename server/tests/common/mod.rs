@@ -22,9 +22,10 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 #[allow(unused_imports)]
-pub use baton_testkit::{Backend, postgres_url, redis_url};
+pub use baton_testkit::{Backend, postgres_url, redis_url, service};
 
 pub mod cluster;
+pub mod fresh;
 pub mod procs;
 
 /// Runs the test body once per backend: `backend_tests!(name1, name2, ...)` for `async fn
@@ -107,25 +108,40 @@ pub async fn start_server_with(backend: Backend, configure: impl FnOnce(&mut Con
     let server = baton_testkit::Server::start(backend, clock.clone(), configure)
         .await
         .expect("the backend's services are there (tests check Backend::available first)");
-    let Running { baton, redis } = &server.running;
-    let tenant = baton_testkit::tenant();
-    let key = match server.auth {
-        AuthMode::ApiKey => Some(server.key(&tenant, Role::Writer, None).await),
-        AuthMode::None => None,
-    };
-    TestServer {
-        addr: server.addr,
-        admin_addr: server.admin_addr,
-        clock,
-        baton: Arc::clone(baton),
-        redis: redis.clone(),
-        tenant,
-        key,
-        server,
-    }
+    TestServer::new(server, clock).await
+}
+
+/// A server on `store` (a database of the test's own), without a cache.
+pub async fn start_server_on(
+    store: Arc<dyn baton_server::store::Store>,
+    configure: impl FnOnce(&mut Config),
+) -> TestServer {
+    let clock = Arc::new(ManualClock::new());
+    let server = baton_testkit::Server::start_on(store, clock.clone(), configure).await;
+    TestServer::new(server, clock).await
 }
 
 impl TestServer {
+    /// A tenant of its own on `server`, with a writer key when the server authenticates.
+    async fn new(server: baton_testkit::Server, clock: Arc<ManualClock>) -> TestServer {
+        let Running { baton, redis } = &server.running;
+        let tenant = baton_testkit::tenant();
+        let key = match server.auth {
+            AuthMode::ApiKey => Some(server.key(&tenant, Role::Writer, None).await),
+            AuthMode::None => None,
+        };
+        TestServer {
+            addr: server.addr,
+            admin_addr: server.admin_addr,
+            clock,
+            baton: Arc::clone(baton),
+            redis: redis.clone(),
+            tenant,
+            key,
+            server,
+        }
+    }
+
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }

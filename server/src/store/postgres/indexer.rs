@@ -82,7 +82,11 @@ impl PgStore {
 
 impl Background for PgStore {
     fn spawn_background(&self, stop: CancellationToken) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![tokio::spawn(self.clone().run_indexer(stop.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(self.clone().run_indexer(stop.clone())),
+            // Partition maintenance (`partitions`).
+            tokio::spawn(self.clone().run_partition_maintenance(stop.clone())),
+        ];
         if let Some(replicas) = &self.replicas {
             tasks.push(replicas.spawn_monitor(self.pool.clone(), stop));
         }

@@ -86,6 +86,7 @@ mod inbox;
 mod indexer;
 mod keys;
 mod lifecycle;
+mod partitions;
 pub mod replicas;
 mod search;
 mod sessions;
@@ -154,10 +155,17 @@ impl PgStore {
     }
 
     /// Brings the schema up to date (`migrations/postgres`). Replicas may run this
-    /// concurrently: sqlx serializes migrators with an advisory lock.
+    /// concurrently: sqlx serializes migrators with an advisory lock. Then makes the entries
+    /// partitions new sessions need (`partitions`; should that wait too long for a lock, the
+    /// DEFAULT partition takes their rows until the server's maintenance makes them).
     pub async fn migrate(&self) -> Result<()> {
         match MIGRATOR.run(&self.pool).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Err(e) = self.ensure_partitions().await {
+                    tracing::warn!(error = %e, "could not make the entries partitions yet; the server's maintenance retries");
+                }
+                Ok(())
+            }
             Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
             Err(e) => {
                 tracing::error!(error = %e, "database migration failed");
