@@ -240,11 +240,15 @@ def test_urls_live_in_secrets_only():
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data == {
         "DATABASE_URL": PG_URL,
+        "DATABASE_READ_URL": "postgres://baton:secret@postgres-replica-0.db.svc:5432/baton,"
+        "postgres://baton:secret@postgres-replica-1.db.svc:5432/baton",
         "REDIS_URL": "redis://:secret@redis.db.svc:6379/0",
         "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc",
     }
     env = env_of(container(server(objs)))
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "DATABASE_URL"}
+    assert env["DATABASE_READ_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "DATABASE_READ_URL"}
+    assert env["BATON_READ_REPLICA_MAX_LAG_MS"]["value"] == "1000"
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "REDIS_URL"}
     assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]["name"] == FULL
     # No password, URL or header value appears in clear anywhere but in Secrets.
@@ -255,6 +259,19 @@ def test_urls_live_in_secrets_only():
     a = server(objs)["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
     b = server(render([HA], sets=["redis.url=redis://other:6379"]))["spec"]["template"]["metadata"]["annotations"]
     assert a != b["checksum/secret"]
+
+
+def test_read_replicas_from_an_existing_secret_and_none_by_default():
+    objs = render([HA], sets=["database.readExistingSecret=replicas", "database.readExistingSecretKey=urls"])
+    env = env_of(container(server(objs)))
+    assert env["DATABASE_READ_URL"]["valueFrom"]["secretKeyRef"] == {"name": "replicas", "key": "urls"}
+    assert "DATABASE_READ_URL" not in {k for k in base64_keys(one(objs, "Secret", FULL))}
+    env = env_of(container(server(render([HA], sets=["database.readUrl="]))))
+    assert "DATABASE_READ_URL" not in env and "BATON_READ_REPLICA_MAX_LAG_MS" not in env
+
+
+def base64_keys(secret):
+    return secret.get("data", {}).keys()
 
 
 def test_existing_secrets_are_referenced():

@@ -100,6 +100,9 @@ DATABASE_URL: {{ .Values.database.url | b64enc | quote }}
 {{- if and (include "baton.ownerUrlFromValue" .) (not (include "baton.migrationHook" .)) }}
 BATON_MIGRATE_DATABASE_URL: {{ .Values.database.migrationUrl | b64enc | quote }}
 {{- end }}
+{{- if and (include "baton.usesPostgres" .) .Values.database.readUrl (not .Values.database.readExistingSecret) }}
+DATABASE_READ_URL: {{ .Values.database.readUrl | b64enc | quote }}
+{{- end }}
 {{- if and .Values.redis.url (not .Values.redis.existingSecret) }}
 REDIS_URL: {{ .Values.redis.url | b64enc | quote }}
 {{- end }}
