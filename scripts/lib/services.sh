@@ -10,7 +10,9 @@
 # may share the cluster and the Redis.
 #
 # Entry point: baton_services_up. It exports
-#   BATON_TEST_DATABASE_URL   (kept as is if already set; then no local PostgreSQL)
+#   BATON_TEST_DATABASE_URL   (kept as is if already set; then no local PostgreSQL, and
+#                              BATON_TEST_APP_DATABASE_URL must be set too)
+#   BATON_TEST_APP_DATABASE_URL  the serving role on the same database
 #   BATON_TEST_REDIS_URL      (kept as is if already set; then no private Redis)
 #   BATON_TEST_REDIS_SERVER   path of redis-server, for tests that kill and restart it
 # and, for the client suites' read-your-writes tests, baton_read_replica_up BATOND exports
@@ -110,6 +112,9 @@ baton_pg_superuser_sql() {
 
 baton_start_postgres() {
   if [[ -n ${BATON_TEST_DATABASE_URL:-} ]]; then
+    # The tests serve as a role that owns nothing, as production does (README, Security).
+    [[ -n ${BATON_TEST_APP_DATABASE_URL:-} ]] ||
+      baton_die "postgres: BATON_TEST_DATABASE_URL is set but BATON_TEST_APP_DATABASE_URL is not: set it to the same database as a serving role that owns nothing, lacks BYPASSRLS and is a member of baton_app (as scripts/lib/services.sh makes baton_server)"
     baton_log "postgres: BATON_TEST_DATABASE_URL is set; using it, no local cluster setup"
     return 0
   fi
