@@ -26,10 +26,6 @@ use crate::telemetry::{ClientCall, GatewayMetrics, TraceCarrier};
 
 /// The server's tenant header.
 pub const TENANT_HEADER: &str = "x-baton-tenant";
-/// batond's answer header with a write's log position, and the request header that asks
-/// reads to reflect it.
-pub const LSN_HEADER: &str = "baton-lsn";
-pub const MIN_LSN_HEADER: &str = "baton-min-lsn";
 
 /// Encodes dynamic requests and decodes responses of one known message type.
 #[derive(Debug, Clone)]
@@ -122,7 +118,7 @@ pub struct Backend {
     server: (String, Option<u16>),
     metrics: Arc<GatewayMetrics>,
     /// The highest `baton-lsn` batond answered with (0: none yet).
-    position: Arc<std::sync::atomic::AtomicU64>,
+    position: Arc<baton_proto::position::Highest>,
 }
 
 impl Backend {
@@ -198,7 +194,7 @@ impl Backend {
             let request = self.request(request, ctx, Some(deadline))?;
             let mut grpc = self.ready().await?;
             let response = grpc.unary(request, path(method)?, DynamicCodec::new(method.output())).await?;
-            self.note_position(response.metadata());
+            self.position.note(response.metadata());
             Ok(response.into_inner())
         };
         match tokio::time::timeout(deadline, unary).await {
@@ -246,30 +242,16 @@ impl Backend {
     ) -> Result<tonic::Request<DynamicMessage>, Status> {
         let mut request = tonic::Request::new(message);
         ctx.apply(request.metadata_mut())?;
-        let position = self.position.load(std::sync::atomic::Ordering::Relaxed);
-        if position > 0
-            && let Ok(value) = format!("{position:016X}").parse()
-        {
-            request.metadata_mut().insert(MIN_LSN_HEADER, value);
-        }
+        self.position.attach(request.metadata_mut());
         if let Some(deadline) = deadline {
             request.set_timeout(deadline);
         }
         Ok(request)
     }
 
-    /// Keeps the highest log position batond has answered with.
-    fn note_position(&self, metadata: &MetadataMap) {
-        let told = metadata.get(LSN_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| u64::from_str_radix(v, 16).ok());
-        if let Some(position) = told {
-            self.position.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     /// The highest log position batond has answered with, as the header gives it.
     pub fn log_position(&self) -> Option<String> {
-        let position = self.position.load(std::sync::atomic::Ordering::Relaxed);
-        (position > 0).then(|| format!("{position:016X}"))
+        self.position.get()
     }
 
     async fn ready(&self) -> Result<tonic::client::Grpc<Channel>, Status> {

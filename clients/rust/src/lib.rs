@@ -125,11 +125,8 @@ pub const TENANT_HEADER: &str = "x-baton-tenant";
 type ContextStub = ContextServiceClient<InterceptedService<Channel, Propagate>>;
 type HandoffStub = HandoffServiceClient<InterceptedService<Channel, Propagate>>;
 
-/// The response header with the server's log position after a write (or a replica read).
-pub const LSN_HEADER: &str = "baton-lsn";
-/// The request header with the highest log position the client has been told: a server with
-/// read replicas serves its reads from one that has replayed that far (read-your-writes).
-pub const MIN_LSN_HEADER: &str = "baton-min-lsn";
+/// The log position headers of read-your-writes across a server's read replicas.
+pub use baton_proto::position::{LSN_HEADER, MIN_LSN_HEADER};
 
 /// Headers sent with every call (unless the call's own request sets them).
 #[derive(Debug, Default)]
@@ -138,7 +135,7 @@ pub(crate) struct Headers {
     authorization: Option<MetadataValue<Ascii>>,
     /// The highest `baton-lsn` any call of this client (and its clones) was answered with;
     /// 0 before the first.
-    position: std::sync::atomic::AtomicU64,
+    position: baton_proto::position::Highest,
 }
 
 /// A connection to `batond`: one method per RPC of ContextService and HandoffService.
@@ -435,7 +432,7 @@ impl Client {
             let request = self.request(&metadata, message.clone(), send_deadline.then_some(remaining));
             let status = match tokio::time::timeout(remaining, call(request)).await {
                 Ok(Ok(response)) => {
-                    self.note_position(response.metadata());
+                    self.headers.position.note(response.metadata());
                     return Ok(response);
                 }
                 Ok(Err(status)) => status,
@@ -481,25 +478,11 @@ impl Client {
         {
             md.insert("authorization", authorization.clone());
         }
-        let position = self.headers.position.load(std::sync::atomic::Ordering::Relaxed);
-        if position > 0
-            && !md.contains_key(MIN_LSN_HEADER)
-            && let Ok(value) = format!("{position:016X}").parse()
-        {
-            md.insert(MIN_LSN_HEADER, value);
-        }
+        self.headers.position.attach(md);
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }
         request
-    }
-
-    /// Keeps the highest log position the server has told this client (`baton-lsn`).
-    fn note_position(&self, metadata: &MetadataMap) {
-        let told = metadata.get(LSN_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| u64::from_str_radix(v, 16).ok());
-        if let Some(position) = told {
-            self.headers.position.fetch_max(position, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 
     /// The highest log position the server has told this client (and its clones) of, as the
@@ -507,8 +490,7 @@ impl Client {
     /// served by a read replica reflect this client's own writes. `None` before the first
     /// write to a server with read replicas.
     pub fn log_position(&self) -> Option<String> {
-        let position = self.headers.position.load(std::sync::atomic::Ordering::Relaxed);
-        (position > 0).then(|| format!("{position:016X}"))
+        self.headers.position.get()
     }
 
     fn timeout_status(&self) -> tonic::Status {

@@ -14,27 +14,21 @@
 use std::cell::Cell;
 use std::future::Future;
 
-/// The request header in which a client sends the highest position it has been told.
-pub const MIN_LSN_HEADER: &str = "baton-min-lsn";
-/// The response header that tells a client the position of what the call wrote (or read).
-pub const LSN_HEADER: &str = "baton-lsn";
+pub use baton_proto::position::{LSN_HEADER, MIN_LSN_HEADER};
 
 /// A position in PostgreSQL's write-ahead log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Lsn(pub u64);
 
 impl Lsn {
-    /// A header value: 1 to 16 hexadecimal digits.
+    /// A header value (`baton_proto::position::parse`).
     pub fn parse(text: &str) -> Option<Lsn> {
-        if text.is_empty() || text.len() > 16 {
-            return None;
-        }
-        u64::from_str_radix(text, 16).ok().map(Lsn)
+        baton_proto::position::parse(text).map(Lsn)
     }
 
-    /// The header form: 16 upper-case hexadecimal digits, ordered as the positions are.
+    /// The header form (`baton_proto::position::format`).
     pub fn header(self) -> String {
-        format!("{:016X}", self.0)
+        baton_proto::position::format(self.0)
     }
 }
 
@@ -75,17 +69,6 @@ pub(crate) fn saw(lsn: Lsn) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn positions_parse_and_print_in_order() {
-        assert_eq!(Lsn::parse("16B3748"), Some(Lsn(0x16B_3748)));
-        assert_eq!(Lsn(0x16B_3748).header(), "00000000016B3748");
-        assert_eq!(Lsn::parse(&Lsn(u64::MAX).header()), Some(Lsn(u64::MAX)));
-        for bad in ["", "0/16B3748", "xyz", "00000000000000001", "-1"] {
-            assert_eq!(Lsn::parse(bad), None, "{bad:?}");
-        }
-        assert!(Lsn(0xA).header() < Lsn(0x10).header());
-    }
 
     #[tokio::test]
     async fn a_call_sees_what_it_requires_and_reports_the_highest() {
