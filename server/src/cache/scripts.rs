@@ -22,7 +22,8 @@ local m, t = KEYS[1], KEYS[2]
 local first, last, upd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cur = redis.call('HMGET', m, 'last', 'floor', 'fupd')
-local clast, cfloor, cfupd = tonumber(cur[1]), tonumber(cur[2]), cur[3]
+-- A missing field is false, not nil: `or nil` makes an absent fupd nil (a forgotten session).
+local clast, cfloor, cfupd = tonumber(cur[1]), tonumber(cur[2]), cur[3] or nil
 local valid = clast ~= nil and clast == cfloor and clast == first - 1
 if not valid and cfloor == nil and first == 1 then valid = true end
 if valid then
