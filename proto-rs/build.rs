@@ -21,6 +21,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .codec_path("crate::codec::ProstCodec")
+        .compile_fds(fds.clone())?;
+
+    // The server again, alone, with `GetContextWindow` answering the hand-written
+    // `encoded::ContextWindowResponse` (entries kept encoded) and every other type from `v1`.
+    let encoded = out.join("encoded");
+    fs::create_dir_all(&encoded)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .codec_path("crate::codec::ProstCodec")
+        .extern_path(".baton.v1", "crate::v1")
+        .extern_path(".baton.v1.GetContextWindowResponse", "crate::encoded::ContextWindowResponse")
+        .out_dir(&encoded)
         .compile_fds(fds)?;
 
     println!("cargo:rerun-if-changed={}", root.display());

@@ -3,6 +3,7 @@
 //! reflection and the MCP gateway's tool schemas.
 
 pub mod codec;
+pub mod encoded;
 pub mod position;
 
 /// `baton.v1`: sessions, context entries and handoffs.

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::v1::context_service_server::ContextServiceServer;
+use baton_proto::encoded::server::context_service_server::ContextServiceServer;
 use baton_proto::v1::handoff_service_server::HandoffServiceServer;
 use futures::StreamExt;
 use tokio::net::TcpListener;

@@ -261,3 +261,81 @@ async fn handoff_events_cross_replicas() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Windows served from the cache send the entries' kept encodings: every path (the store, a
+/// Redis hit, an L1 hit, an L1 copy extended by an append, another replica's bus) gives the
+/// window a server without a cache reads from the store, field for field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_windows_are_the_windows_the_store_reads() {
+    init_test_logging();
+    let Some((_redis, a, b)) = replicas().await else { return };
+    let mut plain = start_server(Backend::Postgres).await;
+    plain.tenant = a.tenant.clone();
+    plain.key = a.key.clone();
+    let (mut ctx_a, ctx_b, ctx_plain) = (a.context().await, b.context().await, plain.context().await);
+    create_session(&mut ctx_a, "enc", "w").await;
+    let mut meta = prost_types::Struct::default();
+    meta.fields.insert("tool".into(), prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(2.5)) });
+    let with_meta = pb::NewEntry { metadata: Some(meta), media_type: "text/markdown".into(), ..message("w", "**hi**") };
+    let binary = pb::NewEntry {
+        kind: pb::EntryKind::ToolResult.into(),
+        author: "tool".into(),
+        media_type: "application/octet-stream".into(),
+        content: Some(pb::new_entry::Content::Data(vec![0, 159, 146, 150, 255])),
+        ..Default::default()
+    };
+    append(&mut ctx_a, "enc", vec![message("w", "before the summary"), with_meta.clone()]).await;
+    append(&mut ctx_a, "enc", vec![text(pb::EntryKind::Summary, "w", "so far: hello")]).await;
+    append(&mut ctx_a, "enc", vec![binary, with_meta, message("w", "ünïcödé ✓")]).await;
+    ctx_a
+        .redact_entries(pb::RedactEntriesRequest {
+            session_key: "enc".into(),
+            seqs: vec![5],
+            reason: "test".into(),
+            agent: "w".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    append(&mut ctx_a, "enc", vec![message("w", "after the redaction")]).await;
+
+    let requests = [(0, 0), (0, 2), (12, 0), (1_000, 3)].map(|(max_tokens, max_entries)| pb::GetContextWindowRequest {
+        session_key: "enc".into(),
+        max_tokens,
+        max_entries,
+    });
+    let reader = ctx_a.clone();
+    let check = |label: &'static str| {
+        let (mut ctx_a, mut ctx_b, mut ctx_plain) = (reader.clone(), ctx_b.clone(), ctx_plain.clone());
+        let requests = requests.clone();
+        async move {
+            for req in requests {
+                let want = ctx_plain.get_context_window(req.clone()).await.unwrap().into_inner();
+                assert!(want.summary.is_some(), "{label}: a window with its summary");
+                if req.max_tokens == 0 {
+                    assert!(!want.entries.is_empty(), "{label}: a window with entries");
+                }
+                // Three reads each: a miss or Redis hit, then L1 hits.
+                for _ in 0..3 {
+                    let got = ctx_a.get_context_window(req.clone()).await.unwrap().into_inner();
+                    assert_eq!(got, want, "{label}: replica a, {req:?}");
+                    let got = ctx_b.get_context_window(req.clone()).await.unwrap().into_inner();
+                    assert_eq!(got, want, "{label}: replica b, {req:?}");
+                }
+            }
+        }
+    };
+    check("after the redaction").await;
+    let hits = stats(&a).l1_hits.load(Ordering::Relaxed);
+    assert!(hits > 0, "a's L1 served windows");
+    // An append after the redaction dropped the session's keys is an ordinary miss in Redis,
+    // not a script error that would take the cache out for everyone.
+    assert_eq!(stats(&a).redis_errors.load(Ordering::Relaxed), 0);
+    // a's L1 copy is extended by its own append; b hears it on the bus.
+    append(&mut ctx_a, "enc", vec![message("w", "extends the L1 copy")]).await;
+    check("after an append").await;
+    assert!(stats(&a).l1_hits.load(Ordering::Relaxed) > hits);
+    a.shutdown().await;
+    b.shutdown().await;
+    plain.shutdown().await;
+}

@@ -7,6 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use baton_proto::encoded;
 use baton_proto::v1 as pb;
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,11 +42,12 @@ where
     Response::new(Box::pin(s))
 }
 
-/// `baton.v1.ContextService`.
+/// `baton.v1.ContextService` (windows answer from the entries' kept encodings: see
+/// `baton_proto::encoded`).
 pub struct ContextApi(pub Arc<Baton>);
 
 #[tonic::async_trait]
-impl pb::context_service_server::ContextService for ContextApi {
+impl encoded::server::context_service_server::ContextService for ContextApi {
     async fn create_session(&self, req: Request<pb::CreateSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let ctx = context(&req)?;
         let cmd = CreateSession::try_from(req.into_inner())?;
@@ -126,7 +128,7 @@ impl pb::context_service_server::ContextService for ContextApi {
     async fn get_context_window(
         &self,
         req: Request<pb::GetContextWindowRequest>,
-    ) -> Result<Response<pb::GetContextWindowResponse>, Status> {
+    ) -> Result<Response<encoded::ContextWindowResponse>, Status> {
         let ctx = context(&req)?;
         let cmd = GetContextWindow::try_from(req.into_inner())?;
         Ok(Response::new(self.0.context_window(&ctx.tenant, cmd).await?.into()))

@@ -15,6 +15,7 @@ use super::keys::{BUS_PATTERN, BusMessage, agent_channel, handoff_key, meta_key,
 use crate::domain::{Entry, Result as DomainResult};
 use crate::hub::{Hub, SessionMessage};
 use crate::wire;
+use baton_proto::v1 as pb;
 
 /// How often followers poll the store while the bus is down.
 const DEGRADED_POLL: Duration = Duration::from_millis(250);
@@ -191,7 +192,10 @@ impl RedisCache {
             hub.publish_session(&tenant, &session_key, SessionMessage::Closed);
             return;
         }
-        let decoded: DomainResult<Vec<Entry>> = entries.into_iter().map(Entry::try_from).collect();
+        let decoded: DomainResult<Vec<Entry>> = entries
+            .into_iter()
+            .map(|wire| pb::Entry::decode(wire).map_err(|_| wire::corrupt("bus entry")).and_then(Entry::try_from))
+            .collect();
         match decoded {
             Ok(entries) if !entries.is_empty() => {
                 hub.publish_session(&tenant, &session_key, SessionMessage::Appended(entries.into()))

@@ -6,7 +6,10 @@ use fred::bytes::Bytes;
 use fred::prelude::*;
 use prost::Message as _;
 
+use std::sync::Arc;
+
 use super::CachedSession;
+use crate::domain::cache::CachedEntry;
 use crate::domain::{Entry, Session};
 use crate::wire;
 use baton_proto::v1 as pb;
@@ -35,9 +38,11 @@ pub(super) struct BusMessage {
     /// The session's last_seq after an append (0 for other messages).
     #[prost(uint64, tag = "4")]
     pub(super) last_seq: u64,
-    /// The appended entries; empty when they were too large to inline.
-    #[prost(message, repeated, tag = "5")]
-    pub(super) entries: Vec<pb::Entry>,
+    /// The appended entries (each a `baton.v1.Entry` encoding, as the cache keeps them: on
+    /// the wire the same as a repeated message field); empty when they were too large to
+    /// inline.
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    pub(super) entries: Vec<Bytes>,
     /// The inbox an event belongs to.
     #[prost(string, tag = "6")]
     pub(super) agent: String,
@@ -95,6 +100,26 @@ pub(super) fn encode_entry(e: &Entry) -> Bytes {
     pb::Entry::from(e.clone()).encode_to_vec().into()
 }
 
+/// An entry as the cache holds it, with its encoding.
+pub(super) fn cached_entry(e: &Entry) -> Arc<CachedEntry> {
+    Arc::new(CachedEntry { entry: e.clone(), wire: encode_entry(e) })
+}
+
+/// An entry decoded from its encoding, which it keeps.
+fn decode_entry(wire: Bytes) -> Result<Arc<CachedEntry>, String> {
+    let entry =
+        Entry::try_from(pb::Entry::decode(wire.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(Arc::new(CachedEntry { entry, wire }))
+}
+
+fn into_bytes(v: Value) -> Bytes {
+    match v {
+        Value::Bytes(b) => b,
+        Value::String(s) => s.into_inner(),
+        _ => Bytes::new(),
+    }
+}
+
 pub(super) fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
     let mut it = reply.into_iter().skip(1);
     let mut next = || it.next().ok_or_else(|| "short reply".to_owned());
@@ -107,23 +132,15 @@ pub(super) fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
     let blob = SessionBlob::decode(session.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
     let session = wire::session_from_pb(blob.session.ok_or("no session")?, blob.id, blob.last_summary_seq)
         .map_err(|e| e.to_string())?;
-    let summary = match summary.as_bytes() {
-        Some(b) if !b.is_empty() => {
-            Some(Entry::try_from(pb::Entry::decode(b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?)
-        }
-        _ => None,
+    let summary = match into_bytes(summary) {
+        b if b.is_empty() => None,
+        b => Some(decode_entry(b)?),
     };
-    let tail: Vec<Entry> = tail
-        .into_array()
-        .into_iter()
-        .map(|v| {
-            let p = pb::Entry::decode(v.as_bytes().unwrap_or_default()).map_err(|e| e.to_string())?;
-            Entry::try_from(p).map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
+    let tail: Vec<Arc<CachedEntry>> =
+        tail.into_array().into_iter().map(|v| decode_entry(into_bytes(v))).collect::<Result<_, _>>()?;
     // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
-    let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
-    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
+    let contiguous = tail.windows(2).all(|w| w[1].entry.seq == w[0].entry.seq + 1);
+    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.entry.seq == session.last_seq)
         || (tail.is_empty() && session.last_seq == session.last_summary_seq);
     if !contiguous || !ends_right {
         return Err("cached tail does not match its session".into());

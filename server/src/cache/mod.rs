@@ -31,7 +31,7 @@ use prost::Message as _;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use crate::domain::cache::CachedSession;
+use crate::domain::cache::{CachedEntry, CachedSession};
 use crate::domain::{Entry, Handoff, HandoffEvent, HandoffStatus, Session};
 use crate::store::WindowSlice;
 use crate::wire;
@@ -94,7 +94,7 @@ fn version(c: &CachedSession) -> (String, String) {
 
 /// The L1 weigher's estimate of a cached session's size in bytes.
 fn weight(c: &CachedSession) -> u32 {
-    let bytes: usize = c.tail.iter().map(|e| e.content.len() + 128).sum();
+    let bytes: usize = c.tail.iter().map(|e| e.entry.content.len() + e.wire.len() + 128).sum();
     u32::try_from(bytes + 512).unwrap_or(u32::MAX)
 }
 
@@ -405,9 +405,11 @@ impl RedisCache {
     pub async fn after_append(&self, tenant: &str, session: &Session, entries: &[Entry]) {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return };
         let l1_key = (tenant.to_owned(), session.session_key.clone());
-        self.extend_l1(&l1_key, session, entries);
-        let mut inline: Vec<pb::Entry> = entries.iter().cloned().map(Into::into).collect();
-        if inline.iter().map(|e| e.encoded_len()).sum::<usize>() > MAX_INLINE_PAYLOAD {
+        // Each entry is encoded once, for the L1 copy, the Redis tail and the bus alike.
+        let cached: Vec<Arc<CachedEntry>> = entries.iter().map(cached_entry).collect();
+        self.extend_l1(&l1_key, session, &cached);
+        let mut inline: Vec<Bytes> = cached.iter().map(|c| c.wire.clone()).collect();
+        if inline.iter().map(Bytes::len).sum::<usize>() > MAX_INLINE_PAYLOAD {
             inline.clear();
         }
         let payload = self.bus_payload(BusMessage {
@@ -417,7 +419,7 @@ impl RedisCache {
             entries: inline,
             ..Default::default()
         });
-        let summary = entries.iter().rev().find(|e| e.kind == crate::domain::EntryKind::Summary);
+        let summary = cached.iter().rev().find(|c| c.entry.kind == crate::domain::EntryKind::Summary);
         let keep = entries.len().saturating_sub(self.config.tail_len);
         let mut args: Vec<Value> = vec![
             first.seq.to_string().into(),
@@ -426,12 +428,12 @@ impl RedisCache {
             self.ttl_secs().into(),
             (self.config.tail_len as i64).into(),
             Value::Bytes(encode_session(session)),
-            summary.map_or(0, |s| s.seq).to_string().into(),
-            Value::Bytes(summary.map(encode_entry).unwrap_or_default()),
+            summary.map_or(0, |s| s.entry.seq).to_string().into(),
+            Value::Bytes(summary.map(|s| s.wire.clone()).unwrap_or_default()),
             session_channel(tenant, &session.session_key).into(),
             Value::Bytes(payload),
         ];
-        args.extend(entries[keep..].iter().map(|e| Value::Bytes(encode_entry(e))));
+        args.extend(cached[keep..].iter().map(|c| Value::Bytes(c.wire.clone())));
         let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
         if let Err(e) = self.eval::<i64>(&self.scripts.append, keys, args).await {
             self.failed("append", &e);
@@ -440,22 +442,17 @@ impl RedisCache {
     }
 
     /// Our own append moves our L1 copy forward when it continues it; anything else drops it.
-    fn extend_l1(&self, key: &(String, String), session: &Session, entries: &[Entry]) {
+    fn extend_l1(&self, key: &(String, String), session: &Session, entries: &[Arc<CachedEntry>]) {
         let Some(cur) = self.l1.get(key) else { return };
-        let continues = entries.first().is_some_and(|e| e.seq == cur.session.last_seq + 1);
+        let continues = entries.first().is_some_and(|e| e.entry.seq == cur.session.last_seq + 1);
         if !continues {
             self.l1.invalidate(key);
             return;
         }
-        let mut tail: Vec<Entry> = cur.tail.iter().chain(entries).cloned().collect();
-        let drop = tail.len().saturating_sub(self.config.tail_len);
-        tail.drain(..drop);
-        let summary = entries.iter().rev().find(|e| e.kind == crate::domain::EntryKind::Summary).cloned();
-        let next = CachedSession {
-            session: session.clone(),
-            summary: summary.or_else(|| cur.summary.clone()),
-            tail: tail.into(),
-        };
+        let drop = (cur.tail.len() + entries.len()).saturating_sub(self.config.tail_len);
+        let tail: Arc<[Arc<CachedEntry>]> = cur.tail.iter().chain(entries).skip(drop).cloned().collect();
+        let summary = entries.iter().rev().find(|e| e.entry.kind == crate::domain::EntryKind::Summary).cloned();
+        let next = CachedSession { session: session.clone(), summary: summary.or_else(|| cur.summary.clone()), tail };
         self.l1.insert(key.clone(), Arc::new(next));
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::{Entry, Handoff, HandoffEvent, Session, tokens};
 use crate::store::WindowSlice;
@@ -52,13 +53,29 @@ pub struct NoCache;
 
 impl Cache for NoCache {}
 
+/// An entry as the cache holds it, with its encoding as the API sends it (`baton.v1.Entry`),
+/// made once when it entered the cache: windows served from the cache send these bytes and
+/// are neither copied nor encoded again. The domain never looks inside `wire`.
+#[derive(Debug)]
+pub struct CachedEntry {
+    pub entry: Entry,
+    pub wire: Bytes,
+}
+
 /// What the cache knows of a session: valid for `last_seq` and `updated_at`.
 #[derive(Debug, Clone)]
 pub struct CachedSession {
     pub session: Session,
-    pub summary: Option<Entry>,
+    pub summary: Option<Arc<CachedEntry>>,
     /// The newest entries, oldest first, ending at `session.last_seq`.
-    pub tail: Arc<[Entry]>,
+    pub tail: Arc<[Arc<CachedEntry>]>,
+}
+
+/// Window material from the cache: the summary and the entries after it, newest first.
+#[derive(Debug, Clone)]
+pub struct CachedSlice {
+    pub summary: Option<Arc<CachedEntry>>,
+    pub newest_first: Vec<Arc<CachedEntry>>,
 }
 
 impl CachedSession {
@@ -66,30 +83,24 @@ impl CachedSession {
     /// more than `max_tokens` can take (those that fit plus the first that does not). The
     /// slice is complete when it holds every such entry, `max` of them, or more than the
     /// budget.
-    pub fn slice(&self, max: u32, max_tokens: u32) -> (WindowSlice, bool) {
+    pub fn slice(&self, max: u32, max_tokens: u32) -> (CachedSlice, bool) {
         let after = self.session.last_summary_seq;
-        let offered = || self.tail.iter().rev().take_while(move |e| e.seq > after).take(max as usize);
-        let read = tokens::read_bound(offered().map(|e| e.token_count), max_tokens);
-        let newest_first: Vec<Entry> = offered().take(read).cloned().collect();
-        let total: u64 = newest_first.iter().map(|e| u64::from(e.token_count)).sum();
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+        let offered = || self.tail.iter().rev().take_while(move |e| e.entry.seq > after).take(max as usize);
+        let read = tokens::read_bound(offered().map(|e| e.entry.token_count), max_tokens);
+        let newest_first: Vec<Arc<CachedEntry>> = offered().take(read).cloned().collect();
+        let total: u64 = newest_first.iter().map(|e| u64::from(e.entry.token_count)).sum();
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.entry.seq);
         let complete = newest_first.len() == max as usize || total > u64::from(max_tokens) || first_cached <= after + 1;
-        let slice = WindowSlice {
-            session: self.session.clone(),
-            summary: self.summary.clone(),
-            newest_first,
-            from_replica: false,
-        };
-        (slice, complete)
+        (CachedSlice { summary: self.summary.clone(), newest_first }, complete)
     }
 
     /// Entries with seq > `after` when the cached tail holds all of them.
-    pub fn entries_after(&self, after: u64) -> Option<&[Entry]> {
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
+    pub fn entries_after(&self, after: u64) -> Option<&[Arc<CachedEntry>]> {
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.entry.seq);
         if after + 1 < first_cached {
             return None;
         }
-        let skip = self.tail.partition_point(|e| e.seq <= after);
+        let skip = self.tail.partition_point(|e| e.entry.seq <= after);
         Some(&self.tail[skip..])
     }
 }
@@ -159,10 +170,11 @@ mod tests {
                 .collect();
             let summary = entries.iter().rev().find(|e| e.kind == EntryKind::Summary).cloned();
             let cached_len = 1 + next(len) as usize;
+            let share = |e: &Entry| Arc::new(CachedEntry { entry: e.clone(), wire: Bytes::new() });
             let cached = CachedSession {
                 session: session(len, summary.as_ref().map_or(0, |s| s.seq)),
-                summary: summary.clone(),
-                tail: entries[entries.len() - cached_len..].to_vec().into(),
+                summary: summary.as_ref().map(share),
+                tail: entries[entries.len() - cached_len..].iter().map(share).collect(),
             };
             let (max_entries, max_tokens) = (1 + next(30) as u32, next(400) as u32);
             let (slice, complete) = cached.slice(max_entries, max_tokens);
@@ -170,16 +182,16 @@ mod tests {
                 continue;
             }
             answered += 1;
-            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
+            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.entry.token_count);
             let n = tokens::window_len(
                 summary_tokens,
-                slice.newest_first.iter().map(|e| e.token_count),
+                slice.newest_first.iter().map(|e| e.entry.token_count),
                 max_entries,
                 max_tokens,
             );
-            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.seq).collect();
+            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.entry.seq).collect();
             let (want_summary, want) = tokens::window_of(&entries, max_entries, max_tokens);
-            assert_eq!(slice.summary.as_ref().map(|s| s.seq), want_summary.map(|s| s.seq));
+            assert_eq!(slice.summary.as_ref().map(|s| s.entry.seq), want_summary.map(|s| s.seq));
             assert_eq!(from_cache, want.iter().map(|e| e.seq).collect::<Vec<_>>(), "{max_entries} {max_tokens}");
         }
         assert!(answered > 100, "only {answered} windows were answerable from the cache");

@@ -145,11 +145,28 @@ pub struct WatchHandoffs {
 /// A context window.
 #[derive(Debug, Clone)]
 pub struct ContextWindow {
-    pub summary: Option<super::Entry>,
-    pub entries: Vec<super::Entry>,
+    pub summary: Option<WindowEntry>,
+    pub entries: Vec<WindowEntry>,
     pub total_tokens: u32,
     pub last_seq: u64,
     pub truncated: bool,
+}
+
+/// An entry of a context window: read from the store, or shared with the cache (which holds
+/// its encoding too).
+#[derive(Debug, Clone)]
+pub enum WindowEntry {
+    Read(Box<super::Entry>),
+    Cached(std::sync::Arc<super::cache::CachedEntry>),
+}
+
+impl WindowEntry {
+    pub fn entry(&self) -> &super::Entry {
+        match self {
+            WindowEntry::Read(e) => e,
+            WindowEntry::Cached(c) => &c.entry,
+        }
+    }
 }
 
 // What a page token is bound to besides its list and tenant: the list's filters, so a token

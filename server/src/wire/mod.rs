@@ -6,8 +6,9 @@ use baton_proto::v1 as pb;
 use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
 use serde_json::{Map, Number, Value as Json};
 
-use crate::domain::commands::ContextWindow;
+use crate::domain::commands::{ContextWindow, WindowEntry};
 use crate::domain::{self as d, Error, Micros, Result};
+use baton_proto::encoded;
 
 // ---- scalars ----
 
@@ -334,12 +335,18 @@ impl From<d::SearchHit> for pb::SearchHit {
     }
 }
 
-impl From<ContextWindow> for pb::GetContextWindowResponse {
+/// A window as the server sends it: entries the cache holds go out as the bytes it keeps; the
+/// others are encoded here, once.
+impl From<ContextWindow> for encoded::ContextWindowResponse {
     fn from(w: ContextWindow) -> Self {
         let ContextWindow { summary, entries, total_tokens, last_seq, truncated } = w;
-        pb::GetContextWindowResponse {
-            summary: summary.map(Into::into),
-            entries: entries.into_iter().map(Into::into).collect(),
+        let wire = |e: WindowEntry| match e {
+            WindowEntry::Cached(c) => c.wire.clone(),
+            WindowEntry::Read(e) => encoded::ContextWindowResponse::encode_entry(&(*e).into()),
+        };
+        encoded::ContextWindowResponse {
+            summary: summary.map(wire),
+            entries: entries.into_iter().map(wire).collect(),
             total_tokens,
             last_seq,
             truncated,
@@ -349,7 +356,7 @@ impl From<ContextWindow> for pb::GetContextWindowResponse {
 
 // ---- records back from their proto form (cache and bus payloads) ----
 
-fn corrupt(what: &str) -> Error {
+pub(crate) fn corrupt(what: &str) -> Error {
     Error::Internal(format!("a cached {what} could not be decoded"))
 }
 

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use super::{Baton, split_page};
-use crate::domain::commands::{AppendEntries, ContextWindow, GetContextWindow, ListEntries, SearchEntries};
+use crate::domain::commands::{
+    AppendEntries, ContextWindow, GetContextWindow, ListEntries, SearchEntries, WindowEntry,
+};
 use crate::domain::page::{self, PageKind};
-use crate::domain::{Entry, Result, SearchHit, tokens};
+use crate::domain::{Entry, Result, SearchHit, Session, tokens};
 use crate::hub::SessionMessage;
 use crate::store::{AppendCommand, AppendOutcome, EntryQuery, SearchQuery, WindowSlice};
 
@@ -45,7 +47,7 @@ impl Baton {
             && let Some(cached) = self.cache.session(tenant, &session_key).await
             && let Some(tail) = cached.entries_after(after_seq)
         {
-            let page = tail.iter().take(page_size as usize + 1).cloned().collect();
+            let page = tail.iter().take(page_size as usize + 1).map(|c| c.entry.clone()).collect();
             return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, tenant, &scope, e.seq as i64)));
         }
         let entries = self
@@ -71,7 +73,9 @@ impl Baton {
         let GetContextWindow { session_key, max_tokens, max_entries } = cmd;
         if let Some(cached) = self.cache.session(tenant, &session_key).await {
             let (slice, complete) = cached.slice(max_entries, max_tokens);
-            let (window, exhausted) = fit_window(slice, max_tokens);
+            let summary = slice.summary.map(WindowEntry::Cached);
+            let newest_first = slice.newest_first.into_iter().map(WindowEntry::Cached).collect();
+            let (window, exhausted) = fit_window(&cached.session, summary, newest_first, max_tokens);
             // A partial tail answers only when the budget ran out inside it.
             if complete || !exhausted {
                 return Ok(window);
@@ -89,7 +93,10 @@ impl Baton {
             None => self.store.window(tenant, &session_key, max_entries, max_tokens).await?,
         };
         slice.newest_first.truncate(max_entries as usize);
-        Ok(fit_window(slice, max_tokens).0)
+        let WindowSlice { session, summary, newest_first, .. } = slice;
+        let read = |e: Entry| WindowEntry::Read(Box::new(e));
+        let newest_first = newest_first.into_iter().map(read).collect();
+        Ok(fit_window(&session, summary.map(read), newest_first, max_tokens).0)
     }
 
     pub async fn search(&self, tenant: &str, cmd: SearchEntries) -> Result<(Vec<SearchHit>, String)> {
@@ -107,23 +114,27 @@ impl Baton {
 /// Fits a window into `max_tokens` by the budget rule (`tokens::window_len`): the summary,
 /// then entries newest first while they fit.
 /// Also says whether it ran out of entries before it ran out of budget.
-fn fit_window(mut slice: WindowSlice, max_tokens: u32) -> (ContextWindow, bool) {
+fn fit_window(
+    session: &Session,
+    summary: Option<WindowEntry>,
+    newest_first: Vec<WindowEntry>,
+    max_tokens: u32,
+) -> (ContextWindow, bool) {
     // A redacted summary or entry is left out (its content is gone; it costs nothing).
-    slice.summary = slice.summary.filter(|s| s.redaction.is_none());
-    let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
-    let available = slice.newest_first.len();
-    let costs = slice.newest_first.iter().map(|e| e.token_count);
+    let summary = summary.filter(|s| s.entry().redaction.is_none());
+    let summary_tokens = summary.as_ref().map_or(0, |s| s.entry().token_count);
+    let available = newest_first.len();
+    let costs = newest_first.iter().map(|e| e.entry().token_count);
     let taken = tokens::window_len(summary_tokens, costs, u32::MAX, max_tokens);
-    let mut entries = slice.newest_first;
+    let mut entries = newest_first;
     entries.truncate(taken);
     let exhausted = entries.len() == available;
     // Left out: entries that did not fit, or older ones beyond max_entries.
-    let oldest_kept = entries.last().map_or(slice.session.last_seq + 1, |e| e.seq);
-    let truncated = !exhausted || oldest_kept > slice.session.last_summary_seq + 1;
-    entries.retain(|e| e.redaction.is_none());
+    let oldest_kept = entries.last().map_or(session.last_seq + 1, |e| e.entry().seq);
+    let truncated = !exhausted || oldest_kept > session.last_summary_seq + 1;
+    entries.retain(|e| e.entry().redaction.is_none());
     entries.reverse();
-    let total_tokens = summary_tokens + entries.iter().map(|e| e.token_count).sum::<u32>();
-    let window =
-        ContextWindow { summary: slice.summary, entries, total_tokens, last_seq: slice.session.last_seq, truncated };
+    let total_tokens = summary_tokens + entries.iter().map(|e| e.entry().token_count).sum::<u32>();
+    let window = ContextWindow { summary, entries, total_tokens, last_seq: session.last_seq, truncated };
     (window, exhausted)
 }

@@ -1,0 +1,187 @@
+//! Responses a server assembles from messages it already holds encoded.
+//!
+//! A context window is mostly entries the server's cache has kept since they were appended.
+//! Decoding them into [`v1::Entry`](crate::v1::Entry) values only to encode them again for
+//! every read costs more than the rest of the call, so the server's `GetContextWindow` answers
+//! with [`ContextWindowResponse`], which writes each entry's `baton.v1.Entry` encoding as it
+//! is. On the wire it is exactly a `baton.v1.GetContextWindowResponse`: clients decode it with
+//! the generated type.
+//!
+//! Only the server sees these types: [`server`] is the generated `ContextService` server with
+//! this response type in place of the generated one; every other type is
+//! [`v1`](crate::v1)'s.
+
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::{DecodeError, Message};
+
+/// A `baton.v1.GetContextWindowResponse` whose summary and entries are held as their
+/// `baton.v1.Entry` encodings.
+#[derive(Clone, Default, PartialEq)]
+pub struct ContextWindowResponse {
+    /// The encoded summary entry, if any.
+    pub summary: Option<Bytes>,
+    /// The encoded entries, in sequence order.
+    pub entries: Vec<Bytes>,
+    pub total_tokens: u32,
+    pub last_seq: u64,
+    pub truncated: bool,
+}
+
+const SUMMARY: u32 = 1;
+const ENTRIES: u32 = 2;
+const TOTAL_TOKENS: u32 = 3;
+const LAST_SEQ: u32 = 4;
+const TRUNCATED: u32 = 5;
+
+impl ContextWindowResponse {
+    /// Encodes `entry` as a window holds it.
+    pub fn encode_entry(entry: &crate::v1::Entry) -> Bytes {
+        entry.encode_to_vec().into()
+    }
+}
+
+impl std::fmt::Debug for ContextWindowResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextWindowResponse")
+            .field("summary_bytes", &self.summary.as_ref().map(Bytes::len))
+            .field("entries", &self.entries.len())
+            .field("total_tokens", &self.total_tokens)
+            .field("last_seq", &self.last_seq)
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+impl Message for ContextWindowResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        // A message field is written like a bytes field: key, length, the message's encoding.
+        if let Some(summary) = &self.summary {
+            encoding::bytes::encode(SUMMARY, summary, buf);
+        }
+        for entry in &self.entries {
+            encoding::bytes::encode(ENTRIES, entry, buf);
+        }
+        if self.total_tokens != 0 {
+            encoding::uint32::encode(TOTAL_TOKENS, &self.total_tokens, buf);
+        }
+        if self.last_seq != 0 {
+            encoding::uint64::encode(LAST_SEQ, &self.last_seq, buf);
+        }
+        if self.truncated {
+            encoding::bool::encode(TRUNCATED, &self.truncated, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            SUMMARY => {
+                let mut more = Bytes::new();
+                encoding::bytes::merge(wire_type, &mut more, buf, ctx)?;
+                // A message field seen twice merges; concatenated encodings decode as that merge.
+                self.summary = Some(match self.summary.take() {
+                    Some(first) => [first, more].concat().into(),
+                    None => more,
+                });
+                Ok(())
+            }
+            ENTRIES => {
+                let mut entry = Bytes::new();
+                encoding::bytes::merge(wire_type, &mut entry, buf, ctx)?;
+                self.entries.push(entry);
+                Ok(())
+            }
+            TOTAL_TOKENS => encoding::uint32::merge(wire_type, &mut self.total_tokens, buf, ctx),
+            LAST_SEQ => encoding::uint64::merge(wire_type, &mut self.last_seq, buf, ctx),
+            TRUNCATED => encoding::bool::merge(wire_type, &mut self.truncated, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.summary.as_ref().map_or(0, |s| encoding::bytes::encoded_len(SUMMARY, s))
+            + encoding::bytes::encoded_len_repeated(ENTRIES, &self.entries)
+            + if self.total_tokens != 0 { encoding::uint32::encoded_len(TOTAL_TOKENS, &self.total_tokens) } else { 0 }
+            + if self.last_seq != 0 { encoding::uint64::encoded_len(LAST_SEQ, &self.last_seq) } else { 0 }
+            + if self.truncated { encoding::bool::encoded_len(TRUNCATED, &self.truncated) } else { 0 }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The generated `baton.v1.ContextService` server, answering `GetContextWindow` with
+/// [`ContextWindowResponse`].
+pub mod server {
+    include!(concat!(env!("OUT_DIR"), "/encoded/baton.v1.rs"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1;
+
+    fn entry(seq: u64, text: &str) -> v1::Entry {
+        v1::Entry {
+            session_key: "s".into(),
+            seq,
+            author: "a".into(),
+            content: Some(v1::entry::Content::Text(text.into())),
+            token_count: 3,
+            ..Default::default()
+        }
+    }
+
+    /// The assembled response is byte for byte what the generated type encodes, and decodes
+    /// back into both.
+    #[test]
+    fn encodes_as_the_generated_response() {
+        let generated = v1::GetContextWindowResponse {
+            summary: Some(entry(2, "so far")),
+            entries: vec![entry(3, "three"), entry(4, "four"), entry(300, "")],
+            total_tokens: 12,
+            last_seq: 300,
+            truncated: true,
+        };
+        let assembled = ContextWindowResponse {
+            summary: generated.summary.as_ref().map(ContextWindowResponse::encode_entry),
+            entries: generated.entries.iter().map(ContextWindowResponse::encode_entry).collect(),
+            total_tokens: 12,
+            last_seq: 300,
+            truncated: true,
+        };
+        let bytes = assembled.encode_to_vec();
+        assert_eq!(bytes, generated.encode_to_vec());
+        assert_eq!(assembled.encoded_len(), bytes.len());
+        assert_eq!(v1::GetContextWindowResponse::decode(&bytes[..]).unwrap(), generated);
+        assert_eq!(ContextWindowResponse::decode(&bytes[..]).unwrap(), assembled);
+
+        let empty = ContextWindowResponse::default();
+        assert!(empty.encode_to_vec().is_empty());
+        assert_eq!(v1::GetContextWindowResponse::decode(&[][..]).unwrap(), v1::GetContextWindowResponse::default());
+    }
+
+    /// A summary field seen twice decodes as the merge of both, as the generated type does.
+    #[test]
+    fn a_repeated_summary_merges() {
+        let mut bytes =
+            v1::GetContextWindowResponse { summary: Some(entry(2, "x")), ..Default::default() }.encode_to_vec();
+        bytes.extend(
+            v1::GetContextWindowResponse {
+                summary: Some(v1::Entry { author: "b".into(), ..Default::default() }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let merged = ContextWindowResponse::decode(&bytes[..]).unwrap();
+        let summary = v1::Entry::decode(merged.summary.unwrap()).unwrap();
+        assert_eq!(Some(summary), v1::GetContextWindowResponse::decode(&bytes[..]).unwrap().summary);
+    }
+}
