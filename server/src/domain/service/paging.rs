@@ -13,8 +13,9 @@ use crate::domain::{Entry, Error, HandoffEvent, Result};
 
 /// Items read per page at most.
 pub const PAGE_ITEMS: u32 = 512;
-/// Bytes of content a page aims at.
-pub const PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of content a page aims at (two pages are in memory at once: one being sent, the
+/// next being read).
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Items a stream buffers ahead of its client.
 pub const STREAM_BUFFER: usize = 64;
 
@@ -66,10 +67,11 @@ pub trait Consume<T> {
 }
 
 /// Reads `fetch(after, limit)` page by page from `after` on and hands every item to `to`,
-/// until a page comes back short.
+/// until a page comes back short. While one page is handed on, the next is read: the store
+/// and the consumer work at once, and at most two pages are held.
 pub async fn for_each_page<T, F>(
     shutdown: &CancellationToken,
-    mut after: u64,
+    after: u64,
     mut fetch: impl FnMut(u64, u32) -> F,
     to: &mut impl Consume<T>,
 ) -> Result<(), Halt>
@@ -77,23 +79,30 @@ where
     T: Paged,
     F: Future<Output = Result<Vec<T>>>,
 {
-    let mut limit = PAGE_ITEMS;
-    loop {
-        let page = tokio::select! {
+    let read = |page: F| async move {
+        tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Err(Halt::Shutdown),
-            page = fetch(after, limit) => page.map_err(Halt::Failed)?,
-        };
+            _ = shutdown.cancelled() => Err(Halt::Shutdown),
+            page = page => page.map_err(Halt::Failed),
+        }
+    };
+    let mut limit = PAGE_ITEMS;
+    let mut page = read(fetch(after, limit)).await?;
+    loop {
         let full = page.len() == limit as usize;
+        let last = page.last().map(Paged::position);
         let bytes: usize = page.iter().map(Paged::weight).sum();
         limit = next_limit(limit, bytes);
-        for item in page {
-            after = item.position();
-            to.consume(item).await.map_err(|Stop| Halt::Stopped)?;
-        }
-        if !full {
-            return Ok(());
-        }
+        let deliver = async {
+            for item in page {
+                to.consume(item).await.map_err(|Stop| Halt::Stopped)?;
+            }
+            Ok(())
+        };
+        let (true, Some(last)) = (full, last) else { return deliver.await };
+        let (delivered, next) = tokio::join!(deliver, read(fetch(last, limit)));
+        delivered?;
+        page = next?;
     }
 }
 
@@ -185,7 +194,7 @@ mod tests {
     fn page_size_follows_entry_size() {
         assert_eq!(next_limit(PAGE_ITEMS, 0), PAGE_ITEMS);
         assert_eq!(next_limit(PAGE_ITEMS, PAGE_ITEMS as usize * 1024), PAGE_ITEMS);
-        assert_eq!(next_limit(10, 10 * 1024 * 1024), 8);
+        assert_eq!(next_limit(10, 10 * 1024 * 1024), 4);
         assert_eq!(next_limit(1, 64 * 1024 * 1024), 1);
     }
 
@@ -232,6 +241,32 @@ mod tests {
         for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
         assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
         assert_eq!(calls, vec![0, PAGE_ITEMS as u64, PAGE_ITEMS as u64 * 2]);
+    }
+
+    /// The next page is being read while the first one is handed on.
+    #[tokio::test]
+    async fn reads_the_next_page_while_handing_on_this_one() {
+        let stop = CancellationToken::new();
+        let total = PAGE_ITEMS as u64 + 5;
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut inner = numbers(total);
+        let recorded = std::sync::Arc::clone(&calls);
+        let fetch = move |after, limit| {
+            recorded.lock().unwrap().push(after);
+            inner(after, limit)
+        };
+        struct Watch(std::sync::Arc<std::sync::Mutex<Vec<u64>>>, Vec<usize>);
+        impl Consume<N> for Watch {
+            fn consume(&mut self, _: N) -> impl Future<Output = Result<(), Stop>> + Send {
+                self.1.push(self.0.lock().unwrap().len());
+                std::future::ready(Ok(()))
+            }
+        }
+        let mut out = Watch(std::sync::Arc::clone(&calls), Vec::new());
+        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
+        assert_eq!(out.1.len(), total as usize);
+        assert_eq!(out.1[0], 2, "the second page was asked for before the first item went out");
+        assert_eq!(*calls.lock().unwrap(), vec![0, PAGE_ITEMS as u64]);
     }
 
     #[tokio::test]
