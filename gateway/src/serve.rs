@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::header;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -145,6 +146,13 @@ pub async fn serve_http(
 ) -> Result<(), BoxError> {
     let stop = CancellationToken::new();
     let router = http_router(handler, allowed_hosts, HttpAccess::AsBatond, stop.child_token());
+    // Without TCP_NODELAY, a response written in two parts (head, then body) waits for the
+    // client's delayed ACK of the first: ~40 ms per tool call.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
