@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 
 pub mod admin;
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod cache;

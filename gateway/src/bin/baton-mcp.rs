@@ -6,6 +6,8 @@ use clap::Parser;
 
 use baton_gateway::{BoxError, Config};
 
+baton_server::use_jemalloc!();
+
 fn main() -> ExitCode {
     let config = Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -8,29 +8,7 @@ use baton_server::clock::{Clock as _, SystemClock};
 use baton_server::config::{Cli, Command, Config, KeysCommand};
 use baton_server::{BoxError, Listeners};
 
-/// jemalloc instead of the system allocator: with glibc's malloc, the memory of 10,000 follow
-/// streams stayed with batond after they closed (116–142 MiB above idle), while jemalloc's
-/// background thread hands freed pages back to the OS within seconds (5–6 MiB above idle;
-/// `ghz/streams-memory`, figures in ghz/results/streams-memory.md).
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment overrides
-/// them): a background thread returns freed pages to the OS about a second after they fall
-/// idle. Without it jemalloc purges only while some thread allocates, so a batond gone quiet
-/// after a burst of streams would keep their memory; its default decay is 10 s.
-#[cfg(not(target_env = "msvc"))]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: MallocConf = MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
-
-/// A C string jemalloc reads as its `malloc_conf` (a `const char *`).
-#[cfg(not(target_env = "msvc"))]
-#[repr(transparent)]
-struct MallocConf(*const std::ffi::c_char);
-// SAFETY: it points to a string literal, never written.
-#[cfg(not(target_env = "msvc"))]
-unsafe impl Sync for MallocConf {}
+baton_server::use_jemalloc!();
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
