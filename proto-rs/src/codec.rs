@@ -14,8 +14,24 @@ pub const BUFFER_SIZE: usize = 1024;
 /// Bytes encoded before a stream yields to the runtime (tonic's default).
 const YIELD_THRESHOLD: usize = 32 * 1024;
 
+/// Bytes a context window's encode buffer starts with: a window is typically tens of
+/// kilobytes, and growing a 1 KiB buffer to fit one copied it six times over.
+pub const WINDOW_BUFFER_SIZE: usize = 64 * 1024;
+
 fn settings() -> BufferSettings {
     BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
+}
+
+/// The encode buffer for messages of type `T`: [`WINDOW_BUFFER_SIZE`] for the server's
+/// context windows (one buffer per call, freed when the response is sent), [`BUFFER_SIZE`]
+/// for everything else.
+fn encode_settings<T: 'static>() -> BufferSettings {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<crate::encoded::ContextWindowResponse>() {
+        BufferSettings::new(WINDOW_BUFFER_SIZE, YIELD_THRESHOLD)
+    } else {
+        settings()
+    }
 }
 
 /// `application/grpc+proto` via prost, with [`BUFFER_SIZE`] buffers.
@@ -39,7 +55,7 @@ where
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::new(settings())
+        ProstEncoder::new(encode_settings::<T>())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
