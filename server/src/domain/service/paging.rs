@@ -61,9 +61,9 @@ pub enum Halt {
     Stopped,
 }
 
-/// What a paged read hands its items to.
+/// What a paged read hands its pages to, in order.
 pub trait Consume<T> {
-    fn consume(&mut self, item: T) -> impl Future<Output = Result<(), Stop>> + Send;
+    fn consume(&mut self, page: Vec<T>) -> impl Future<Output = Result<(), Stop>> + Send;
 }
 
 /// Reads `fetch(after, limit)` page by page from `after` on and hands every item to `to`,
@@ -93,12 +93,7 @@ where
         let last = page.last().map(Paged::position);
         let bytes: usize = page.iter().map(Paged::weight).sum();
         limit = next_limit(limit, bytes);
-        let deliver = async {
-            for item in page {
-                to.consume(item).await.map_err(|Stop| Halt::Stopped)?;
-            }
-            Ok(())
-        };
+        let deliver = async { to.consume(page).await.map_err(|Stop| Halt::Stopped) };
         let (true, Some(last)) = (full, last) else { return deliver.await };
         let (delivered, next) = tokio::join!(deliver, read(fetch(last, limit)));
         delivered?;
@@ -129,10 +124,13 @@ pub struct Sink<T> {
 }
 
 impl<T: Paged + Send> Consume<T> for Sink<T> {
-    fn consume(&mut self, item: T) -> impl Future<Output = Result<(), Stop>> + Send {
-        self.send(item)
+    fn consume(&mut self, page: Vec<T>) -> impl Future<Output = Result<(), Stop>> + Send {
+        self.send_page(page)
     }
 }
+
+/// Items of a page a stream sends per reservation of room in its channel.
+const SEND_BATCH: usize = STREAM_BUFFER / 2;
 
 impl<T: Paged + Send> Sink<T> {
     /// A stream starting at `next`, ending after `max` items (0: no limit).
@@ -151,6 +149,30 @@ impl<T: Paged + Send> Sink<T> {
         self.next = position + 1;
         self.sent += 1;
         if self.max != 0 && self.sent >= self.max { Err(Stop) } else { Ok(()) }
+    }
+
+    /// Sends a page. Room is reserved for up to [`SEND_BATCH`] items at a time, so a stream
+    /// that outpaces its client waits (and is woken) once per batch rather than once per item.
+    pub async fn send_page(&mut self, page: Vec<T>) -> Result<(), Stop> {
+        let mut items = page.into_iter();
+        while items.len() > 0 {
+            let left = if self.max == 0 { usize::MAX } else { self.max.saturating_sub(self.sent) as usize };
+            let n = items.len().min(SEND_BATCH).min(left.max(1));
+            let permits = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => { self.shutting_down().await; return Err(Stop) }
+                permits = self.tx.reserve_many(n) => permits.map_err(|_| Stop)?,
+            };
+            for (permit, item) in permits.zip(&mut items) {
+                self.next = item.position() + 1;
+                self.sent += 1;
+                permit.send(Box::new(Ok(item)));
+            }
+            if self.max != 0 && self.sent >= self.max {
+                return Err(Stop);
+            }
+        }
+        Ok(())
     }
 
     /// Sends what `fetch` reads from the stream's position on; tells the client why it ends
@@ -216,9 +238,15 @@ mod tests {
     }
 
     impl Consume<N> for Collect {
-        fn consume(&mut self, item: N) -> impl Future<Output = Result<(), Stop>> + Send {
-            self.seen.push(item.0);
-            let stop = self.stop_after.is_some_and(|n| self.seen.len() >= n);
+        fn consume(&mut self, page: Vec<N>) -> impl Future<Output = Result<(), Stop>> + Send {
+            let mut stop = false;
+            for item in page {
+                self.seen.push(item.0);
+                stop = self.stop_after.is_some_and(|n| self.seen.len() >= n);
+                if stop {
+                    break;
+                }
+            }
             std::future::ready(if stop { Err(Stop) } else { Ok(()) })
         }
     }
@@ -257,16 +285,39 @@ mod tests {
         };
         struct Watch(std::sync::Arc<std::sync::Mutex<Vec<u64>>>, Vec<usize>);
         impl Consume<N> for Watch {
-            fn consume(&mut self, _: N) -> impl Future<Output = Result<(), Stop>> + Send {
-                self.1.push(self.0.lock().unwrap().len());
+            fn consume(&mut self, page: Vec<N>) -> impl Future<Output = Result<(), Stop>> + Send {
+                let asked = self.0.lock().unwrap().len();
+                self.1.extend(page.iter().map(|_| asked));
                 std::future::ready(Ok(()))
             }
         }
         let mut out = Watch(std::sync::Arc::clone(&calls), Vec::new());
         for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
         assert_eq!(out.1.len(), total as usize);
-        assert_eq!(out.1[0], 2, "the second page was asked for before the first item went out");
+        assert_eq!(out.1[0], 2, "the second page was asked for before the first went out");
         assert_eq!(*calls.lock().unwrap(), vec![0, PAGE_ITEMS as u64]);
+    }
+
+    /// A page goes out in order, in batches that fit the channel, and never past the
+    /// stream's limit.
+    #[tokio::test]
+    async fn a_sink_sends_a_page_up_to_its_limit() {
+        let (tx, mut rx) = mpsc::channel::<Box<Result<N>>>(STREAM_BUFFER);
+        let reader = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(item) = rx.recv().await {
+                seen.push((*item).as_ref().map(|n| n.0).unwrap());
+            }
+            seen
+        });
+        let mut sink = Sink::new(tx, 1, 150, CancellationToken::new());
+        let page = |from: u64, to: u64| (from..=to).map(N).collect::<Vec<_>>();
+        assert!(sink.send_page(page(1, 100)).await.is_ok());
+        assert_eq!((sink.next, sink.sent), (101, 100));
+        assert!(sink.send_page(page(101, 300)).await.is_err(), "the limit ends the stream");
+        assert_eq!((sink.next, sink.sent), (151, 150));
+        drop(sink);
+        assert_eq!(reader.await.unwrap(), (1..=150).collect::<Vec<_>>());
     }
 
     #[tokio::test]
