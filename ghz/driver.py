@@ -314,6 +314,8 @@ def run_info(a: argparse.Namespace, machine: dict, date: datetime, pool: str) ->
         "rss_after_kb": a.rss_after_kb,
         "rss_hwm_kb": a.rss_hwm_kb,
         "follow_rss_peak_kb": a.follow_peak_kb,
+        "follow_rss_before_kb": a.follow_before_kb,
+        "follow_rss_closed_kb": a.follow_closed_kb,
         "follow_streams": a.follow_streams,
         "seed_s": a.seed_s,
         "elapsed_s": a.elapsed_s,
@@ -481,6 +483,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rss-after-kb", type=int, required=True, help="batond's RSS after the load")
     s.add_argument("--rss-hwm-kb", type=int, required=True, help="batond's peak RSS (VmHWM)")
     s.add_argument("--follow-peak-kb", type=int, default=0)
+    s.add_argument("--follow-before-kb", type=int, default=0, help="batond's RSS just before the follow streams")
+    s.add_argument("--follow-closed-kb", type=int, default=0, help="batond's RSS 10 s after they closed")
     s.add_argument("--follow-streams", type=int, required=True)
     s.add_argument("--seed-s", type=int, default=0)
     s.add_argument("--elapsed-s", type=int, required=True)

@@ -381,7 +381,7 @@ class CommandTest(unittest.TestCase):
             "--pg-version", '15.18 (Debian "x")', "--synchronous-commit", "on", "--shared-buffers", "128MB",
             "--batond-help", str(help_file), "--redis", "not used", "--rss-idle-kb", "16408",
             "--rss-after-kb", "20000", "--rss-hwm-kb", "30000", "--follow-peak-kb", "25000",
-            "--follow-streams", "1000", "--seed-s", "27", "--elapsed-s", "95",
+            "--follow-before-kb", "24000", "--follow-closed-kb", "24500", "--follow-streams", "1000", "--seed-s", "27", "--elapsed-s", "95",
         ])
         self.assertEqual(rc, 0)
         run = json.loads(out.read_text())

@@ -162,9 +162,12 @@ class TargetTest(unittest.TestCase):
             stream_replay_c1=(5.0, {"entries_per_call": 10000, "entries_per_s": 50000.0, "count": 5}),
             mixed=(990.0, {"rate": 1000, "p99_ms": 4.0, "errors": 0}),
         )
-        ts = s.targets(r, {"rss_idle_kb": 20 * 1024, "follow_rss_peak_kb": 300 * 1024, "follow_streams": 10000})
-        self.assertEqual(len(ts), 9)
-        append, plain, window, window_rust, mcp, stream, mixed, rss, follow = ts
+        ts = s.targets(r, {"rss_idle_kb": 20 * 1024, "follow_rss_peak_kb": 300 * 1024, "follow_streams": 10000,
+                           "follow_rss_before_kb": 100 * 1024, "follow_rss_closed_kb": 120 * 1024})
+        self.assertEqual(len(ts), 11)
+        append, append_rust, plain, window, window_rust, mcp, stream, mixed, rss, follow, kept = ts
+        # Not in this run: no figure, no verdict.
+        self.assertIsNone(append_rust.measured)
         self.assertAlmostEqual(append.measured, 0.5)
         self.assertFalse(append.met)
         self.assertIn("spread 12 %", append.detail)
@@ -184,14 +187,18 @@ class TargetTest(unittest.TestCase):
         self.assertTrue(mcp.met)
         self.assertEqual(mcp.detail, "update_context C=32 1200 ops/s / AppendEntries(1) C=32 1500 rps")
         self.assertEqual(stream.measured, 50000.0)
-        self.assertAlmostEqual(stream.ratio, 0.25)
+        self.assertAlmostEqual(stream.ratio, 0.2)
         self.assertFalse(stream.met)
         self.assertTrue(mixed.met)
-        self.assertAlmostEqual(mixed.ratio, 1.25)
+        self.assertAlmostEqual(mixed.ratio, 2.5)
         self.assertTrue(rss.met)
         self.assertAlmostEqual(rss.measured, 20.0)
         self.assertIn("20,480 KiB = 20.0 MiB = 21.0 MB", rss.detail)
         self.assertFalse(follow.met)
+        # What the streams left behind: RSS 10 s after the close minus RSS before them.
+        self.assertAlmostEqual(kept.measured, 20.0)
+        self.assertTrue(kept.met)
+        self.assertIn("before the first opened 100.0 MiB", kept.detail)
 
     def test_stream_target_prefers_the_prost_client(self):
         r = rows(
@@ -217,9 +224,9 @@ class TargetTest(unittest.TestCase):
     def test_errors_fail_the_mixed_target_and_missing_figures_are_unmet_unknown(self):
         r = rows(mixed=(1000.0, {"rate": 1000, "p99_ms": 1.0, "errors": 3}))
         ts = s.targets(r, {"follow_rss_peak_kb": 50 * 1024, "follow_streams": 1000})
-        append, plain, window, window_rust, mcp, stream, mixed, rss, follow = ts
+        append, append_rust, plain, window, window_rust, mcp, stream, mixed, rss, follow, kept = ts
         self.assertFalse(mixed.met)
-        for missing in (append, plain, window, window_rust, mcp):
+        for missing in (append, append_rust, plain, window, window_rust, mcp):
             self.assertIsNone(missing.measured)
             self.assertIsNone(missing.met)
             self.assertEqual(missing.detail, "not measured in this run")
@@ -227,6 +234,8 @@ class TargetTest(unittest.TestCase):
         # A quick run's 1k streams say nothing about the 10k target.
         self.assertIsNone(follow.met)
         self.assertIn("quick mode", follow.detail)
+        self.assertIsNone(kept.measured)
+        self.assertIsNone(kept.met)
 
 
 class RunDirTest(unittest.TestCase):

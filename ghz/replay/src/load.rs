@@ -1,5 +1,7 @@
 //! `baton-load`: a closed-loop gRPC load generator for the hot-read ratio (GetContextWindow on
-//! hot sessions ÷ health Check, both at C=64). Writes a report in the shape of ghz's.
+//! hot sessions ÷ health Check, both at C=64), and for AppendEntries(1) with a client that
+//! costs next to nothing (`--call append`: what batond and PostgreSQL do per append when the
+//! load generator is not the other half of the machine). Writes a report in the shape of ghz's.
 //!
 //! Why not ghz here: ghz decodes every response into a reflection-based dynamic message, and a
 //! hot window is ~35 kB of entries, so on a 2-core machine ghz's decoding takes the CPU batond
@@ -10,7 +12,9 @@
 //! a call past `--timeout` counts as a failed call.
 //!
 //! The requests are ghz's: `--data` is the scenario's data file (ghz/.work/data/window_hot.json,
-//! a JSON array of `{"session_key": …}`), taken round-robin over all calls as ghz does.
+//! a JSON array of `{"session_key": …}`; for appends ghz/.work/data/append1.json, proto3 JSON
+//! encoded with the API's descriptors), taken round-robin over all calls as ghz does. An append
+//! must answer with its stored entries.
 //!
 //! ```text
 //! baton-load --addr http://127.0.0.1:50051 --call window --data ghz/.work/data/window_hot.json \
@@ -33,6 +37,8 @@ use tonic::transport::{Channel, Endpoint};
 
 /// `GetContextWindowResponse.entries`.
 const WINDOW_ENTRIES_FIELD: u64 = 2;
+/// `AppendEntriesResponse.entries`.
+const APPENDED_ENTRIES_FIELD: u64 = 3;
 /// `HealthCheckResponse { status: SERVING }` on the wire.
 const SERVING: &[u8] = &[0x08, 0x01];
 
@@ -40,6 +46,7 @@ const SERVING: &[u8] = &[0x08, 0x01];
 enum Call {
     Window,
     Health,
+    Append,
 }
 
 impl Call {
@@ -47,6 +54,7 @@ impl Call {
         match self {
             Call::Window => "/baton.v1.ContextService/GetContextWindow",
             Call::Health => "/grpc.health.v1.Health/Check",
+            Call::Append => "/baton.v1.ContextService/AppendEntries",
         }
     }
 
@@ -60,6 +68,11 @@ impl Call {
             },
             Call::Health if body == SERVING => Ok(0),
             Call::Health => Err(Failure::new("NotServing", format!("health answer {body:02x?}"))),
+            Call::Append => match count_field(body, APPENDED_ENTRIES_FIELD) {
+                Ok(0) => Err(Failure::new("Empty", "an append that stored no entry")),
+                Ok(entries) => Ok(entries),
+                Err(e) => Err(Failure::new("Malformed", format!("AppendEntriesResponse: {e}"))),
+            },
         }
     }
 }
@@ -97,7 +110,8 @@ impl Args {
                     a.call = match value()?.as_str() {
                         "window" => Call::Window,
                         "health" => Call::Health,
-                        other => return Err(format!("--call: {other:?}: expected window or health")),
+                        "append" => Call::Append,
+                        other => return Err(format!("--call: {other:?}: expected window, health or append")),
                     }
                 }
                 "--data" => a.data = Some(value()?),
@@ -109,8 +123,8 @@ impl Args {
                 _ => return Err(format!("unknown argument {flag}")),
             }
         }
-        if a.addr.is_empty() || (a.call == Call::Window && a.data.is_none()) {
-            return Err("usage: baton-load --addr URL --call window|health [--data FILE (window)] \
+        if a.addr.is_empty() || (a.call != Call::Health && a.data.is_none()) {
+            return Err("usage: baton-load --addr URL --call window|health|append [--data FILE (window, append)] \
                         [--concurrency C] [--connections N] [--duration SECS] [--timeout SECS] [--out FILE]"
                 .into());
         }
@@ -122,14 +136,38 @@ impl Args {
 /// any other field is refused, so the scenario cannot drift from ghz's unnoticed), an empty
 /// `HealthCheckRequest` for health.
 fn requests(call: Call, data: Option<&str>) -> Result<Vec<Bytes>, String> {
-    let Some(path) = data.filter(|_| call == Call::Window) else {
+    let Some(path) = data.filter(|_| call != Call::Health) else {
         return Ok(vec![Bytes::new()]);
     };
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let Value::Array(items) = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))? else {
         return Err(format!("{path}: expected a JSON array of requests"));
     };
-    let encoded = items
+    let encoded = if call == Call::Append { appends(path, &items)? } else { windows(path, &items)? };
+    if encoded.is_empty() {
+        return Err(format!("{path}: no requests"));
+    }
+    Ok(encoded)
+}
+
+/// `AppendEntriesRequest`s from ghz's data file (proto3 JSON, read with the API's own
+/// descriptors, so every field ghz sends is sent here too).
+fn appends(path: &str, items: &[Value]) -> Result<Vec<Bytes>, String> {
+    let pool = prost_reflect::DescriptorPool::decode(baton_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())?;
+    let request = pool.get_message_by_name("baton.v1.AppendEntriesRequest").ok_or("no AppendEntriesRequest")?;
+    items
+        .iter()
+        .map(|item| {
+            prost_reflect::DynamicMessage::deserialize(request.clone(), item)
+                .map(|m| m.encode_to_vec().into())
+                .map_err(|e| format!("{path}: {item}: {e}"))
+        })
+        .collect()
+}
+
+/// `GetContextWindowRequest`s from ghz's data file.
+fn windows(path: &str, items: &[Value]) -> Result<Vec<Bytes>, String> {
+    items
         .iter()
         .map(|item| {
             let Some(Value::String(key)) = item.get("session_key") else {
@@ -140,11 +178,7 @@ fn requests(call: Call, data: Option<&str>) -> Result<Vec<Bytes>, String> {
             }
             Ok(GetContextWindowRequest { session_key: key.clone(), ..Default::default() }.encode_to_vec().into())
         })
-        .collect::<Result<Vec<Bytes>, String>>()?;
-    if encoded.is_empty() {
-        return Err(format!("{path}: no requests"));
-    }
-    Ok(encoded)
+        .collect()
 }
 
 /// Messages as bytes: requests are encoded once up front, responses handed over undecoded.
@@ -247,10 +281,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut extra = Map::new();
     extra.insert("bytesPerCall".into(), json!(bytes / ok));
-    if args.call == Call::Window {
+    if args.call != Call::Health {
         extra.insert("entriesPerCall".into(), json!(entries as f64 / ok as f64));
     }
-    let name = format!("baton_load_{}", if args.call == Call::Window { "window" } else { "health" });
+    let kind = match args.call {
+        Call::Window => "window",
+        Call::Health => "health",
+        Call::Append => "append",
+    };
+    let name = format!("baton_load_{kind}");
     write_report(&run.outcomes.ghz_report(&name, options, run.elapsed, extra), args.out.as_deref())?;
     Ok(())
 }
@@ -268,6 +307,9 @@ mod tests {
         assert_eq!(Call::Window.check(&[0x12, 9]).unwrap_err().code, "Malformed");
         assert_eq!(Call::Health.check(SERVING), Ok(0));
         assert_eq!(Call::Health.check(&[0x08, 0x02]).unwrap_err().code, "NotServing");
+        // AppendEntriesResponse { first_seq: 1, last_seq: 1, entries: [Entry{seq: 1}] }
+        assert_eq!(Call::Append.check(&[0x08, 1, 0x10, 1, 0x1a, 2, 0x08, 1]), Ok(1));
+        assert_eq!(Call::Append.check(&[0x08, 1, 0x10, 1]).unwrap_err().code, "Empty");
     }
 
     #[test]
@@ -286,6 +328,23 @@ mod tests {
         std::fs::write(&path, "[]").unwrap();
         assert!(requests(Call::Window, path.to_str()).unwrap_err().contains("no requests"));
         assert_eq!(requests(Call::Health, None).unwrap(), vec![Bytes::new()]);
+
+        // Appends: ghz's proto3 JSON (enum names, a oneof member, a Struct) as the API encodes it.
+        std::fs::write(
+            &path,
+            r#"[{"session_key":"w-0000","entries":[{"kind":"ENTRY_KIND_MESSAGE","author":"a","text":"hi",
+                 "metadata":{"turn":0,"model":"m"}}]}]"#,
+        )
+        .unwrap();
+        let encoded = requests(Call::Append, path.to_str()).unwrap();
+        let decoded = baton_proto::v1::AppendEntriesRequest::decode(encoded[0].clone()).unwrap();
+        assert_eq!(decoded.session_key, "w-0000");
+        let entry = &decoded.entries[0];
+        assert_eq!((entry.kind(), entry.author.as_str()), (baton_proto::v1::EntryKind::Message, "a"));
+        assert_eq!(entry.content, Some(baton_proto::v1::new_entry::Content::Text("hi".into())));
+        assert_eq!(entry.metadata.as_ref().unwrap().fields.len(), 2);
+        std::fs::write(&path, r#"[{"session_key":"w","entries":[{"kind":"NOPE"}]}]"#).unwrap();
+        assert!(requests(Call::Append, path.to_str()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
