@@ -34,13 +34,6 @@ const TOTAL_TOKENS: u32 = 3;
 const LAST_SEQ: u32 = 4;
 const TRUNCATED: u32 = 5;
 
-impl ContextWindowResponse {
-    /// Encodes `entry` as a window holds it.
-    pub fn encode_entry(entry: &crate::v1::Entry) -> Bytes {
-        entry.encode_to_vec().into()
-    }
-}
-
 impl std::fmt::Debug for ContextWindowResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ContextWindowResponse")
@@ -151,8 +144,8 @@ mod tests {
             truncated: true,
         };
         let assembled = ContextWindowResponse {
-            summary: generated.summary.as_ref().map(ContextWindowResponse::encode_entry),
-            entries: generated.entries.iter().map(ContextWindowResponse::encode_entry).collect(),
+            summary: generated.summary.as_ref().map(|e| e.encode_to_vec().into()),
+            entries: generated.entries.iter().map(|e| e.encode_to_vec().into()).collect(),
             total_tokens: 12,
             last_seq: 300,
             truncated: true,

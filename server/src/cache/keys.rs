@@ -96,13 +96,9 @@ pub(super) fn encode_session(s: &Session) -> Bytes {
     blob.encode_to_vec().into()
 }
 
-pub(super) fn encode_entry(e: &Entry) -> Bytes {
-    pb::Entry::from(e.clone()).encode_to_vec().into()
-}
-
 /// An entry as the cache holds it, with its encoding.
 pub(super) fn cached_entry(e: &Entry) -> Arc<CachedEntry> {
-    Arc::new(CachedEntry { entry: e.clone(), wire: encode_entry(e) })
+    Arc::new(CachedEntry { entry: e.clone(), wire: wire::encode_entry(e) })
 }
 
 /// An entry decoded from its encoding, which it keeps.

@@ -520,9 +520,9 @@ impl RedisCache {
             self.ttl_secs().into(),
             Value::Bytes(encode_session(session)),
             slice.summary.as_ref().map_or(0, |s| s.seq).to_string().into(),
-            Value::Bytes(slice.summary.as_ref().map(encode_entry).unwrap_or_default()),
+            Value::Bytes(slice.summary.as_ref().map(wire::encode_entry).unwrap_or_default()),
         ];
-        args.extend(tail.iter().map(|e| Value::Bytes(encode_entry(e))));
+        args.extend(tail.iter().map(|e| Value::Bytes(wire::encode_entry(e))));
         let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
         if let Err(e) = self.eval::<i64>(&self.scripts.install, keys, args).await {
             self.failed("install", &e);

@@ -9,6 +9,7 @@ use serde_json::{Map, Number, Value as Json};
 use crate::domain::commands::{ContextWindow, WindowEntry};
 use crate::domain::{self as d, Error, Micros, Result};
 use baton_proto::encoded;
+use prost::Message as _;
 
 // ---- scalars ----
 
@@ -335,6 +336,11 @@ impl From<d::SearchHit> for pb::SearchHit {
     }
 }
 
+/// An entry's `baton.v1.Entry` encoding: what the cache keeps and windows send.
+pub(crate) fn encode_entry(e: &d::Entry) -> bytes::Bytes {
+    pb::Entry::from(e.clone()).encode_to_vec().into()
+}
+
 /// A window as the server sends it: entries the cache holds go out as the bytes it keeps; the
 /// others are encoded here, once.
 impl From<ContextWindow> for encoded::ContextWindowResponse {
@@ -342,7 +348,7 @@ impl From<ContextWindow> for encoded::ContextWindowResponse {
         let ContextWindow { summary, entries, total_tokens, last_seq, truncated } = w;
         let wire = |e: WindowEntry| match e {
             WindowEntry::Cached(c) => c.wire.clone(),
-            WindowEntry::Read(e) => encoded::ContextWindowResponse::encode_entry(&(*e).into()),
+            WindowEntry::Read(e) => encode_entry(&e),
         };
         encoded::ContextWindowResponse {
             summary: summary.map(wire),
