@@ -15,7 +15,8 @@ batond's memory).
 
 Figures: rps is ghz's completed calls per second; p50/p95/p99 come from ghz's latency
 distribution (successful calls only, ghz's default) or, for the mixed workload whose parts
-run as separate ghz processes, from all calls of all parts merged (errors included).
+run as separate ghz (or baton-load) processes, from all calls of all parts merged (errors
+included; from each report's per-call `details`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ MCP_UPDATE = "mcp_update_c32"
 # is slower than batond's encoding (see ghz/replay), so ghz's figure measures ghz.
 STREAM = ("stream_replay_rust_c1", "stream_replay_c1")
 MIXED_GROUP = "mixed"
+# The same mixed workload driven by baton-load (ghz costs ~0.7 ms of CPU per call: at 1,000 rps
+# on 2 cores its p99 measures ghz as much as batond).
+MIXED_RUST_GROUP = "mixed_rust"
 # Goals of issue 16 (Performance II), the open one; issue 7's were 200k, 5 ms, 200 MiB and 0.5×.
 STREAM_TARGET_ENTRIES_PER_S = 250_000
 MIXED_TARGET_P99_MS = 10.0
@@ -341,15 +345,9 @@ def targets(rows: dict[str, Row], run: dict) -> list[Target]:
     out.append(at_least("StreamEntries replay, entries/s on one stream", value, STREAM_TARGET_ENTRIES_PER_S,
                         "entries/s", detail))
 
-    mixed = rows.get(MIXED_GROUP)
-    if mixed:
-        t = at_most("Mixed 70/25/5 at 1,000 rps: p99", mixed.p99_ms, MIXED_TARGET_P99_MS, "ms",
-                    f"achieved {mixed.rps:.0f} of {mixed.rate or MIXED_TARGET_RPS} rps; {mixed.errors} errors")
-        if mixed.errors:
-            t.met = False
-        out.append(t)
-    else:
-        out.append(at_most("Mixed 70/25/5 at 1,000 rps: p99", None, MIXED_TARGET_P99_MS, "ms"))
+    out.append(mixed_target("Mixed 70/25/5 at 1,000 rps: p99", rows.get(MIXED_GROUP)))
+    out.append(mixed_target("Mixed 70/25/5 at 1,000 rps: p99, Rust load client (baton-load)",
+                            rows.get(MIXED_RUST_GROUP)))
 
     rss = run.get("rss_idle_kb")
     out.append(at_most("batond RSS idle", rss / 1024 if rss else None, RSS_IDLE_TARGET_MB, "MiB",
@@ -376,6 +374,17 @@ def targets(rows: dict[str, Row], run: dict) -> list[Target]:
         t.met = None
     out.append(t)
     return out
+
+
+def mixed_target(name: str, mixed: Row | None) -> Target:
+    """p99 of a mixed workload's merged row; failed calls fail it."""
+    if not mixed:
+        return at_most(name, None, MIXED_TARGET_P99_MS, "ms")
+    t = at_most(name, mixed.p99_ms, MIXED_TARGET_P99_MS, "ms",
+                f"achieved {mixed.rps:.0f} of {mixed.rate or MIXED_TARGET_RPS} rps; {mixed.errors} errors")
+    if mixed.errors:
+        t.met = False
+    return t
 
 
 def mem_units(kib: int | None) -> str:

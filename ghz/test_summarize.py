@@ -161,11 +161,12 @@ class TargetTest(unittest.TestCase):
             mcp_update_c32=(1200.0, {}),
             stream_replay_c1=(5.0, {"entries_per_call": 10000, "entries_per_s": 50000.0, "count": 5}),
             mixed=(990.0, {"rate": 1000, "p99_ms": 4.0, "errors": 0}),
+            mixed_rust=(1000.0, {"rate": 1000, "p99_ms": 12.5, "errors": 0}),
         )
         ts = s.targets(r, {"rss_idle_kb": 20 * 1024, "follow_rss_peak_kb": 300 * 1024, "follow_streams": 10000,
                            "follow_rss_before_kb": 100 * 1024, "follow_rss_closed_kb": 120 * 1024})
-        self.assertEqual(len(ts), 11)
-        append, append_rust, plain, window, window_rust, mcp, stream, mixed, rss, follow, kept = ts
+        self.assertEqual(len(ts), 12)
+        append, append_rust, plain, window, window_rust, mcp, stream, mixed, mixed_rust, rss, follow, kept = ts
         # Not in this run: no figure, no verdict.
         self.assertIsNone(append_rust.measured)
         self.assertAlmostEqual(append.measured, 0.5)
@@ -191,6 +192,12 @@ class TargetTest(unittest.TestCase):
         self.assertFalse(stream.met)
         self.assertTrue(mixed.met)
         self.assertAlmostEqual(mixed.ratio, 2.5)
+        self.assertEqual(mixed.name, "Mixed 70/25/5 at 1,000 rps: p99")
+        # The same workload from baton-load: its own row, its own verdict.
+        self.assertEqual(mixed_rust.name, "Mixed 70/25/5 at 1,000 rps: p99, Rust load client (baton-load)")
+        self.assertEqual(mixed_rust.measured, 12.5)
+        self.assertFalse(mixed_rust.met)
+        self.assertEqual(mixed_rust.detail, "achieved 1000 of 1000 rps; 0 errors")
         self.assertTrue(rss.met)
         self.assertAlmostEqual(rss.measured, 20.0)
         self.assertIn("20,480 KiB = 20.0 MiB = 21.0 MB", rss.detail)
@@ -224,9 +231,9 @@ class TargetTest(unittest.TestCase):
     def test_errors_fail_the_mixed_target_and_missing_figures_are_unmet_unknown(self):
         r = rows(mixed=(1000.0, {"rate": 1000, "p99_ms": 1.0, "errors": 3}))
         ts = s.targets(r, {"follow_rss_peak_kb": 50 * 1024, "follow_streams": 1000})
-        append, append_rust, plain, window, window_rust, mcp, stream, mixed, rss, follow, kept = ts
+        append, append_rust, plain, window, window_rust, mcp, stream, mixed, mixed_rust, rss, follow, kept = ts
         self.assertFalse(mixed.met)
-        for missing in (append, append_rust, plain, window, window_rust, mcp):
+        for missing in (append, append_rust, plain, window, window_rust, mcp, mixed_rust):
             self.assertIsNone(missing.measured)
             self.assertIsNone(missing.met)
             self.assertEqual(missing.detail, "not measured in this run")
@@ -273,13 +280,39 @@ class RunDirTest(unittest.TestCase):
             self.write(d, "mcp_update_c32", {"seq": 9, "title": "MCP update_context C=32", "gateway_cpu_s": 3.0,
                                              "server_cpu_s": 1.0},
                        ghz_report(call="mcp/update_context", count=5000, rps=500.0))
+            # The mixed workload from baton-load: a group of its own, its parts' reports in the
+            # Rust client's shape (no histogram; details without timestamps, failed calls last).
+            self.write(d, "mixed_rust", {"seq": 10, "kind": "group", "title": "Mixed, baton-load",
+                                         "server_cpu_s": 0.5, "wall_s": 5, "machine_busy_cpu_s": 5,
+                                         "machine_cpus": 2})
+            rust_details = [{"latency": 1 * MS, "status": "OK", "error": ""}] * 9
+            rust_details.append({"latency": 20 * MS, "status": "DeadlineExceeded", "error": "DeadlineExceeded"})
+            for seq, part, rate in ((11, "mixed_rust_window", 7), (12, "mixed_rust_handoff", 3)):
+                report = ghz_report(call="baton.v1.ContextService/GetContextWindow", count=10, rps=float(rate),
+                                    rate=rate, c=16, details=rust_details,
+                                    codes={"OK": 9, "DeadlineExceeded": 1},
+                                    errors={"no answer within 20 ms": 1})
+                del report["histogram"], report["date"]
+                self.write(d, part, {"seq": seq, "group": "mixed_rust", "title": part,
+                                     "note": "client: baton-load (ghz/replay)"}, {**report, "bytesPerCall": 100})
 
             summary = s.summarize(d)
             names = [r["name"] for r in summary["scenarios"]]
             self.assertEqual(names, ["pgbench_insert_c32_a", "append1_c32", "mixed", "mixed_window", "mixed_append",
-                                     "window_hot_rust_c64", "health_rust_c64_a", "mcp_update_c32"])
+                                     "window_hot_rust_c64", "health_rust_c64_a", "mcp_update_c32", "mixed_rust",
+                                     "mixed_rust_window", "mixed_rust_handoff"])
             mixed = summary["scenarios"][2]
             self.assertEqual((mixed["count"], mixed["rate"], mixed["p99_ms"]), (20, 10, 2.0))
+            mixed_rust = summary["scenarios"][8]
+            self.assertEqual((mixed_rust["title"], mixed_rust["count"], mixed_rust["rate"]),
+                             ("Mixed, baton-load", 20, 10))
+            # Percentiles over every call of both parts, the timed-out ones included.
+            self.assertEqual((mixed_rust["p50_ms"], mixed_rust["p95_ms"], mixed_rust["errors"]), (1.0, 20.0, 2))
+            self.assertAlmostEqual(mixed_rust["server_cpu_ms_per_call"], 25.0)
+            self.assertAlmostEqual(mixed_rust["machine_busy_pct"], 50.0)
+            rust_target = next(t for t in summary["targets"] if t["name"].endswith("(baton-load)")
+                               and t["name"].startswith("Mixed"))
+            self.assertEqual((rust_target["measured"], rust_target["met"]), (20.0, False))
             append = next(t for t in summary["targets"] if t["name"].startswith("AppendEntries"))
             self.assertAlmostEqual(append["measured"], 1000 / 3000.123456)
             self.assertAlmostEqual(summary["scenarios"][1]["server_cpu_ms_per_call"], 0.1)
@@ -287,6 +320,8 @@ class RunDirTest(unittest.TestCase):
             md = s.render_markdown(summary)
             self.assertIn("| AppendEntries(1) C=32 | AppendEntries | 32 |", md)
             self.assertIn("| ↳ reads |", md)
+            self.assertIn("| Mixed, baton-load | mixed | – | 10 | 20 |", md)
+            self.assertIn("| ↳ mixed_rust_handoff | GetContextWindow | 16 | 3 | 10 |", md)
             self.assertIn("Test CPU", md)
             self.assertIn("**no**", md)
             self.assertIn("| GetContextWindow hot C=64 (baton-load) | GetContextWindow | 64 |", md)

@@ -1,11 +1,12 @@
-//! What the benchmark suite's Rust clients share: a closed-loop runner ([`closed_loop`]) that
-//! keeps a fixed number of calls in flight for a fixed time, the report they write in the shape
-//! of ghz's JSON report ([`Outcomes::ghz_report`], so `ghz/summarize.py` reads them and ghz's
-//! alike), a lazy look into protobuf responses ([`count_field`]) and argument helpers.
+//! What the benchmark suite's Rust clients share: a runner ([`closed_loop`]) that keeps a fixed
+//! number of calls in flight for a fixed time, or starts them at a fixed rate (ghz's `--rps`),
+//! the report they write in the shape of ghz's JSON report ([`Outcomes::ghz_report`], so
+//! `ghz/summarize.py` reads them and ghz's alike; [`Outcomes::details`] for its per-call
+//! `details`), a lazy look into protobuf responses ([`count_field`]) and argument helpers.
 //!
 //! The binaries: `baton-replay` (StreamEntries replay), `baton-follow` (follow streams' memory),
-//! `baton-load` (GetContextWindow and health Check at a fixed concurrency, for the hot-read
-//! ratio without ghz's decoding) and `baton-mcp-load` (`update_context` through `baton-mcp`).
+//! `baton-load` (GetContextWindow, ListEntries, AppendEntries, RequestHandoff and health Check
+//! at a fixed concurrency or rate, without ghz's decoding) and `baton-mcp-load` (`update_context` through `baton-mcp`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,10 +41,12 @@ impl From<tonic::Status> for Failure {
     }
 }
 
-/// Every call's outcome: the latencies of the successful ones, status codes and error messages.
+/// Every call's outcome: the latencies of the successful ones, status codes and error messages
+/// (and, for the failed calls the runner timed, their latencies and codes).
 #[derive(Debug, Default, Clone)]
 pub struct Outcomes {
     latencies: Vec<Duration>,
+    failed_latencies: Vec<(Duration, String)>,
     codes: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
 }
@@ -60,8 +63,15 @@ impl Outcomes {
         *self.errors.entry(message).or_default() += 1;
     }
 
+    /// A failed call that took `latency` (it shows in [`Outcomes::details`]).
+    pub fn failed_after(&mut self, failure: Failure, latency: Duration) {
+        self.failed_latencies.push((latency, failure.code.clone()));
+        self.failed(failure);
+    }
+
     pub fn merge(&mut self, other: Outcomes) {
         self.latencies.extend(other.latencies);
+        self.failed_latencies.extend(other.failed_latencies);
         for (k, n) in other.codes {
             *self.codes.entry(k).or_default() += n;
         }
@@ -117,6 +127,18 @@ impl Outcomes {
         }
         report
     }
+
+    /// ghz's per-call `details` (`latency` in nanoseconds, `status`; no timestamps, and not in
+    /// call order: the successful calls, then the failed ones), which ghz/summarize.py merges
+    /// across the parts of a group such as the mixed workload.
+    pub fn details(&self) -> Value {
+        let ok = self.latencies.iter().map(|l| json!({ "latency": nanos(*l), "status": "OK", "error": "" }));
+        let failed = self
+            .failed_latencies
+            .iter()
+            .map(|(l, code)| json!({ "latency": nanos(*l), "status": code, "error": code }));
+        Value::Array(ok.chain(failed).collect())
+    }
 }
 
 /// The smallest value with at least `percentage` % of `sorted` at or below it.
@@ -135,7 +157,7 @@ pub trait Worker: Send + 'static {
     fn call(&mut self, n: u64) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// What a closed-loop run measured.
+/// What a run measured.
 #[derive(Debug)]
 pub struct Run<W> {
     pub outcomes: Outcomes,
@@ -149,7 +171,18 @@ pub struct Run<W> {
 /// has passed; a call in flight at the deadline completes and counts (ghz's
 /// `--duration-stop wait`). Every call is bounded by `timeout`: one that takes longer counts
 /// as `DeadlineExceeded` and the worker goes on.
-pub async fn closed_loop<W: Worker>(workers: Vec<W>, duration: Duration, timeout: Duration) -> Run<W> {
+///
+/// With a `rate` (calls per second; ghz's `--rps`) the run is an open loop instead: call `n`
+/// (numbered across all workers) is due at start + n / rate, the worker that takes it waits
+/// until then, and calls due at or after the deadline are not made. Latency counts from when
+/// the call starts, as ghz's does, so a call that starts late because every worker was busy
+/// does not count its wait (the achieved rate falling short of `rate` is the tell).
+pub async fn closed_loop<W: Worker>(
+    workers: Vec<W>,
+    duration: Duration,
+    timeout: Duration,
+    rate: Option<f64>,
+) -> Run<W> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
@@ -161,14 +194,21 @@ pub async fn closed_loop<W: Worker>(workers: Vec<W>, duration: Duration, timeout
                 let mut outcomes = Outcomes::default();
                 while Instant::now() < deadline {
                     let n = next.fetch_add(1, Ordering::Relaxed);
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64(n as f64 / rate);
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let t = Instant::now();
                     match tokio::time::timeout(timeout, worker.call(n)).await {
                         Ok(Ok(())) => outcomes.ok(t.elapsed()),
-                        Ok(Err(failure)) => outcomes.failed(failure),
-                        Err(_) => outcomes.failed(Failure::new(
-                            "DeadlineExceeded",
-                            format!("no answer within {} ms", timeout.as_millis()),
-                        )),
+                        Ok(Err(failure)) => outcomes.failed_after(failure, t.elapsed()),
+                        Err(_) => outcomes.failed_after(
+                            Failure::new("DeadlineExceeded", format!("no answer within {} ms", timeout.as_millis())),
+                            t.elapsed(),
+                        ),
                     }
                 }
                 (worker, outcomes)
@@ -360,7 +400,7 @@ mod tests {
     #[tokio::test]
     async fn closed_loop_keeps_every_worker_busy_until_the_deadline() {
         let workers = (0..4).map(|_| Counting { calls: 0, fail_every: 3 }).collect();
-        let run = closed_loop(workers, ms(200), Duration::from_secs(5)).await;
+        let run = closed_loop(workers, ms(200), Duration::from_secs(5), None).await;
         let per_worker: Vec<u64> = run.workers.iter().map(|w| w.calls).collect();
         assert!(per_worker.iter().all(|&n| n >= 10), "{per_worker:?}");
         assert_eq!(run.outcomes.count(), per_worker.iter().sum::<u64>());
@@ -371,9 +411,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_past_its_timeout_fails_and_the_run_still_ends() {
-        let run = closed_loop(vec![Stuck, Stuck], ms(50), ms(20)).await;
+        let run = closed_loop(vec![Stuck, Stuck], ms(50), ms(20), None).await;
         assert!(run.outcomes.count() >= 2);
         assert_eq!(run.outcomes.failures(), run.outcomes.count());
         assert!(run.elapsed < Duration::from_secs(1), "{:?}", run.elapsed);
+        // Timed-out calls are in the details, with their latency and code.
+        let details = run.outcomes.details();
+        let details = details.as_array().unwrap();
+        assert_eq!(details.len() as u64, run.outcomes.count());
+        assert!(
+            details.iter().all(|d| d["status"] == "DeadlineExceeded" && d["latency"].as_u64() >= Some(nanos(ms(20))))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_paced_run_makes_rate_times_duration_calls() {
+        // 200 calls/s for 250 ms: calls 0..49 are due before the deadline, one every 5 ms,
+        // whatever the concurrency (8 workers could make ~1,000 calls of 2 ms closed-loop).
+        let workers = (0..8).map(|_| Counting { calls: 0, fail_every: u64::MAX }).collect();
+        let run = closed_loop(workers, ms(250), Duration::from_secs(5), Some(200.0)).await;
+        assert_eq!(run.outcomes.count(), 50);
+        assert_eq!(run.workers.iter().map(|w| w.calls).sum::<u64>(), 50);
+        // The last call was due at 245 ms; the run did not end before it.
+        assert!(run.elapsed >= ms(245), "{:?}", run.elapsed);
+        assert!(run.elapsed < Duration::from_secs(2), "{:?}", run.elapsed);
+        assert_eq!(run.outcomes.details().as_array().unwrap().len(), 50);
     }
 }

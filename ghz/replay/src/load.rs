@@ -1,32 +1,41 @@
-//! `baton-load`: a closed-loop gRPC load generator for the hot-read ratio (GetContextWindow on
-//! hot sessions ÷ health Check, both at C=64), and for AppendEntries(1) with a client that
-//! costs next to nothing (`--call append`: what batond and PostgreSQL do per append when the
-//! load generator is not the other half of the machine). Writes a report in the shape of ghz's.
+//! `baton-load`: a gRPC load generator with a client that costs next to nothing, for the
+//! scenarios where ghz would measure itself: the hot-read ratio (GetContextWindow on hot
+//! sessions ÷ health Check, both at C=64), AppendEntries(1) (`--call append`: what batond and
+//! PostgreSQL do per append when the load generator is not the other half of the machine) and
+//! the mixed workload (`mixed_rust`: four processes at fixed rates, `--call window`, `list`,
+//! `append` and `handoff` with `--rps`). Writes a report in the shape of ghz's.
 //!
 //! Why not ghz here: ghz decodes every response into a reflection-based dynamic message, and a
 //! hot window is ~35 kB of entries, so on a 2-core machine ghz's decoding takes the CPU batond
-//! would need and the ratio measures ghz. This client keeps `--concurrency` calls in flight
-//! over `--connections` HTTP/2 connections for `--duration`, and reads responses lazily: a
-//! window must hold at least one entry (its repeated `entries` field is counted on the wire,
-//! nothing is decoded) and a health answer must be SERVING. Any other answer, a gRPC error or
-//! a call past `--timeout` counts as a failed call.
+//! would need and the ratio measures ghz (ghz costs ~0.7 ms of CPU per call in the mixed
+//! workload). This client keeps `--concurrency` calls in flight over `--connections` HTTP/2
+//! connections for `--duration` (closed loop), or with `--rps R` starts call n at
+//! start + n/R, as ghz's `--rps` does (open loop; latency from when the call starts, as ghz's;
+//! a call waits for a free worker among the `--concurrency`). It reads responses lazily: a
+//! window or a ListEntries page must hold at least one entry and an append must answer with its
+//! stored entries (the repeated `entries` field is counted on the wire, nothing is decoded), a
+//! handoff must carry its `handoff_id`, and a health answer must be SERVING. Any other answer, a
+//! gRPC error or a call past `--timeout` counts as a failed call.
 //!
 //! The requests are ghz's: `--data` is the scenario's data file (ghz/.work/data/window_hot.json,
-//! a JSON array of `{"session_key": …}`; for appends ghz/.work/data/append1.json, proto3 JSON
-//! encoded with the API's descriptors), taken round-robin over all calls as ghz does. An append
-//! must answer with its stored entries.
+//! window_cold.json, list_entries.json, append1.json, request_handoff.json: a JSON array of
+//! requests in proto3 JSON), encoded with the API's descriptors (every field ghz sends is sent;
+//! a field the request message does not have is an error) and taken round-robin over all calls
+//! as ghz does. `--details` adds ghz's per-call `details` (every call's latency) to the report,
+//! which ghz/summarize.py merges across the parts of a group.
 //!
 //! ```text
 //! baton-load --addr http://127.0.0.1:50051 --call window --data ghz/.work/data/window_hot.json \
 //!     --concurrency 64 --connections 4 --duration 15s --out window.ghz.json
 //! baton-load --addr http://127.0.0.1:50051 --call health --concurrency 64 --duration 10s
+//! baton-load --addr http://127.0.0.1:50051 --call list --data ghz/.work/data/list_entries.json \
+//!     --rps 200 -c 8 --connections 1 -z 30s --details --out list.ghz.json
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_ghz_replay::{Failure, Worker, api_key, closed_loop, count_field, parse_secs, write_report};
-use baton_proto::v1::GetContextWindowRequest;
 use prost::Message;
 use prost::bytes::{Buf, BufMut, Bytes};
 use serde_json::{Map, Value, json};
@@ -39,6 +48,10 @@ use tonic::transport::{Channel, Endpoint};
 const WINDOW_ENTRIES_FIELD: u64 = 2;
 /// `AppendEntriesResponse.entries`.
 const APPENDED_ENTRIES_FIELD: u64 = 3;
+/// `ListEntriesResponse.entries`.
+const LISTED_ENTRIES_FIELD: u64 = 1;
+/// `Handoff.handoff_id` (RequestHandoff answers with the `Handoff` itself).
+const HANDOFF_ID_FIELD: u64 = 1;
 /// `HealthCheckResponse { status: SERVING }` on the wire.
 const SERVING: &[u8] = &[0x08, 0x01];
 
@@ -47,22 +60,63 @@ enum Call {
     Window,
     Health,
     Append,
+    List,
+    Handoff,
 }
 
 impl Call {
+    fn parse(name: &str) -> Option<Call> {
+        Some(match name {
+            "window" => Call::Window,
+            "health" => Call::Health,
+            "append" => Call::Append,
+            "list" => Call::List,
+            "handoff" => Call::Handoff,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Call::Window => "window",
+            Call::Health => "health",
+            Call::Append => "append",
+            Call::List => "list",
+            Call::Handoff => "handoff",
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             Call::Window => "/baton.v1.ContextService/GetContextWindow",
             Call::Health => "/grpc.health.v1.Health/Check",
             Call::Append => "/baton.v1.ContextService/AppendEntries",
+            Call::List => "/baton.v1.ContextService/ListEntries",
+            Call::Handoff => "/baton.v1.HandoffService/RequestHandoff",
         }
+    }
+
+    /// The request message, encoded from the data file's proto3 JSON (None: health's empty one).
+    fn request_message(self) -> Option<&'static str> {
+        match self {
+            Call::Window => Some("baton.v1.GetContextWindowRequest"),
+            Call::Health => None,
+            Call::Append => Some("baton.v1.AppendEntriesRequest"),
+            Call::List => Some("baton.v1.ListEntriesRequest"),
+            Call::Handoff => Some("baton.v1.RequestHandoffRequest"),
+        }
+    }
+
+    /// Whether the answer carries entries worth a per-call average in the report.
+    fn has_entries(self) -> bool {
+        matches!(self, Call::Window | Call::Append | Call::List)
     }
 
     /// The answer is what a successful call returns; its size in bytes and the entries in it.
     fn check(self, body: &[u8]) -> Result<usize, Failure> {
         match self {
             Call::Window => match count_field(body, WINDOW_ENTRIES_FIELD) {
-                Ok(0) => Err(Failure::new("Empty", "a hot window without entries")),
+                Ok(0) => Err(Failure::new("Empty", "a window without entries")),
                 Ok(entries) => Ok(entries),
                 Err(e) => Err(Failure::new("Malformed", format!("GetContextWindowResponse: {e}"))),
             },
@@ -72,6 +126,16 @@ impl Call {
                 Ok(0) => Err(Failure::new("Empty", "an append that stored no entry")),
                 Ok(entries) => Ok(entries),
                 Err(e) => Err(Failure::new("Malformed", format!("AppendEntriesResponse: {e}"))),
+            },
+            Call::List => match count_field(body, LISTED_ENTRIES_FIELD) {
+                Ok(0) => Err(Failure::new("Empty", "a ListEntries page without entries")),
+                Ok(entries) => Ok(entries),
+                Err(e) => Err(Failure::new("Malformed", format!("ListEntriesResponse: {e}"))),
+            },
+            Call::Handoff => match count_field(body, HANDOFF_ID_FIELD) {
+                Ok(0) => Err(Failure::new("Empty", "a handoff without a handoff_id")),
+                Ok(_) => Ok(0),
+                Err(e) => Err(Failure::new("Malformed", format!("Handoff: {e}"))),
             },
         }
     }
@@ -86,6 +150,8 @@ struct Args {
     connections: usize,
     duration: Duration,
     timeout: Duration,
+    rps: Option<f64>,
+    details: bool,
     out: Option<String>,
 }
 
@@ -99,84 +165,80 @@ impl Args {
             connections: 4,
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(20),
+            rps: None,
+            details: false,
             out: None,
         };
         while let Some(flag) = args.next() {
+            if flag == "--details" {
+                a.details = true;
+                continue;
+            }
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
             let count = |v: String| v.parse::<usize>().map(|n| n.max(1)).map_err(|e| format!("{flag}: {e}"));
             match flag.as_str() {
                 "--addr" => a.addr = value()?,
                 "--call" => {
-                    a.call = match value()?.as_str() {
-                        "window" => Call::Window,
-                        "health" => Call::Health,
-                        "append" => Call::Append,
-                        other => return Err(format!("--call: {other:?}: expected window, health or append")),
-                    }
+                    let name = value()?;
+                    a.call = Call::parse(&name)
+                        .ok_or_else(|| format!("--call: {name:?}: expected window, health, append, list or handoff"))?;
                 }
                 "--data" => a.data = Some(value()?),
                 "--concurrency" | "-c" => a.concurrency = count(value()?)?,
                 "--connections" => a.connections = count(value()?)?,
                 "--duration" | "-z" => a.duration = parse_secs(&flag, &value()?)?,
                 "--timeout" => a.timeout = parse_secs(&flag, &value()?)?,
+                "--rps" => {
+                    let v = value()?;
+                    match v.parse::<f64>() {
+                        Ok(r) if r > 0.0 && r.is_finite() => a.rps = Some(r),
+                        _ => return Err(format!("--rps: {v:?}: expected calls per second above 0")),
+                    }
+                }
                 "--out" => a.out = Some(value()?),
                 _ => return Err(format!("unknown argument {flag}")),
             }
         }
         if a.addr.is_empty() || (a.call != Call::Health && a.data.is_none()) {
-            return Err("usage: baton-load --addr URL --call window|health|append [--data FILE (window, append)] \
-                        [--concurrency C] [--connections N] [--duration SECS] [--timeout SECS] [--out FILE]"
+            return Err("usage: baton-load --addr URL --call window|health|append|list|handoff \
+                        [--data FILE (all but health)] [--concurrency C] [--connections N] [--duration SECS] \
+                        [--rps R] [--timeout SECS] [--details] [--out FILE]"
                 .into());
         }
         Ok(a)
     }
 }
 
-/// The encoded requests: the data file's objects for a window (only `session_key` is taken;
-/// any other field is refused, so the scenario cannot drift from ghz's unnoticed), an empty
-/// `HealthCheckRequest` for health.
+/// The encoded requests: the data file's objects for every call but health (see [`encode`]),
+/// an empty `HealthCheckRequest` for health.
 fn requests(call: Call, data: Option<&str>) -> Result<Vec<Bytes>, String> {
-    let Some(path) = data.filter(|_| call != Call::Health) else {
+    let (Some(message), Some(path)) = (call.request_message(), data) else {
         return Ok(vec![Bytes::new()]);
     };
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let Value::Array(items) = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))? else {
         return Err(format!("{path}: expected a JSON array of requests"));
     };
-    let encoded = if call == Call::Append { appends(path, &items)? } else { windows(path, &items)? };
+    let encoded = encode(message, path, &items)?;
     if encoded.is_empty() {
         return Err(format!("{path}: no requests"));
     }
     Ok(encoded)
 }
 
-/// `AppendEntriesRequest`s from ghz's data file (proto3 JSON, read with the API's own
-/// descriptors, so every field ghz sends is sent here too).
-fn appends(path: &str, items: &[Value]) -> Result<Vec<Bytes>, String> {
+/// Requests of message `message` from ghz's data file (proto3 JSON: enums by name, oneof
+/// members, Structs), read with the API's own descriptors, so every field ghz sends is sent
+/// here too; a field the message does not have is an error, so the scenario cannot drift from
+/// ghz's unnoticed.
+fn encode(message: &str, path: &str, items: &[Value]) -> Result<Vec<Bytes>, String> {
     let pool = prost_reflect::DescriptorPool::decode(baton_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())?;
-    let request = pool.get_message_by_name("baton.v1.AppendEntriesRequest").ok_or("no AppendEntriesRequest")?;
+    let request = pool.get_message_by_name(message).ok_or_else(|| format!("no message {message}"))?;
     items
         .iter()
         .map(|item| {
             prost_reflect::DynamicMessage::deserialize(request.clone(), item)
                 .map(|m| m.encode_to_vec().into())
                 .map_err(|e| format!("{path}: {item}: {e}"))
-        })
-        .collect()
-}
-
-/// `GetContextWindowRequest`s from ghz's data file.
-fn windows(path: &str, items: &[Value]) -> Result<Vec<Bytes>, String> {
-    items
-        .iter()
-        .map(|item| {
-            let Some(Value::String(key)) = item.get("session_key") else {
-                return Err(format!("{path}: {item}: no session_key"));
-            };
-            if let Some(other) = item.as_object().and_then(|o| o.keys().find(|k| *k != "session_key")) {
-                return Err(format!("{path}: {item}: field {other:?} is not supported"));
-            }
-            Ok(GetContextWindowRequest { session_key: key.clone(), ..Default::default() }.encode_to_vec().into())
         })
         .collect()
 }
@@ -266,12 +328,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             entries: 0,
         })
         .collect();
-    let run = closed_loop(workers, args.duration, args.timeout).await;
+    let run = closed_loop(workers, args.duration, args.timeout, args.rps).await;
 
     let ok = (run.outcomes.count() - run.outcomes.failures()).max(1);
     let bytes: u64 = run.workers.iter().map(|w| w.bytes).sum();
     let entries: u64 = run.workers.iter().map(|w| w.entries).sum();
-    let options = json!({
+    let mut options = json!({
         "call": args.call.path().trim_start_matches('/'),
         "host": args.addr,
         "concurrency": args.concurrency,
@@ -279,17 +341,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "duration": args.duration.as_nanos() as u64,
         "client": "baton-load (tonic, responses read lazily)",
     });
+    if let Some(rps) = args.rps {
+        // As ghz's `options.rps` (a whole number when it is one: summarize.py shows it as given).
+        options["rps"] = if rps.fract() == 0.0 { json!(rps as u64) } else { json!(rps) };
+    }
     let mut extra = Map::new();
     extra.insert("bytesPerCall".into(), json!(bytes / ok));
-    if args.call != Call::Health {
+    if args.call.has_entries() {
         extra.insert("entriesPerCall".into(), json!(entries as f64 / ok as f64));
     }
-    let kind = match args.call {
-        Call::Window => "window",
-        Call::Health => "health",
-        Call::Append => "append",
-    };
-    let name = format!("baton_load_{kind}");
+    if args.details {
+        extra.insert("details".into(), run.outcomes.details());
+    }
+    let name = format!("baton_load_{}", args.call.name());
     write_report(&run.outcomes.ghz_report(&name, options, run.elapsed, extra), args.out.as_deref())?;
     Ok(())
 }
@@ -297,6 +361,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baton_proto::v1::{GetContextWindowRequest, HandoffType, ListEntriesRequest, RequestHandoffRequest};
 
     #[test]
     fn window_answers_need_entries_and_health_answers_serving() {
@@ -310,6 +375,14 @@ mod tests {
         // AppendEntriesResponse { first_seq: 1, last_seq: 1, entries: [Entry{seq: 1}] }
         assert_eq!(Call::Append.check(&[0x08, 1, 0x10, 1, 0x1a, 2, 0x08, 1]), Ok(1));
         assert_eq!(Call::Append.check(&[0x08, 1, 0x10, 1]).unwrap_err().code, "Empty");
+        // ListEntriesResponse { entries: [Entry{seq: 5}], next_page_token: "t" }
+        assert_eq!(Call::List.check(&[0x0a, 2, 0x08, 5, 0x12, 1, b't']), Ok(1));
+        assert_eq!(Call::List.check(&[0x12, 1, b't']).unwrap_err().code, "Empty");
+        assert_eq!(Call::List.check(&[0x0a, 9]).unwrap_err().code, "Malformed");
+        // Handoff { handoff_id: "h1", session_key: "r" }
+        assert_eq!(Call::Handoff.check(&[0x0a, 2, b'h', b'1', 0x12, 1, b'r']), Ok(0));
+        assert_eq!(Call::Handoff.check(&[0x12, 1, b'r']).unwrap_err().code, "Empty");
+        assert_eq!(Call::Handoff.check(&[0x0a, 5, b'h']).unwrap_err().code, "Malformed");
     }
 
     #[test]
@@ -323,8 +396,13 @@ mod tests {
             encoded.iter().map(|b| GetContextWindowRequest::decode(b.clone()).unwrap().session_key).collect();
         assert_eq!(decoded, ["r-0000", "r-0001"]);
 
+        // Every field of the data file is sent; one the request does not have is an error.
         std::fs::write(&path, r#"[{"session_key":"r-0000","max_tokens":5}]"#).unwrap();
-        assert!(requests(Call::Window, path.to_str()).unwrap_err().contains("max_tokens"));
+        let encoded = requests(Call::Window, path.to_str()).unwrap();
+        let decoded = GetContextWindowRequest::decode(encoded[0].clone()).unwrap();
+        assert_eq!((decoded.session_key.as_str(), decoded.max_tokens), ("r-0000", 5));
+        std::fs::write(&path, r#"[{"session_key":"r-0000","max_tokenz":5}]"#).unwrap();
+        assert!(requests(Call::Window, path.to_str()).unwrap_err().contains("max_tokenz"));
         std::fs::write(&path, "[]").unwrap();
         assert!(requests(Call::Window, path.to_str()).unwrap_err().contains("no requests"));
         assert_eq!(requests(Call::Health, None).unwrap(), vec![Bytes::new()]);
@@ -345,6 +423,40 @@ mod tests {
         assert_eq!(entry.metadata.as_ref().unwrap().fields.len(), 2);
         std::fs::write(&path, r#"[{"session_key":"w","entries":[{"kind":"NOPE"}]}]"#).unwrap();
         assert!(requests(Call::Append, path.to_str()).is_err());
+
+        // ListEntries: ghz's list_entries.json (after_seq is optional: 0 is sent, not dropped).
+        std::fs::write(
+            &path,
+            r#"[{"session_key":"r-0000","after_seq":0,"page_size":100},
+                                  {"session_key":"r-0001","after_seq":137,"page_size":100}]"#,
+        )
+        .unwrap();
+        let encoded = requests(Call::List, path.to_str()).unwrap();
+        let decoded: Vec<_> = encoded
+            .iter()
+            .map(|b| {
+                let r = ListEntriesRequest::decode(b.clone()).unwrap();
+                (r.session_key, r.after_seq, r.page_size)
+            })
+            .collect();
+        assert_eq!(decoded, [("r-0000".into(), Some(0), 100), ("r-0001".into(), Some(137), 100)]);
+
+        // RequestHandoff: ghz's request_handoff.json, the type an enum by name.
+        std::fs::write(
+            &path,
+            r#"[{"session_key":"r-0000","from_agent":"planner-000","to_agent":"coder-00",
+                 "type":"HANDOFF_TYPE_CONTEXT_TRANSFER","instructions":"Continue."}]"#,
+        )
+        .unwrap();
+        let encoded = requests(Call::Handoff, path.to_str()).unwrap();
+        let decoded = RequestHandoffRequest::decode(encoded[0].clone()).unwrap();
+        assert_eq!(
+            (decoded.session_key.as_str(), decoded.from_agent.as_str(), decoded.to_agent.as_str()),
+            ("r-0000", "planner-000", "coder-00")
+        );
+        assert_eq!((decoded.r#type(), decoded.instructions.as_str()), (HandoffType::ContextTransfer, "Continue."));
+        std::fs::write(&path, r#"[{"session_key":"r","type":"HANDOFF_TYPE_NOPE"}]"#).unwrap();
+        assert!(requests(Call::Handoff, path.to_str()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -355,5 +467,11 @@ mod tests {
         assert_eq!((a.call, a.concurrency, a.connections, a.duration), (Call::Health, 8, 2, Duration::from_secs(3)));
         assert!(parse("--addr http://x --call window").unwrap_err().starts_with("usage"));
         assert!(parse("--addr http://x --call poll").unwrap_err().contains("poll"));
+        assert_eq!(parse("--addr http://x --call health").unwrap().rps, None);
+        let a = parse("--addr http://x --call list --data d.json --rps 200 --details").unwrap();
+        assert_eq!((a.call, a.rps, a.details), (Call::List, Some(200.0), true));
+        assert_eq!(parse("--addr http://x --call handoff --data d.json").unwrap().call, Call::Handoff);
+        assert!(parse("--addr http://x --call list").unwrap_err().starts_with("usage"));
+        assert!(parse("--addr http://x --call list --data d --rps 0").unwrap_err().contains("--rps"));
     }
 }

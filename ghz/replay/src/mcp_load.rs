@@ -189,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let sessions: Vec<String> = workers.iter().map(|w| w.session.clone()).collect();
 
-    let run = closed_loop(workers, args.duration, args.timeout).await;
+    let run = closed_loop(workers, args.duration, args.timeout, None).await;
     for worker in run.workers {
         // Ends the MCP session (DELETE /mcp); the figures are in already, so a failure to
         // close only shows in the gateway's log.
