@@ -62,6 +62,50 @@ pub struct CachedEntry {
     pub wire: Bytes,
 }
 
+impl CachedEntry {
+    /// Roughly the bytes it holds in memory: the record and its heap parts, the encoding,
+    /// and the allocator's share of each (what the L1 weighs, so that its byte limit is a
+    /// limit on memory rather than on content).
+    pub fn memory(&self) -> usize {
+        let e = &self.entry;
+        let strings = [&e.session_key, &e.role, &e.author, &e.media_type, &e.idempotency_key, &e.trace_id];
+        std::mem::size_of::<Self>()
+            + ARC
+            + strings.iter().map(|s| heap(s.capacity())).sum::<usize>()
+            + heap(e.content.len())
+            + map_memory(&e.metadata)
+            + e.redaction.as_ref().map_or(0, |r| heap(r.by.capacity()) + heap(r.reason.capacity()))
+            + heap(self.wire.len())
+    }
+}
+
+/// An `Arc`'s two counts.
+const ARC: usize = 16;
+/// What an allocation costs beyond its bytes, on average (size-class rounding).
+const ALLOCATION: usize = 16;
+/// A node of a JSON object's map: eleven `(String, Value)` slots and its links.
+const MAP_NODE: usize = 11 * (24 + 32) + 80;
+
+fn heap(bytes: usize) -> usize {
+    if bytes == 0 { 0 } else { bytes + ALLOCATION }
+}
+
+/// A JSON object's bytes beyond its own struct: its map's nodes, keys and values.
+pub fn map_memory(m: &serde_json::Map<String, serde_json::Value>) -> usize {
+    let nodes = m.len().div_ceil(11);
+    nodes * heap(MAP_NODE) + m.iter().map(|(k, v)| heap(k.capacity()) + json_memory(v)).sum::<usize>()
+}
+
+fn json_memory(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => heap(s.capacity()),
+        Value::Array(a) => heap(a.capacity() * std::mem::size_of::<Value>()) + a.iter().map(json_memory).sum::<usize>(),
+        Value::Object(o) => map_memory(o),
+    }
+}
+
 /// What the cache knows of a session: valid for `last_seq` and `updated_at`.
 #[derive(Debug, Clone)]
 pub struct CachedSession {
@@ -148,6 +192,24 @@ mod tests {
             legal_hold: false,
             retention: Default::default(),
         }
+    }
+
+    /// The weight counts what an entry holds beyond its content and encoding: the record, its
+    /// strings and its metadata map (a node of eleven slots even for one key).
+    #[test]
+    fn memory_counts_the_record_its_strings_and_its_metadata() {
+        let plain = entry(1, EntryKind::Message, 1);
+        let bare = CachedEntry { entry: plain.clone(), wire: Bytes::from_static(&[0; 100]) };
+        assert!(bare.memory() > std::mem::size_of::<CachedEntry>() + 100);
+        let mut rich = plain;
+        rich.content = Content::Text("x".repeat(500));
+        rich.metadata.insert("model".into(), "gpt".into());
+        rich.metadata.insert("tags".into(), serde_json::json!(["a", "b"]));
+        let rich = CachedEntry { entry: rich, wire: Bytes::from_static(&[0; 600]) };
+        let extra = rich.memory() - bare.memory();
+        // 500 of content, 500 more of encoding, a map node, two keys and the list's parts.
+        assert!(extra > 500 + 500 + 11 * 56, "{extra}");
+        assert!(extra < 500 + 500 + 11 * 56 + 600, "{extra}");
     }
 
     /// Whenever a cached tail says it can answer a window, the budget rule applied to it gives
