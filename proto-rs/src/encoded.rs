@@ -7,9 +7,10 @@
 //! is. On the wire it is exactly a `baton.v1.GetContextWindowResponse`: clients decode it with
 //! the generated type.
 //!
+//! `StreamEntries` likewise sends every entry as [`WireEntry`], its encoding made once.
+//!
 //! Only the server sees these types: [`server`] is the generated `ContextService` server with
-//! this response type in place of the generated one; every other type is
-//! [`v1`](crate::v1)'s.
+//! these types in place of the generated ones; every other type is [`v1`](crate::v1)'s.
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -110,8 +111,48 @@ impl Message for ContextWindowResponse {
     }
 }
 
+/// A `baton.v1.Entry` held as its encoding: the server's `StreamEntries` sends each entry as
+/// the bytes it was encoded to once, without a [`v1::Entry`](crate::v1::Entry) on the way.
+#[derive(Clone, Default, PartialEq)]
+pub struct WireEntry(pub Bytes);
+
+impl std::fmt::Debug for WireEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WireEntry").field(&self.0.len()).finish()
+    }
+}
+
+impl Message for WireEntry {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    /// Decoding (not what the server does with it): each field is read as an entry's and
+    /// appended re-encoded; concatenated encodings decode as their merge.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        let mut field = crate::v1::Entry::default();
+        field.merge_field(tag, wire_type, buf, ctx)?;
+        self.0 = [self.0.as_ref(), &field.encode_to_vec()].concat().into();
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
 /// The generated `baton.v1.ContextService` server, answering `GetContextWindow` with
-/// [`ContextWindowResponse`].
+/// [`ContextWindowResponse`] and streaming `StreamEntries` as [`WireEntry`]s.
 pub mod server {
     include!(concat!(env!("OUT_DIR"), "/encoded/baton.v1.rs"));
 }
@@ -159,6 +200,21 @@ mod tests {
         let empty = ContextWindowResponse::default();
         assert!(empty.encode_to_vec().is_empty());
         assert_eq!(v1::GetContextWindowResponse::decode(&[][..]).unwrap(), v1::GetContextWindowResponse::default());
+    }
+
+    /// A held entry writes its bytes as they are; decoded, it holds an encoding of the same
+    /// entry.
+    #[test]
+    fn a_wire_entry_is_its_encoding() {
+        let mut e = entry(9, "nine");
+        e.created_at = Some(prost_types::Timestamp { seconds: 5, nanos: 6 });
+        let bytes: Bytes = e.encode_to_vec().into();
+        let held = WireEntry(bytes.clone());
+        assert_eq!(held.encode_to_vec(), bytes);
+        assert_eq!(held.encoded_len(), bytes.len());
+        let decoded = WireEntry::decode(bytes.clone()).unwrap();
+        assert_eq!(v1::Entry::decode(decoded.0).unwrap(), e);
+        assert_eq!(WireEntry::decode(&[][..]).unwrap(), WireEntry::default());
     }
 
     /// A summary field seen twice decodes as the merge of both, as the generated type does.

@@ -113,7 +113,7 @@ impl encoded::server::context_service_server::ContextService for ContextApi {
         Ok(Response::new(pb::ListEntriesResponse { entries, next_page_token }))
     }
 
-    type StreamEntriesStream = GrpcStream<pb::Entry>;
+    type StreamEntriesStream = GrpcStream<encoded::WireEntry>;
 
     async fn stream_entries(
         &self,

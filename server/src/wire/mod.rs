@@ -9,7 +9,10 @@ use serde_json::{Map, Number, Value as Json};
 use crate::domain::commands::{ContextWindow, WindowEntry};
 use crate::domain::{self as d, Error, Micros, Result};
 use baton_proto::encoded;
-use prost::Message as _;
+
+mod encode;
+/// An entry's `baton.v1.Entry` encoding: what the cache keeps, windows and streams send.
+pub(crate) use encode::encode_entry;
 
 // ---- scalars ----
 
@@ -336,9 +339,11 @@ impl From<d::SearchHit> for pb::SearchHit {
     }
 }
 
-/// An entry's `baton.v1.Entry` encoding: what the cache keeps and windows send.
-pub(crate) fn encode_entry(e: &d::Entry) -> bytes::Bytes {
-    pb::Entry::from(e.clone()).encode_to_vec().into()
+/// An entry as `StreamEntries` sends it: its encoding.
+impl From<d::Entry> for encoded::WireEntry {
+    fn from(e: d::Entry) -> Self {
+        encoded::WireEntry(encode_entry(&e))
+    }
 }
 
 /// A window as the server sends it: entries the cache holds go out as the bytes it keeps; the
