@@ -22,13 +22,26 @@ fn settings() -> BufferSettings {
     BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
 }
 
+/// Bytes a server stream's encode buffer starts with: a follow stream or an inbox watch may
+/// wait for hours before it sends anything, and 10,000 of them held 10,000 KiB-sized buffers
+/// (the buffer grows on the first message; tonic also grows compression buffers in steps of
+/// this size, so it cannot be 0).
+pub const STREAM_BUFFER_SIZE: usize = 128;
+
 /// The encode buffer for messages of type `T`: [`WINDOW_BUFFER_SIZE`] for the server's
-/// context windows (one buffer per call, freed when the response is sent), [`BUFFER_SIZE`]
-/// for everything else.
+/// context windows (one buffer per call, freed when the response is sent),
+/// [`STREAM_BUFFER_SIZE`] for the items of the server's streams, [`BUFFER_SIZE`] for
+/// everything else.
 fn encode_settings<T: 'static>() -> BufferSettings {
     use std::any::TypeId;
-    if TypeId::of::<T>() == TypeId::of::<crate::encoded::ContextWindowResponse>() {
+    let t = TypeId::of::<T>();
+    if t == TypeId::of::<crate::encoded::ContextWindowResponse>() {
         BufferSettings::new(WINDOW_BUFFER_SIZE, YIELD_THRESHOLD)
+    } else if t == TypeId::of::<crate::encoded::WireEntry>()
+        || t == TypeId::of::<crate::v1::Entry>()
+        || t == TypeId::of::<crate::v1::HandoffEvent>()
+    {
+        BufferSettings::new(STREAM_BUFFER_SIZE, YIELD_THRESHOLD)
     } else {
         settings()
     }

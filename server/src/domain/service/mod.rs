@@ -45,7 +45,14 @@ pub struct Baton {
     /// Business counters (sessions, entries, handoffs).
     counters: Arc<Counters>,
     lifecycle: LifecycleSettings,
+    /// Store reads of streams being opened, at most [`STREAM_OPEN_READS`] at once.
+    stream_opens: tokio::sync::Semaphore,
 }
+
+/// Streams being opened that read the store at once. 10,000 follow streams opened together
+/// would otherwise each hold a store read (a future of a few KiB) while the pool served
+/// them one by one; past this many they wait for a permit, which holds next to nothing.
+const STREAM_OPEN_READS: usize = 32;
 
 /// The server's data lifecycle settings.
 #[derive(Clone, Default)]
@@ -72,7 +79,8 @@ pub struct Parts {
 impl Baton {
     pub fn new(store: Arc<dyn Store>, parts: Parts) -> Arc<Self> {
         let Parts { cache, hub, clock, limits, shutdown, counters, lifecycle } = parts;
-        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters, lifecycle })
+        let stream_opens = tokio::sync::Semaphore::new(STREAM_OPEN_READS);
+        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters, lifecycle, stream_opens })
     }
 
     pub fn limits(&self) -> &Limits {

@@ -4,6 +4,7 @@
 //! paging loop. Live messages from the hub are a fast path: a gap or a lag is filled from the
 //! store, so every item is delivered once and in order.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -28,7 +29,10 @@ impl Baton {
         let mut live = follow.then(|| self.hub.subscribe_session(tenant, &session_key));
         // The store, not the cache: a stream needs the session's state, not its tail, and
         // thousands of followers should not fill the L1 with tails nobody reads.
-        let session = self.effective(self.store.get_session(tenant, &session_key).await?);
+        let session = {
+            let _permit = self.stream_opens.acquire().await;
+            self.effective(self.store.get_session(tenant, &session_key).await?)
+        };
         if session.first_seq > 1 && after_seq + 1 < session.first_seq {
             return Err(crate::domain::Error::OutOfRange(format!(
                 "entries up to {} of session {session_key:?} were compacted away; stream from after_seq >= {}",
@@ -44,16 +48,23 @@ impl Baton {
                 session.last_seq, session.last_seq
             )));
         }
+        // A follow stream's task idles for hours: it keeps what it needs (not the session
+        // record), and its rare steps run boxed, so the task is no larger than its wait.
+        let (last_seq, open) = (session.last_seq, session.status.is_open());
+        drop(session);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = Arc::clone(self);
         let tenant = tenant.to_owned();
         let task = async move {
             let mut out = Sink::new(tx, after_seq + 1, max_entries, this.shutdown.clone());
-            if this.catch_up(&tenant, &session_key, &mut out).await.is_err() {
+            // Nothing stored after `after_seq` when the session was read: no query. What
+            // commits later was not in that read, so it is published after the subscription
+            // above and arrives live (a follower of a quiet session costs no read to open).
+            if after_seq < last_seq && Box::pin(this.catch_up(&tenant, &session_key, &mut out)).await.is_err() {
                 return;
             }
             let Some(live) = live.as_mut() else { return };
-            if !session.status.is_open() {
+            if !open {
                 return;
             }
             loop {
@@ -63,26 +74,7 @@ impl Baton {
                     _ = out.tx.closed() => return,
                     msg = live.recv() => msg,
                 };
-                let step = match msg {
-                    Ok(SessionMessage::Appended(batch)) => this.deliver(&tenant, &session_key, &batch, &mut out).await,
-                    Ok(SessionMessage::Advanced(last)) if last < out.next => Ok(()),
-                    Ok(SessionMessage::Advanced(_) | SessionMessage::Resync) => {
-                        this.catch_up(&tenant, &session_key, &mut out).await
-                    }
-                    Ok(SessionMessage::Closed) => {
-                        let _ = this.catch_up(&tenant, &session_key, &mut out).await;
-                        return;
-                    }
-                    Ok(SessionMessage::Deleted) => {
-                        let gone = crate::domain::Error::session_not_found(&session_key);
-                        let _ = out.tx.send(Box::new(Err(gone))).await;
-                        return;
-                    }
-                    // Fell behind the hub: the store has everything.
-                    Err(RecvError::Lagged(_)) => this.catch_up(&tenant, &session_key, &mut out).await,
-                    Err(RecvError::Closed) => return,
-                };
-                if step.is_err() {
+                if Box::pin(this.follow_step(&tenant, &session_key, msg, &mut out)).await.is_break() {
                     return;
                 }
             }
@@ -90,6 +82,34 @@ impl Baton {
         // In the call's span: the stream's statements are children of the call that opened it.
         tokio::spawn(task.in_current_span());
         Ok(rx)
+    }
+
+    /// What a follow stream does with a message from the hub; `Break` ends the stream.
+    async fn follow_step(
+        &self,
+        tenant: &str,
+        session_key: &str,
+        msg: Result<SessionMessage, RecvError>,
+        out: &mut Sink<Entry>,
+    ) -> ControlFlow<()> {
+        let step = match msg {
+            Ok(SessionMessage::Appended(batch)) => self.deliver(tenant, session_key, &batch, out).await,
+            Ok(SessionMessage::Advanced(last)) if last < out.next => Ok(()),
+            Ok(SessionMessage::Advanced(_) | SessionMessage::Resync) => self.catch_up(tenant, session_key, out).await,
+            Ok(SessionMessage::Closed) => {
+                let _ = self.catch_up(tenant, session_key, out).await;
+                return ControlFlow::Break(());
+            }
+            Ok(SessionMessage::Deleted) => {
+                let gone = crate::domain::Error::session_not_found(session_key);
+                let _ = out.tx.send(Box::new(Err(gone))).await;
+                return ControlFlow::Break(());
+            }
+            // Fell behind the hub: the store has everything.
+            Err(RecvError::Lagged(_)) => self.catch_up(tenant, session_key, out).await,
+            Err(RecvError::Closed) => return ControlFlow::Break(()),
+        };
+        if step.is_err() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 
     /// Sends a live batch, first reading from the store whatever lies between the last entry
@@ -140,7 +160,10 @@ impl Baton {
     ) -> Result<ItemStream<HandoffEvent>> {
         let WatchHandoffs { agent, after_cursor } = cmd;
         let mut live = self.hub.subscribe_agent(tenant, &agent);
-        let (pending, head) = self.store.pending_inbox(tenant, &agent).await?;
+        let (pending, head) = {
+            let _permit = self.stream_opens.acquire().await;
+            self.store.pending_inbox(tenant, &agent).await?
+        };
         let (pending, next) = match after_cursor {
             // Cursors have no gaps either: one past the head would skip the events in between.
             Some(c) if c > head => {
