@@ -45,14 +45,16 @@ pub struct Baton {
     /// Business counters (sessions, entries, handoffs).
     counters: Arc<Counters>,
     lifecycle: LifecycleSettings,
-    /// Store reads of streams being opened, at most [`STREAM_OPEN_READS`] at once.
-    stream_opens: tokio::sync::Semaphore,
+    /// The store reads of streams (opening one, replay and catch-up pages), at most
+    /// [`STREAM_READS`] at once.
+    stream_reads: Arc<tokio::sync::Semaphore>,
 }
 
-/// Streams being opened that read the store at once. 10,000 follow streams opened together
-/// would otherwise each hold a store read (a future of a few KiB) while the pool served
-/// them one by one; past this many they wait for a permit, which holds next to nothing.
-const STREAM_OPEN_READS: usize = 32;
+/// Store reads streams make at once. 10,000 follow streams opened together would otherwise
+/// each hold a store read (a future of a few KiB) while the pool served them one by one;
+/// past this many they wait for a permit, which holds next to nothing. A permit is held for
+/// the read alone, never while a page is sent, so a slow client cannot keep one.
+const STREAM_READS: usize = 32;
 
 /// The server's data lifecycle settings.
 #[derive(Clone, Default)]
@@ -79,8 +81,8 @@ pub struct Parts {
 impl Baton {
     pub fn new(store: Arc<dyn Store>, parts: Parts) -> Arc<Self> {
         let Parts { cache, hub, clock, limits, shutdown, counters, lifecycle } = parts;
-        let stream_opens = tokio::sync::Semaphore::new(STREAM_OPEN_READS);
-        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters, lifecycle, stream_opens })
+        let stream_reads = Arc::new(tokio::sync::Semaphore::new(STREAM_READS));
+        Arc::new(Self { store, cache, hub, clock, limits, shutdown, counters, lifecycle, stream_reads })
     }
 
     pub fn limits(&self) -> &Limits {

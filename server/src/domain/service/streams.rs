@@ -30,7 +30,7 @@ impl Baton {
         // The store, not the cache: a stream needs the session's state, not its tail, and
         // thousands of followers should not fill the L1 with tails nobody reads.
         let session = {
-            let _permit = self.stream_opens.acquire().await;
+            let _permit = self.stream_reads.acquire().await;
             self.effective(self.store.get_session(tenant, &session_key).await?)
         };
         if session.first_seq > 1 && after_seq + 1 < session.first_seq {
@@ -148,7 +148,7 @@ impl Baton {
         before_seq: Option<u64>,
         out: &mut Sink<Entry>,
     ) -> Result<(), Stop> {
-        out.relay(entry_pages(&self.store, tenant, session_key, before_seq)).await
+        out.relay(entry_pages(&self.store, &self.stream_reads, tenant, session_key, before_seq)).await
     }
 
     /// An agent's inbox: pending handoffs addressed to it (or the events after `after_cursor`),
@@ -161,7 +161,7 @@ impl Baton {
         let WatchHandoffs { agent, after_cursor } = cmd;
         let mut live = self.hub.subscribe_agent(tenant, &agent);
         let (pending, head) = {
-            let _permit = self.stream_opens.acquire().await;
+            let _permit = self.stream_reads.acquire().await;
             self.store.pending_inbox(tenant, &agent).await?
         };
         let (pending, next) = match after_cursor {
@@ -221,9 +221,13 @@ impl Baton {
 
     async fn inbox_catch_up(&self, tenant: &str, agent: &str, out: &mut Sink<HandoffEvent>) -> Result<(), Stop> {
         let (store, tenant, agent) = (Arc::clone(&self.store), tenant.to_owned(), agent.to_owned());
+        let reads = Arc::clone(&self.stream_reads);
         out.relay(move |after_cursor, limit| {
-            let (store, tenant, agent) = (Arc::clone(&store), tenant.clone(), agent.clone());
-            async move { store.inbox_after(&tenant, &agent, after_cursor, limit).await }
+            let (store, reads, tenant, agent) = (Arc::clone(&store), Arc::clone(&reads), tenant.clone(), agent.clone());
+            async move {
+                let _permit = reads.acquire().await;
+                store.inbox_after(&tenant, &agent, after_cursor, limit).await
+            }
         })
         .await
     }
@@ -257,13 +261,15 @@ impl Baton {
 /// Pages of a session's entries (below `before_seq`, if given) for the paging loop.
 pub(super) fn entry_pages(
     store: &Arc<dyn Store>,
+    reads: &Arc<tokio::sync::Semaphore>,
     tenant: &str,
     session_key: &str,
     before_seq: Option<u64>,
 ) -> impl FnMut(u64, u32) -> BoxFuture<'static, Result<Vec<Entry>>> + use<> {
-    let (store, tenant, session_key) = (Arc::clone(store), tenant.to_owned(), session_key.to_owned());
+    let (store, reads, tenant, session_key) =
+        (Arc::clone(store), Arc::clone(reads), tenant.to_owned(), session_key.to_owned());
     move |after_seq, limit| {
-        let store = Arc::clone(&store);
+        let (store, reads) = (Arc::clone(&store), Arc::clone(&reads));
         let q = EntryQuery {
             tenant: tenant.clone(),
             session_key: session_key.clone(),
@@ -272,7 +278,11 @@ pub(super) fn entry_pages(
             kinds: Vec::new(),
             limit,
         };
-        Box::pin(async move { store.list_entries(&q).await })
+        Box::pin(async move {
+            // Waits here, before the store's read exists: a queued read holds next to nothing.
+            let _permit = reads.acquire().await;
+            store.list_entries(&q).await
+        })
     }
 }
 
