@@ -98,14 +98,14 @@ pub(super) fn encode_session(s: &Session) -> Bytes {
 
 /// An entry as the cache holds it, with its encoding.
 pub(super) fn cached_entry(e: &Entry) -> Arc<CachedEntry> {
-    Arc::new(CachedEntry { entry: e.clone(), wire: wire::encode_entry(e) })
+    Arc::new(CachedEntry::new(e.clone(), wire::encode_entry(e)))
 }
 
 /// An entry decoded from its encoding, which it keeps.
 fn decode_entry(wire: Bytes) -> Result<Arc<CachedEntry>, String> {
     let entry =
         Entry::try_from(pb::Entry::decode(wire.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    Ok(Arc::new(CachedEntry { entry, wire }))
+    Ok(Arc::new(CachedEntry::new(entry, wire)))
 }
 
 fn into_bytes(v: Value) -> Bytes {

@@ -92,17 +92,10 @@ fn version(c: &CachedSession) -> (String, String) {
     (c.session.last_seq.to_string(), c.session.updated_at.0.to_string())
 }
 
-/// The L1 weigher: a cached session's memory in bytes (its record, its summary and tail
-/// entries with their encodings; `CachedEntry::memory`). Counting only content and
-/// encodings, it once let an L1 of 32 MiB hold about twice that.
+/// The L1 weigher: a cached session's memory in bytes (`CachedSession::memory`). Counting
+/// only content and encodings, it once let an L1 of 32 MiB hold about twice that.
 fn weight(c: &CachedSession) -> u32 {
-    let s = &c.session;
-    let session = std::mem::size_of::<CachedSession>()
-        + std::mem::size_of::<crate::domain::Session>()
-        + [&s.tenant, &s.session_key, &s.created_by, &s.owner].iter().map(|x| x.capacity() + 16).sum::<usize>()
-        + crate::domain::cache::map_memory(&s.metadata);
-    let entries: usize = c.summary.iter().chain(c.tail.iter()).map(|e| e.memory() + 8).sum();
-    u32::try_from(session + entries).unwrap_or(u32::MAX)
+    u32::try_from(c.memory()).unwrap_or(u32::MAX)
 }
 
 /// `redis-cluster://h1:p1,h2:p2,…` (the form the README documents) in the form fred parses,

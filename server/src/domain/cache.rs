@@ -60,22 +60,30 @@ impl Cache for NoCache {}
 pub struct CachedEntry {
     pub entry: Entry,
     pub wire: Bytes,
+    /// [`CachedEntry::memory`], worked out once: the L1 weighs a session's whole tail on
+    /// every append.
+    memory: usize,
 }
 
 impl CachedEntry {
-    /// Roughly the bytes it holds in memory: the record and its heap parts, the encoding,
-    /// and the allocator's share of each (what the L1 weighs, so that its byte limit is a
-    /// limit on memory rather than on content).
-    pub fn memory(&self) -> usize {
-        let e = &self.entry;
+    pub fn new(entry: Entry, wire: Bytes) -> Self {
+        let e = &entry;
         let strings = [&e.session_key, &e.role, &e.author, &e.media_type, &e.idempotency_key, &e.trace_id];
-        std::mem::size_of::<Self>()
+        let memory = std::mem::size_of::<Self>()
             + ARC
             + strings.iter().map(|s| heap(s.capacity())).sum::<usize>()
             + heap(e.content.len())
             + map_memory(&e.metadata)
             + e.redaction.as_ref().map_or(0, |r| heap(r.by.capacity()) + heap(r.reason.capacity()))
-            + heap(self.wire.len())
+            + heap(wire.len());
+        CachedEntry { entry, wire, memory }
+    }
+
+    /// Roughly the bytes it holds in memory: the record and its heap parts, the encoding,
+    /// and the allocator's share of each (what the L1 weighs, so that its byte limit is a
+    /// limit on memory rather than on content).
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 }
 
@@ -91,7 +99,7 @@ fn heap(bytes: usize) -> usize {
 }
 
 /// A JSON object's bytes beyond its own struct: its map's nodes, keys and values.
-pub fn map_memory(m: &serde_json::Map<String, serde_json::Value>) -> usize {
+fn map_memory(m: &serde_json::Map<String, serde_json::Value>) -> usize {
     let nodes = m.len().div_ceil(11);
     nodes * heap(MAP_NODE) + m.iter().map(|(k, v)| heap(k.capacity()) + json_memory(v)).sum::<usize>()
 }
@@ -123,6 +131,18 @@ pub struct CachedSlice {
 }
 
 impl CachedSession {
+    /// Roughly the bytes it holds in memory (what the L1 weighs): the session's record and
+    /// strings, and its summary and tail entries (each shared, counted here in full).
+    pub fn memory(&self) -> usize {
+        let s = &self.session;
+        let strings = [&s.tenant, &s.session_key, &s.created_by, &s.owner];
+        let entries = self.summary.iter().chain(self.tail.iter());
+        std::mem::size_of::<Self>()
+            + strings.iter().map(|x| heap(x.capacity())).sum::<usize>()
+            + map_memory(&s.metadata)
+            + entries.map(|e| std::mem::size_of::<Arc<CachedEntry>>() + e.memory()).sum::<usize>()
+    }
+
     /// The window material: entries after the summary, newest first, at most `max`, and no
     /// more than `max_tokens` can take (those that fit plus the first that does not). The
     /// slice is complete when it holds every such entry, `max` of them, or more than the
@@ -199,13 +219,13 @@ mod tests {
     #[test]
     fn memory_counts_the_record_its_strings_and_its_metadata() {
         let plain = entry(1, EntryKind::Message, 1);
-        let bare = CachedEntry { entry: plain.clone(), wire: Bytes::from_static(&[0; 100]) };
+        let bare = CachedEntry::new(plain.clone(), Bytes::from_static(&[0; 100]));
         assert!(bare.memory() > std::mem::size_of::<CachedEntry>() + 100);
         let mut rich = plain;
         rich.content = Content::Text("x".repeat(500));
         rich.metadata.insert("model".into(), "gpt".into());
         rich.metadata.insert("tags".into(), serde_json::json!(["a", "b"]));
-        let rich = CachedEntry { entry: rich, wire: Bytes::from_static(&[0; 600]) };
+        let rich = CachedEntry::new(rich, Bytes::from_static(&[0; 600]));
         let extra = rich.memory() - bare.memory();
         // 500 of content, 500 more of encoding, a map node, two keys and the list's parts.
         assert!(extra > 500 + 500 + 11 * 56, "{extra}");
@@ -232,7 +252,7 @@ mod tests {
                 .collect();
             let summary = entries.iter().rev().find(|e| e.kind == EntryKind::Summary).cloned();
             let cached_len = 1 + next(len) as usize;
-            let share = |e: &Entry| Arc::new(CachedEntry { entry: e.clone(), wire: Bytes::new() });
+            let share = |e: &Entry| Arc::new(CachedEntry::new(e.clone(), Bytes::new()));
             let cached = CachedSession {
                 session: session(len, summary.as_ref().map_or(0, |s| s.seq)),
                 summary: summary.as_ref().map(share),

@@ -33,9 +33,12 @@ mod tag {
 
 /// The entry's `baton.v1.Entry` encoding.
 pub(crate) fn encode_entry(e: &d::Entry) -> Bytes {
-    let len = entry_len(e);
+    // The metadata's length is needed twice (the entry's length and the field's header):
+    // walked once.
+    let metadata = struct_len(&e.metadata);
+    let len = entry_len(e, metadata);
     let mut buf = Vec::with_capacity(len);
-    write_entry(e, &mut buf);
+    write_entry(e, metadata, &mut buf);
     debug_assert_eq!(buf.len(), len, "entry_len and write_entry disagree");
     buf.into()
 }
@@ -44,7 +47,7 @@ fn kind(e: &d::Entry) -> u64 {
     i32::from(entry_kind_pb(e.kind)) as u64
 }
 
-fn entry_len(e: &d::Entry) -> usize {
+fn entry_len(e: &d::Entry, metadata: usize) -> usize {
     let content = match &e.content {
         d::Content::Text(t) => field_len(tag::TEXT, t.len()),
         d::Content::Data(b) => field_len(tag::DATA, b.len()),
@@ -56,7 +59,7 @@ fn entry_len(e: &d::Entry) -> usize {
         + str_len(tag::AUTHOR, &e.author)
         + content
         + str_len(tag::MEDIA_TYPE, &e.media_type)
-        + field_len(tag::METADATA, struct_len(&e.metadata))
+        + field_len(tag::METADATA, metadata)
         + varint_len(tag::TOKEN_COUNT, u64::from(e.token_count))
         + str_len(tag::IDEMPOTENCY_KEY, &e.idempotency_key)
         + str_len(tag::TRACE_ID, &e.trace_id)
@@ -64,7 +67,7 @@ fn entry_len(e: &d::Entry) -> usize {
         + e.redaction.as_ref().map_or(0, |r| varint_len(tag::REDACTED, 1) + field_len(tag::REDACTION, redaction_len(r)))
 }
 
-fn write_entry(e: &d::Entry, buf: &mut Vec<u8>) {
+fn write_entry(e: &d::Entry, metadata: usize, buf: &mut Vec<u8>) {
     write_str(tag::SESSION_KEY, &e.session_key, buf);
     write_varint(tag::SEQ, e.seq, buf);
     write_varint(tag::KIND, kind(e), buf);
@@ -76,7 +79,7 @@ fn write_entry(e: &d::Entry, buf: &mut Vec<u8>) {
         d::Content::Data(b) => write_bytes(tag::DATA, b, buf),
     }
     write_str(tag::MEDIA_TYPE, &e.media_type, buf);
-    write_header(tag::METADATA, struct_len(&e.metadata), buf);
+    write_header(tag::METADATA, metadata, buf);
     write_struct(&e.metadata, buf);
     write_varint(tag::TOKEN_COUNT, u64::from(e.token_count), buf);
     write_str(tag::IDEMPOTENCY_KEY, &e.idempotency_key, buf);
