@@ -24,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds.clone())?;
 
     // The server again, alone, with `GetContextWindow` answering the hand-written
-    // `encoded::ContextWindowResponse` (entries kept encoded), `StreamEntries` streaming
+    // `encoded::ContextWindowResponse` (entries kept encoded), `ListEntries` answering
+    // `encoded::EntryPage` (entries encoded straight from the records), `StreamEntries` streaming
     // `encoded::WireEntry`, and every other type from `v1`.
     let encoded = out.join("encoded");
     fs::create_dir_all(&encoded)?;
@@ -34,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::codec::ProstCodec")
         .extern_path(".baton.v1", "crate::v1")
         .extern_path(".baton.v1.GetContextWindowResponse", "crate::encoded::ContextWindowResponse")
+        .extern_path(".baton.v1.ListEntriesResponse", "crate::encoded::EntryPage")
         // Only `StreamEntries` answers with a bare `Entry` in this service.
         .extern_path(".baton.v1.Entry", "crate::encoded::WireEntry")
         .out_dir(&encoded)

@@ -7,7 +7,9 @@
 //! is. On the wire it is exactly a `baton.v1.GetContextWindowResponse`: clients decode it with
 //! the generated type.
 //!
-//! `StreamEntries` likewise sends every entry as [`WireEntry`], its encoding made once.
+//! `StreamEntries` likewise sends every entry as [`WireEntry`], its encoding made once, and
+//! `ListEntries` answers with [`EntryPage`], whose entries the server encodes straight from the
+//! records it read.
 //!
 //! Only the server sees these types: [`server`] is the generated `ContextService` server with
 //! these types in place of the generated ones; every other type is [`v1`](crate::v1)'s.
@@ -15,6 +17,19 @@
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
+
+/// Reads one element of a repeated message field as its held encoding.
+fn push_held(
+    wire_type: WireType,
+    to: &mut Vec<Bytes>,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    let mut held = Bytes::new();
+    encoding::bytes::merge(wire_type, &mut held, buf, ctx)?;
+    to.push(held);
+    Ok(())
+}
 
 /// A `baton.v1.GetContextWindowResponse` whose summary and entries are held as their
 /// `baton.v1.Entry` encodings.
@@ -85,12 +100,7 @@ impl Message for ContextWindowResponse {
                 });
                 Ok(())
             }
-            ENTRIES => {
-                let mut entry = Bytes::new();
-                encoding::bytes::merge(wire_type, &mut entry, buf, ctx)?;
-                self.entries.push(entry);
-                Ok(())
-            }
+            ENTRIES => push_held(wire_type, &mut self.entries, buf, ctx),
             TOTAL_TOKENS => encoding::uint32::merge(wire_type, &mut self.total_tokens, buf, ctx),
             LAST_SEQ => encoding::uint64::merge(wire_type, &mut self.last_seq, buf, ctx),
             TRUNCATED => encoding::bool::merge(wire_type, &mut self.truncated, buf, ctx),
@@ -151,8 +161,68 @@ impl Message for WireEntry {
     }
 }
 
+/// A `baton.v1.ListEntriesResponse` whose entries are held as their `baton.v1.Entry`
+/// encodings, written straight from the stored records by the server (no `v1::Entry`, no
+/// `google.protobuf.Struct` per entry).
+#[derive(Clone, Default, PartialEq)]
+pub struct EntryPage {
+    /// The encoded entries, in sequence order.
+    pub entries: Vec<Bytes>,
+    pub next_page_token: String,
+}
+
+const PAGE_ENTRIES: u32 = 1;
+const PAGE_TOKEN: u32 = 2;
+
+impl std::fmt::Debug for EntryPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryPage")
+            .field("entries", &self.entries.len())
+            .field("next_page_token", &self.next_page_token)
+            .finish()
+    }
+}
+
+impl Message for EntryPage {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for entry in &self.entries {
+            encoding::bytes::encode(PAGE_ENTRIES, entry, buf);
+        }
+        if !self.next_page_token.is_empty() {
+            encoding::string::encode(PAGE_TOKEN, &self.next_page_token, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            PAGE_ENTRIES => push_held(wire_type, &mut self.entries, buf, ctx),
+            PAGE_TOKEN => encoding::string::merge(wire_type, &mut self.next_page_token, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::bytes::encoded_len_repeated(PAGE_ENTRIES, &self.entries)
+            + if self.next_page_token.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(PAGE_TOKEN, &self.next_page_token)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// The generated `baton.v1.ContextService` server, answering `GetContextWindow` with
-/// [`ContextWindowResponse`] and streaming `StreamEntries` as [`WireEntry`]s.
+/// [`ContextWindowResponse`], `ListEntries` with [`EntryPage`] and streaming `StreamEntries` as [`WireEntry`]s.
 pub mod server {
     include!(concat!(env!("OUT_DIR"), "/encoded/baton.v1.rs"));
 }
@@ -200,6 +270,27 @@ mod tests {
         let empty = ContextWindowResponse::default();
         assert!(empty.encode_to_vec().is_empty());
         assert_eq!(v1::GetContextWindowResponse::decode(&[][..]).unwrap(), v1::GetContextWindowResponse::default());
+    }
+
+    /// A page assembled from encoded entries is byte for byte the generated response.
+    #[test]
+    fn an_entry_page_encodes_as_the_generated_response() {
+        for token in ["", "next:4"] {
+            let generated = v1::ListEntriesResponse {
+                entries: vec![entry(3, "three"), entry(4, "")],
+                next_page_token: token.into(),
+            };
+            let assembled = EntryPage {
+                entries: generated.entries.iter().map(|e| e.encode_to_vec().into()).collect(),
+                next_page_token: token.into(),
+            };
+            let bytes = assembled.encode_to_vec();
+            assert_eq!(bytes, generated.encode_to_vec());
+            assert_eq!(assembled.encoded_len(), bytes.len());
+            assert_eq!(v1::ListEntriesResponse::decode(&bytes[..]).unwrap(), generated);
+            assert_eq!(EntryPage::decode(&bytes[..]).unwrap(), assembled);
+        }
+        assert!(EntryPage::default().encode_to_vec().is_empty());
     }
 
     /// A held entry writes its bytes as they are; decoded, it holds an encoding of the same

@@ -102,15 +102,12 @@ impl encoded::server::context_service_server::ContextService for ContextApi {
         Ok(Response::new(pb::AppendEntriesResponse { first_seq, last_seq, entries }))
     }
 
-    async fn list_entries(
-        &self,
-        req: Request<pb::ListEntriesRequest>,
-    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
+    async fn list_entries(&self, req: Request<pb::ListEntriesRequest>) -> Result<Response<encoded::EntryPage>, Status> {
         let ctx = context(&req)?;
         let cmd = ListEntries::try_from((req.into_inner(), ctx.tenant.as_str()))?;
         let (entries, next_page_token) = self.0.list_entries(&ctx.tenant, cmd).await?;
-        let entries = entries.into_iter().map(Into::into).collect();
-        Ok(Response::new(pb::ListEntriesResponse { entries, next_page_token }))
+        let entries = entries.into_iter().map(crate::wire::wire).collect();
+        Ok(Response::new(encoded::EntryPage { entries, next_page_token }))
     }
 
     type StreamEntriesStream = GrpcStream<encoded::WireEntry>;

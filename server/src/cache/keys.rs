@@ -98,14 +98,13 @@ pub(super) fn encode_session(s: &Session) -> Bytes {
 
 /// An entry as the cache holds it, with its encoding.
 pub(super) fn cached_entry(e: &Entry) -> Arc<CachedEntry> {
-    Arc::new(CachedEntry::new(e.clone(), wire::encode_entry(e)))
+    Arc::new(CachedEntry::new(e, wire::encode_entry(e)))
 }
 
 /// An entry decoded from its encoding, which it keeps.
 fn decode_entry(wire: Bytes) -> Result<Arc<CachedEntry>, String> {
-    let entry =
-        Entry::try_from(pb::Entry::decode(wire.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    Ok(Arc::new(CachedEntry::new(entry, wire)))
+    let wire::EntryHeader { seq, kind, token_count, redacted } = wire::entry_header(&wire)?;
+    Ok(Arc::new(CachedEntry { seq, kind, token_count, redacted, wire }))
 }
 
 fn into_bytes(v: Value) -> Bytes {
@@ -135,8 +134,8 @@ pub(super) fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
     let tail: Vec<Arc<CachedEntry>> =
         tail.into_array().into_iter().map(|v| decode_entry(into_bytes(v))).collect::<Result<_, _>>()?;
     // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
-    let contiguous = tail.windows(2).all(|w| w[1].entry.seq == w[0].entry.seq + 1);
-    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.entry.seq == session.last_seq)
+    let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+    let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
         || (tail.is_empty() && session.last_seq == session.last_summary_seq);
     if !contiguous || !ends_right {
         return Err("cached tail does not match its session".into());

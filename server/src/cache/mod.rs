@@ -419,7 +419,7 @@ impl RedisCache {
             entries: inline,
             ..Default::default()
         });
-        let summary = cached.iter().rev().find(|c| c.entry.kind == crate::domain::EntryKind::Summary);
+        let summary = cached.iter().rev().find(|c| c.kind == crate::domain::EntryKind::Summary);
         let keep = entries.len().saturating_sub(self.config.tail_len);
         let mut args: Vec<Value> = vec![
             first.seq.to_string().into(),
@@ -428,7 +428,7 @@ impl RedisCache {
             self.ttl_secs().into(),
             (self.config.tail_len as i64).into(),
             Value::Bytes(encode_session(session)),
-            summary.map_or(0, |s| s.entry.seq).to_string().into(),
+            summary.map_or(0, |s| s.seq).to_string().into(),
             Value::Bytes(summary.map(|s| s.wire.clone()).unwrap_or_default()),
             session_channel(tenant, &session.session_key).into(),
             Value::Bytes(payload),
@@ -444,14 +444,14 @@ impl RedisCache {
     /// Our own append moves our L1 copy forward when it continues it; anything else drops it.
     fn extend_l1(&self, key: &(String, String), session: &Session, entries: &[Arc<CachedEntry>]) {
         let Some(cur) = self.l1.get(key) else { return };
-        let continues = entries.first().is_some_and(|e| e.entry.seq == cur.session.last_seq + 1);
+        let continues = entries.first().is_some_and(|e| e.seq == cur.session.last_seq + 1);
         if !continues {
             self.l1.invalidate(key);
             return;
         }
         let drop = (cur.tail.len() + entries.len()).saturating_sub(self.config.tail_len);
         let tail: Arc<[Arc<CachedEntry>]> = cur.tail.iter().chain(entries).skip(drop).cloned().collect();
-        let summary = entries.iter().rev().find(|e| e.entry.kind == crate::domain::EntryKind::Summary).cloned();
+        let summary = entries.iter().rev().find(|e| e.kind == crate::domain::EntryKind::Summary).cloned();
         let next = CachedSession { session: session.clone(), summary: summary.or_else(|| cur.summary.clone()), tail };
         self.l1.insert(key.clone(), Arc::new(next));
     }

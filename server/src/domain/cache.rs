@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Entry, Handoff, HandoffEvent, Session, tokens};
+use super::{Entry, EntryKind, Handoff, HandoffEvent, Session, tokens};
 use crate::store::WindowSlice;
 
 /// A read-through cache. Reads answer `None` when the cache cannot vouch for a current copy;
@@ -53,37 +53,38 @@ pub struct NoCache;
 
 impl Cache for NoCache {}
 
-/// An entry as the cache holds it, with its encoding as the API sends it (`baton.v1.Entry`),
-/// made once when it entered the cache: windows served from the cache send these bytes and
-/// are neither copied nor encoded again. The domain never looks inside `wire`.
+/// An entry as the cache holds it: its encoding as the API sends it (`baton.v1.Entry`), made
+/// once when it entered the cache, and the few fields the domain reads to choose what to send
+/// (windows and pages served from the cache send `wire` as it is; nothing decodes it again).
+/// Holding the encoding alone, not the record beside it, keeps an entry at about its encoded
+/// size in memory, and a tail read from Redis costs a scan of each entry's header instead of a
+/// full decode into records nothing reads.
 #[derive(Debug)]
 pub struct CachedEntry {
-    pub entry: Entry,
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub token_count: u32,
+    /// Redacted entries stay in a session's tail but never enter a window.
+    pub redacted: bool,
     pub wire: Bytes,
-    /// [`CachedEntry::memory`], worked out once: the L1 weighs a session's whole tail on
-    /// every append.
-    memory: usize,
 }
 
 impl CachedEntry {
-    pub fn new(entry: Entry, wire: Bytes) -> Self {
-        let e = &entry;
-        let strings = [&e.session_key, &e.role, &e.author, &e.media_type, &e.idempotency_key, &e.trace_id];
-        let memory = std::mem::size_of::<Self>()
-            + ARC
-            + strings.iter().map(|s| heap(s.capacity())).sum::<usize>()
-            + heap(e.content.len())
-            + map_memory(&e.metadata)
-            + e.redaction.as_ref().map_or(0, |r| heap(r.by.capacity()) + heap(r.reason.capacity()))
-            + heap(wire.len());
-        CachedEntry { entry, wire, memory }
+    /// `entry` with its encoding `wire`.
+    pub fn new(entry: &Entry, wire: Bytes) -> Self {
+        CachedEntry {
+            seq: entry.seq,
+            kind: entry.kind,
+            token_count: entry.token_count,
+            redacted: entry.redaction.is_some(),
+            wire,
+        }
     }
 
-    /// Roughly the bytes it holds in memory: the record and its heap parts, the encoding,
-    /// and the allocator's share of each (what the L1 weighs, so that its byte limit is a
-    /// limit on memory rather than on content).
+    /// Roughly the bytes it holds in memory (what the L1 weighs): the record, its shared
+    /// count and its encoding, with the allocator's share.
     pub fn memory(&self) -> usize {
-        self.memory
+        std::mem::size_of::<Self>() + ARC + heap(self.wire.len())
     }
 }
 
@@ -149,22 +150,22 @@ impl CachedSession {
     /// budget.
     pub fn slice(&self, max: u32, max_tokens: u32) -> (CachedSlice, bool) {
         let after = self.session.last_summary_seq;
-        let offered = || self.tail.iter().rev().take_while(move |e| e.entry.seq > after).take(max as usize);
-        let read = tokens::read_bound(offered().map(|e| e.entry.token_count), max_tokens);
+        let offered = || self.tail.iter().rev().take_while(move |e| e.seq > after).take(max as usize);
+        let read = tokens::read_bound(offered().map(|e| e.token_count), max_tokens);
         let newest_first: Vec<Arc<CachedEntry>> = offered().take(read).cloned().collect();
-        let total: u64 = newest_first.iter().map(|e| u64::from(e.entry.token_count)).sum();
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.entry.seq);
+        let total: u64 = newest_first.iter().map(|e| u64::from(e.token_count)).sum();
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
         let complete = newest_first.len() == max as usize || total > u64::from(max_tokens) || first_cached <= after + 1;
         (CachedSlice { summary: self.summary.clone(), newest_first }, complete)
     }
 
     /// Entries with seq > `after` when the cached tail holds all of them.
     pub fn entries_after(&self, after: u64) -> Option<&[Arc<CachedEntry>]> {
-        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.entry.seq);
+        let first_cached = self.tail.first().map_or(self.session.last_seq + 1, |e| e.seq);
         if after + 1 < first_cached {
             return None;
         }
-        let skip = self.tail.partition_point(|e| e.entry.seq <= after);
+        let skip = self.tail.partition_point(|e| e.seq <= after);
         Some(&self.tail[skip..])
     }
 }
@@ -214,22 +215,19 @@ mod tests {
         }
     }
 
-    /// The weight counts what an entry holds beyond its content and encoding: the record, its
-    /// strings and its metadata map (a node of eleven slots even for one key).
+    /// The weight is the record and its encoding: what the entry held beside it (content,
+    /// strings, metadata) is not kept.
     #[test]
-    fn memory_counts_the_record_its_strings_and_its_metadata() {
-        let plain = entry(1, EntryKind::Message, 1);
-        let bare = CachedEntry::new(plain.clone(), Bytes::from_static(&[0; 100]));
-        assert!(bare.memory() > std::mem::size_of::<CachedEntry>() + 100);
-        let mut rich = plain;
-        rich.content = Content::Text("x".repeat(500));
-        rich.metadata.insert("model".into(), "gpt".into());
-        rich.metadata.insert("tags".into(), serde_json::json!(["a", "b"]));
-        let rich = CachedEntry::new(rich, Bytes::from_static(&[0; 600]));
-        let extra = rich.memory() - bare.memory();
-        // 500 of content, 500 more of encoding, a map node, two keys and the list's parts.
-        assert!(extra > 500 + 500 + 11 * 56, "{extra}");
-        assert!(extra < 500 + 500 + 11 * 56 + 600, "{extra}");
+    fn memory_is_the_record_and_its_encoding() {
+        let mut e = entry(1, EntryKind::Message, 1);
+        let bare = CachedEntry::new(&e, Bytes::from_static(&[0; 100]));
+        assert_eq!(bare.memory(), std::mem::size_of::<CachedEntry>() + ARC + 100 + ALLOCATION);
+        e.content = Content::Text("x".repeat(500));
+        e.metadata.insert("model".into(), "gpt".into());
+        let rich = CachedEntry::new(&e, Bytes::from_static(&[0; 600]));
+        assert_eq!(rich.memory() - bare.memory(), 500);
+        e.redaction = Some(crate::domain::Redaction { at: Micros(1), by: "a".into(), reason: String::new() });
+        assert!(CachedEntry::new(&e, Bytes::new()).redacted && !rich.redacted);
     }
 
     /// Whenever a cached tail says it can answer a window, the budget rule applied to it gives
@@ -252,7 +250,7 @@ mod tests {
                 .collect();
             let summary = entries.iter().rev().find(|e| e.kind == EntryKind::Summary).cloned();
             let cached_len = 1 + next(len) as usize;
-            let share = |e: &Entry| Arc::new(CachedEntry::new(e.clone(), Bytes::new()));
+            let share = |e: &Entry| Arc::new(CachedEntry::new(e, Bytes::new()));
             let cached = CachedSession {
                 session: session(len, summary.as_ref().map_or(0, |s| s.seq)),
                 summary: summary.as_ref().map(share),
@@ -264,16 +262,16 @@ mod tests {
                 continue;
             }
             answered += 1;
-            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.entry.token_count);
+            let summary_tokens = slice.summary.as_ref().map_or(0, |s| s.token_count);
             let n = tokens::window_len(
                 summary_tokens,
-                slice.newest_first.iter().map(|e| e.entry.token_count),
+                slice.newest_first.iter().map(|e| e.token_count),
                 max_entries,
                 max_tokens,
             );
-            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.entry.seq).collect();
+            let from_cache: Vec<u64> = slice.newest_first[..n].iter().rev().map(|e| e.seq).collect();
             let (want_summary, want) = tokens::window_of(&entries, max_entries, max_tokens);
-            assert_eq!(slice.summary.as_ref().map(|s| s.entry.seq), want_summary.map(|s| s.seq));
+            assert_eq!(slice.summary.as_ref().map(|s| s.seq), want_summary.map(|s| s.seq));
             assert_eq!(from_cache, want.iter().map(|e| e.seq).collect::<Vec<_>>(), "{max_entries} {max_tokens}");
         }
         assert!(answered > 100, "only {answered} windows were answerable from the cache");

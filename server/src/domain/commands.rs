@@ -161,10 +161,24 @@ pub enum WindowEntry {
 }
 
 impl WindowEntry {
-    pub fn entry(&self) -> &super::Entry {
+    pub fn seq(&self) -> u64 {
         match self {
-            WindowEntry::Read(e) => e,
-            WindowEntry::Cached(c) => &c.entry,
+            WindowEntry::Read(e) => e.seq,
+            WindowEntry::Cached(c) => c.seq,
+        }
+    }
+
+    pub fn token_count(&self) -> u32 {
+        match self {
+            WindowEntry::Read(e) => e.token_count,
+            WindowEntry::Cached(c) => c.token_count,
+        }
+    }
+
+    pub fn redacted(&self) -> bool {
+        match self {
+            WindowEntry::Read(e) => e.redaction.is_some(),
+            WindowEntry::Cached(c) => c.redacted,
         }
     }
 }

@@ -43,6 +43,46 @@ pub(crate) fn encode_entry(e: &d::Entry) -> Bytes {
     buf.into()
 }
 
+/// What the cache reads of an entry it holds encoded: the fields that choose what a window
+/// sends, never its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryHeader {
+    pub seq: u64,
+    pub kind: d::EntryKind,
+    pub token_count: u32,
+    pub redacted: bool,
+}
+
+/// The header of an entry's `baton.v1.Entry` encoding, read by walking its fields and skipping
+/// every other one (content and metadata are passed over, not decoded). An encoding that is
+/// not an entry's (truncated, no seq, an unknown kind) is an error: the cache treats it as a
+/// miss.
+pub(crate) fn entry_header(mut wire: &[u8]) -> Result<EntryHeader, String> {
+    use prost::encoding::{DecodeContext, decode_key, decode_varint, skip_field};
+    let (mut seq, mut kind, mut token_count, mut redacted) = (0, 0, 0, false);
+    let buf = &mut wire;
+    while !buf.is_empty() {
+        let (field, wire_type) = decode_key(buf).map_err(|e| e.to_string())?;
+        let varint = matches!(field, tag::SEQ | tag::KIND | tag::TOKEN_COUNT | tag::REDACTED);
+        if varint && wire_type == WireType::Varint {
+            let v = decode_varint(buf).map_err(|e| e.to_string())?;
+            match field {
+                tag::SEQ => seq = v,
+                tag::KIND => kind = v as i32,
+                tag::TOKEN_COUNT => token_count = v as u32,
+                _ => redacted = v != 0,
+            }
+        } else {
+            skip_field(wire_type, field, buf, DecodeContext::default()).map_err(|e| e.to_string())?;
+        }
+    }
+    let kind = super::entry_kind(kind).ok_or_else(|| format!("entry kind {kind} is not one of Baton's"))?;
+    if seq == 0 {
+        return Err("entry without a seq".into());
+    }
+    Ok(EntryHeader { seq, kind, token_count, redacted })
+}
+
 fn kind(e: &d::Entry) -> u64 {
     i32::from(entry_kind_pb(e.kind)) as u64
 }
@@ -256,6 +296,31 @@ mod tests {
 
     fn prost_bytes(e: &d::Entry) -> Vec<u8> {
         pb::Entry::from(e.clone()).encode_to_vec()
+    }
+
+    /// The header read back from an encoding is the entry's, whatever else it holds; what is
+    /// not an entry's encoding is refused.
+    #[test]
+    fn the_header_is_read_from_the_encoding() {
+        let mut e = entry();
+        e.metadata.insert("nested".into(), json!({"a": [1, "two", {"b": null}]}));
+        let header = |e: &d::Entry| entry_header(&encode_entry(e)).unwrap();
+        assert_eq!(header(&e), EntryHeader { seq: 7, kind: EntryKind::Message, token_count: 3, redacted: false });
+        e.seq = 300_000_000_000;
+        e.kind = EntryKind::Summary;
+        e.token_count = 0;
+        e.content = Content::Data(vec![0xff; 70_000]);
+        e.redaction = Some(Redaction { by: "admin".into(), at: Micros(5), reason: "pii".into() });
+        assert_eq!(
+            header(&e),
+            EntryHeader { seq: 300_000_000_000, kind: EntryKind::Summary, token_count: 0, redacted: true }
+        );
+
+        let bytes = encode_entry(&e);
+        assert!(entry_header(&bytes[..bytes.len() - 1]).is_err(), "truncated");
+        assert!(entry_header(&[]).is_err(), "no seq");
+        let unknown_kind = pb::Entry { seq: 1, kind: 99, ..Default::default() }.encode_to_vec();
+        assert!(entry_header(&unknown_kind).is_err());
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::domain::{self as d, Error, Micros, Result};
 use baton_proto::encoded;
 
 mod encode;
-/// An entry's `baton.v1.Entry` encoding: what the cache keeps, windows and streams send.
-pub(crate) use encode::encode_entry;
+/// An entry's `baton.v1.Entry` encoding: what the cache keeps, windows, streams and entry
+/// pages send.
+pub(crate) use encode::{EntryHeader, encode_entry, entry_header};
 
 // ---- scalars ----
 
@@ -346,15 +347,20 @@ impl From<d::Entry> for encoded::WireEntry {
     }
 }
 
+/// An entry of a window or page as the server sends it: the bytes the cache keeps, or (read
+/// from the store) encoded here, once.
+pub(crate) fn wire(e: WindowEntry) -> bytes::Bytes {
+    match e {
+        WindowEntry::Cached(c) => c.wire.clone(),
+        WindowEntry::Read(e) => encode_entry(&e),
+    }
+}
+
 /// A window as the server sends it: entries the cache holds go out as the bytes it keeps; the
 /// others are encoded here, once.
 impl From<ContextWindow> for encoded::ContextWindowResponse {
     fn from(w: ContextWindow) -> Self {
         let ContextWindow { summary, entries, total_tokens, last_seq, truncated } = w;
-        let wire = |e: WindowEntry| match e {
-            WindowEntry::Cached(c) => c.wire.clone(),
-            WindowEntry::Read(e) => encode_entry(&e),
-        };
         encoded::ContextWindowResponse {
             summary: summary.map(wire),
             entries: entries.into_iter().map(wire).collect(),

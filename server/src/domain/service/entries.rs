@@ -37,7 +37,9 @@ impl Baton {
         Ok(outcome)
     }
 
-    pub async fn list_entries(&self, tenant: &str, cmd: ListEntries) -> Result<(Vec<Entry>, String)> {
+    /// A page of entries: those the cache holds are shared with it (their encoding with them),
+    /// the others read from the store.
+    pub async fn list_entries(&self, tenant: &str, cmd: ListEntries) -> Result<(Vec<WindowEntry>, String)> {
         let scope = cmd.page_scope();
         let ListEntries { session_key, after_seq, before_seq, kinds, page_size, page_token } = cmd;
         let after_seq = after_seq.max(page_token.map_or(0, |p| p as u64));
@@ -47,8 +49,10 @@ impl Baton {
             && let Some(cached) = self.cache.session(tenant, &session_key).await
             && let Some(tail) = cached.entries_after(after_seq)
         {
-            let page = tail.iter().take(page_size as usize + 1).map(|c| c.entry.clone()).collect();
-            return Ok(split_page(page, page_size, |e| page::encode(PageKind::Entries, tenant, &scope, e.seq as i64)));
+            let page = tail.iter().take(page_size as usize + 1).map(|c| WindowEntry::Cached(Arc::clone(c))).collect();
+            return Ok(split_page(page, page_size, |e| {
+                page::encode(PageKind::Entries, tenant, &scope, e.seq() as i64)
+            }));
         }
         let entries = self
             .store
@@ -66,7 +70,10 @@ impl Baton {
         if entries.first().is_none_or(|e| e.seq != after_seq + 1) {
             self.check_stored_from(tenant, &session_key, after_seq).await?;
         }
-        Ok(split_page(entries, page_size, |e| page::encode(PageKind::Entries, tenant, &scope, e.seq as i64)))
+        let entries = entries.into_iter().map(|e| WindowEntry::Read(Box::new(e))).collect();
+        Ok(split_page(entries, page_size, |e: &WindowEntry| {
+            page::encode(PageKind::Entries, tenant, &scope, e.seq() as i64)
+        }))
     }
 
     pub async fn context_window(&self, tenant: &str, cmd: GetContextWindow) -> Result<ContextWindow> {
@@ -121,20 +128,20 @@ fn fit_window(
     max_tokens: u32,
 ) -> (ContextWindow, bool) {
     // A redacted summary or entry is left out (its content is gone; it costs nothing).
-    let summary = summary.filter(|s| s.entry().redaction.is_none());
-    let summary_tokens = summary.as_ref().map_or(0, |s| s.entry().token_count);
+    let summary = summary.filter(|s| !s.redacted());
+    let summary_tokens = summary.as_ref().map_or(0, |s| s.token_count());
     let available = newest_first.len();
-    let costs = newest_first.iter().map(|e| e.entry().token_count);
+    let costs = newest_first.iter().map(|e| e.token_count());
     let taken = tokens::window_len(summary_tokens, costs, u32::MAX, max_tokens);
     let mut entries = newest_first;
     entries.truncate(taken);
     let exhausted = entries.len() == available;
     // Left out: entries that did not fit, or older ones beyond max_entries.
-    let oldest_kept = entries.last().map_or(session.last_seq + 1, |e| e.entry().seq);
+    let oldest_kept = entries.last().map_or(session.last_seq + 1, |e| e.seq());
     let truncated = !exhausted || oldest_kept > session.last_summary_seq + 1;
-    entries.retain(|e| e.entry().redaction.is_none());
+    entries.retain(|e| !e.redacted());
     entries.reverse();
-    let total_tokens = summary_tokens + entries.iter().map(|e| e.entry().token_count).sum::<u32>();
+    let total_tokens = summary_tokens + entries.iter().map(|e| e.token_count()).sum::<u32>();
     let window = ContextWindow { summary, entries, total_tokens, last_seq: session.last_seq, truncated };
     (window, exhausted)
 }
