@@ -101,10 +101,12 @@ pub(super) fn cached_entry(e: &Entry) -> Arc<CachedEntry> {
     Arc::new(CachedEntry::new(e, wire::encode_entry(e)))
 }
 
-/// An entry decoded from its encoding, which it keeps.
-fn decode_entry(wire: Bytes) -> Result<Arc<CachedEntry>, String> {
-    let wire::EntryHeader { seq, kind, token_count, redacted } = wire::entry_header(&wire)?;
-    Ok(Arc::new(CachedEntry { seq, kind, token_count, redacted, wire }))
+/// An entry read from its encoding in a Redis reply. The encoding is copied out: the reply's
+/// values are slices of the connection's read buffer, and a cached slice would keep that whole
+/// buffer alive, unweighed, for as long as any entry read with it stays in the L1.
+fn decode_entry(reply: &[u8]) -> Result<Arc<CachedEntry>, String> {
+    let wire::EntryHeader { seq, kind, token_count, redacted } = wire::entry_header(reply)?;
+    Ok(Arc::new(CachedEntry { seq, kind, token_count, redacted, wire: Bytes::copy_from_slice(reply) }))
 }
 
 fn into_bytes(v: Value) -> Bytes {
@@ -129,10 +131,10 @@ pub(super) fn decode_read(reply: Vec<Value>) -> Result<CachedSession, String> {
         .map_err(|e| e.to_string())?;
     let summary = match into_bytes(summary) {
         b if b.is_empty() => None,
-        b => Some(decode_entry(b)?),
+        b => Some(decode_entry(&b)?),
     };
     let tail: Vec<Arc<CachedEntry>> =
-        tail.into_array().into_iter().map(|v| decode_entry(into_bytes(v))).collect::<Result<_, _>>()?;
+        tail.into_array().into_iter().map(|v| decode_entry(&into_bytes(v))).collect::<Result<_, _>>()?;
     // A tail that does not end at last_seq or has a hole is not a tail: treat as a miss.
     let contiguous = tail.windows(2).all(|w| w[1].seq == w[0].seq + 1);
     let ends_right = tail.last().map_or(session.last_seq == 0, |e| e.seq == session.last_seq)
