@@ -347,6 +347,41 @@ async fn sessions_spread_over_partitions_and_every_path_works() {
     db.drop().await;
 }
 
+/// A handoff's summary reads the session's last messages by primary key, whatever the
+/// session's length: the summary statement touches as many entry rows as it returns (it
+/// read, and filtered, every entry of the session before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handoff_summary_reads_its_last_messages_not_the_session() {
+    let Some((db, owner)) = migrated().await else { return };
+    let (srv, mut ctx, served) = serve(&db, |_| {}).await;
+    create_session(&mut ctx, "long", "a").await;
+    for round in 0..3 {
+        let entries = (0..500).map(|i| message("a", &format!("turn {round}.{i}"))).collect();
+        append(&mut ctx, "long", entries).await;
+    }
+    let id = session_id(&owner, &srv.tenant, "long").await;
+    let read = baton_server::store::postgres::plans::SUMMARY_STATE.replace("$1", &id.to_string());
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {read}");
+    let (plan,): (serde_json::Value,) = all_tenants(&owner, &explain).await.remove(0);
+    // Entry rows each scan of `entries` produced or filtered away, over all its loops.
+    fn touched(node: &serde_json::Value) -> u64 {
+        let count = |key: &str| node[key].as_f64().unwrap_or(0.0);
+        let mine = if node["Relation Name"].as_str().is_some_and(|r| r.starts_with("entries")) {
+            ((count("Actual Rows") + count("Rows Removed by Filter")) * count("Actual Loops")) as u64
+        } else {
+            0
+        };
+        mine + node["Plans"].as_array().into_iter().flatten().map(touched).sum::<u64>()
+    }
+    let rows: Vec<(Option<i64>,)> = all_tenants(&owner, &read.replacen("SELECT ", "SELECT e.seq, ", 1)).await;
+    let seqs: Vec<i64> = rows.into_iter().filter_map(|r| r.0).collect();
+    assert_eq!(seqs, [1498, 1499, 1500], "the last three messages");
+    assert_eq!(touched(&plan[0]["Plan"]), 3, "entry rows touched: {plan}");
+    stop(srv, served).await;
+    owner.close().await;
+    db.drop().await;
+}
+
 /// The `entries` partitions a statement actually read (EXPLAIN ANALYZE: scan nodes that ran).
 async fn scanned(owner: &PgPool, read: &str) -> Vec<String> {
     fn walk(node: &serde_json::Value, out: &mut Vec<String>) {

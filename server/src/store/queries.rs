@@ -35,15 +35,16 @@ pub(super) const SET_SUMMARY_STATE: &str = "UPDATE sessions SET summary_counts =
 
 /// The summary state of the session with internal id $1 (`rows::Cells::summary_state`), then
 /// the entries its last messages are (`entry_cols!`, NULL when there are none), in seq order.
-/// `$seqs` matches `e.seq` against the state's message seqs, read by a subquery of its own
-/// (not correlated with `s`, so the entries are primary-key lookups, not a scan of the session).
+/// `$entries` is what `s` is left-joined with: the entries `e` at the state's message seqs,
+/// read by a subquery of its own and found by primary key (each store's form is the one its
+/// planner makes primary-key lookups of, not a scan of the session).
 macro_rules! summary_state {
-    ($seqs:literal) => {
+    ($entries:literal) => {
         concat!(
             "SELECT s.summary_counts, s.summary_names, ",
             entry_cols!(),
-            " FROM sessions s LEFT JOIN entries e ON e.session_id = s.id AND e.seq ",
-            $seqs,
+            " FROM sessions s LEFT JOIN ",
+            $entries,
             " WHERE s.id = $1 ORDER BY e.seq"
         )
     };

@@ -82,6 +82,11 @@ binders!(sqlx::Postgres);
 
 mod entries;
 mod handoffs;
+/// Statements whose plans the tests check (`tests/partitions.rs`); not an interface.
+#[doc(hidden)]
+pub mod plans {
+    pub use super::handoffs::SUMMARY_STATE;
+}
 mod inbox;
 mod indexer;
 mod keys;

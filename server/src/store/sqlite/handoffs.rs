@@ -18,7 +18,8 @@ use crate::store::{HandoffPage, HandoffQuery};
 const DUE_HANDOFFS: &str = due_handoffs!();
 
 const SUMMARY_STATE: &str = summary_state!(
-    "IN (SELECT value FROM json_each((SELECT summary_counts FROM sessions WHERE id = $1), '$.messages'))"
+    "entries e ON e.session_id = s.id AND e.seq \
+     IN (SELECT value FROM json_each((SELECT summary_counts FROM sessions WHERE id = $1), '$.messages'))"
 );
 
 const UPDATE_HANDOFF: &str = "UPDATE handoffs SET status = ?, reason = ?, updated_at = ? WHERE id = ?";
