@@ -361,9 +361,58 @@ async fn a_handoff_summary_reads_its_last_messages_not_the_session() {
     }
     let id = session_id(&owner, &srv.tenant, "long").await;
     let read = baton_server::store::postgres::plans::SUMMARY_STATE.replace("$1", &id.to_string());
-    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {read}");
-    let (plan,): (serde_json::Value,) = all_tenants(&owner, &explain).await.remove(0);
-    // Entry rows each scan of `entries` produced or filtered away, over all its loops.
+    let rows: Vec<(Option<i64>,)> = all_tenants(&owner, &read.replacen("SELECT ", "SELECT e.seq, ", 1)).await;
+    let seqs: Vec<i64> = rows.into_iter().filter_map(|r| r.0).collect();
+    assert_eq!(seqs, [1498, 1499, 1500], "the last three messages");
+    let (plan, touched) = entry_rows_touched(&owner, &read).await;
+    assert_eq!(touched, 3, "entry rows touched: {plan}");
+    stop(srv, served).await;
+    owner.close().await;
+    db.drop().await;
+}
+
+/// A context window read from PostgreSQL reads the entries it holds (and one more), not as
+/// many as its entry limit allows: a budget of 20 entries under the default limit of 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_context_window_reads_what_it_holds_not_its_limit() {
+    let Some((db, owner)) = migrated().await else { return };
+    let (srv, mut ctx, served) = serve(&db, |_| {}).await;
+    create_session(&mut ctx, "long", "a").await;
+    let mut per_entry = 0;
+    for round in 0..3 {
+        let entries = (0..500).map(|i| message("a", &format!("turn {round}.{i:03}"))).collect();
+        per_entry = append(&mut ctx, "long", entries).await.entries[0].token_count;
+    }
+    let budget = 20 * per_entry;
+    // With statistics, as a database that has been running has them (without, the planner
+    // takes the session for a few rows and reads it all through its (session, kind) index).
+    sqlx::query("ANALYZE entries").execute(&owner).await.unwrap();
+    let read = baton_server::store::postgres::plans::WINDOW
+        .replace("$1", &format!("'{}'", srv.tenant))
+        .replace("$2", "'long'")
+        .replace("$3", "500")
+        .replace("$4", &budget.to_string());
+    let (plan, touched) = entry_rows_touched(&owner, &read).await;
+    assert!(touched <= 2 * 21 + 2, "entry rows touched: {touched} in {plan}");
+    let window = ctx
+        .get_context_window(pb::GetContextWindowRequest {
+            session_key: "long".into(),
+            max_tokens: budget,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seqs: Vec<u64> = window.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1481..=1500).collect::<Vec<_>>(), "the newest 20 entries");
+    stop(srv, served).await;
+    owner.close().await;
+    db.drop().await;
+}
+
+/// `read`'s plan as it ran, and the entry rows its scans of `entries` produced or filtered
+/// away, over all their loops.
+async fn entry_rows_touched(owner: &PgPool, read: &str) -> (serde_json::Value, u64) {
     fn touched(node: &serde_json::Value) -> u64 {
         let count = |key: &str| node[key].as_f64().unwrap_or(0.0);
         let mine = if node["Relation Name"].as_str().is_some_and(|r| r.starts_with("entries")) {
@@ -373,13 +422,10 @@ async fn a_handoff_summary_reads_its_last_messages_not_the_session() {
         };
         mine + node["Plans"].as_array().into_iter().flatten().map(touched).sum::<u64>()
     }
-    let rows: Vec<(Option<i64>,)> = all_tenants(&owner, &read.replacen("SELECT ", "SELECT e.seq, ", 1)).await;
-    let seqs: Vec<i64> = rows.into_iter().filter_map(|r| r.0).collect();
-    assert_eq!(seqs, [1498, 1499, 1500], "the last three messages");
-    assert_eq!(touched(&plan[0]["Plan"]), 3, "entry rows touched: {plan}");
-    stop(srv, served).await;
-    owner.close().await;
-    db.drop().await;
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {read}");
+    let (plan,): (serde_json::Value,) = all_tenants(owner, &explain).await.remove(0);
+    let rows = touched(&plan[0]["Plan"]);
+    (plan, rows)
 }
 
 /// The `entries` partitions a statement actually read (EXPLAIN ANALYZE: scan nodes that ran).

@@ -78,8 +78,8 @@ macro_rules! event_cols {
 /// Where the token-budget read of a session's newest entries starts: the smallest seq among
 /// entries of session `$session` with seq above `$after`, at most `$limit` of the newest, whose
 /// newer entries together cost at most `$budget` (`tokens::read_bound`). NULL when none.
-/// Both stores use it, with their own placeholders; PostgreSQL reads it with the primary key
-/// walked newest first and stopped at the limit.
+/// The embedded store uses it (SQLite walks the primary key newest first and stops at the
+/// limit); PostgreSQL counts the entries instead ([`window_len!`]).
 macro_rules! window_start {
     ($session:literal, $after:literal, $limit:literal, $budget:literal) => {
         concat!(
@@ -93,6 +93,32 @@ macro_rules! window_start {
             $limit,
             ") t WHERE t.running - t.token_count <= ",
             $budget,
+            ")"
+        )
+    };
+}
+
+/// How many of the newest entries of session `$session` with seq above `$after` the same
+/// bound holds (`tokens::read_bound`), as PostgreSQL reads it: newest first, stopped at the
+/// first entry past `$limit` or `$budget`, so a read costs the entries the window holds, not
+/// `$limit` of them. PostgreSQL takes it as the `LIMIT` of a walk of the primary key newest
+/// first; with a start seq instead (`window_start!`), the planner, not knowing the start,
+/// could read the whole session through another index when the session was long.
+macro_rules! window_len {
+    ($session:literal, $after:literal, $limit:literal, $budget:literal) => {
+        concat!(
+            "COALESCE((SELECT t.n - 1 FROM ( \
+               SELECT token_count, ROW_NUMBER() OVER w AS n, SUM(token_count) OVER w AS running \
+               FROM entries WHERE session_id = ",
+            $session,
+            " AND seq > ",
+            $after,
+            " WINDOW w AS (ORDER BY seq DESC)) t WHERE t.n > ",
+            $limit,
+            " OR t.running - t.token_count > ",
+            $budget,
+            " LIMIT 1), ",
+            $limit,
             ")"
         )
     };

@@ -26,8 +26,9 @@ const LIST_ENTRIES_OF_KINDS: &str = concat!(
 );
 
 /// The session with its latest summary and the newest entries after it, in one snapshot:
-/// one row per entry (or one row with NULL entry columns when there is none).
-const WINDOW: &str = concat!(
+/// one row per entry (or one row with NULL entry columns when there is none). The entries
+/// are a walk of the primary key newest first, as many as the budget holds (`window_len!`).
+pub const WINDOW: &str = concat!(
     "SELECT ",
     session_cols!("s."),
     ", w.* FROM sessions s LEFT JOIN LATERAL ( \
@@ -37,9 +38,9 @@ const WINDOW: &str = concat!(
        UNION ALL \
        (SELECT ",
     entry_cols!(),
-    " FROM entries e WHERE e.session_id = s.id AND e.seq >= COALESCE(",
-    window_start!("s.id", "s.last_summary_seq", "$3", "$4"),
-    ", 9223372036854775807) ORDER BY e.seq DESC) \
+    " FROM entries e WHERE e.session_id = s.id AND e.seq > s.last_summary_seq ORDER BY e.seq DESC LIMIT ",
+    window_len!("s.id", "s.last_summary_seq", "$3", "$4"),
+    ") \
      ) w ON true \
      WHERE s.tenant = $1 AND s.session_key = $2"
 );

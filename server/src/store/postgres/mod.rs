@@ -85,6 +85,7 @@ mod handoffs;
 /// Statements whose plans the tests check (`tests/partitions.rs`); not an interface.
 #[doc(hidden)]
 pub mod plans {
+    pub use super::entries::WINDOW;
     pub use super::handoffs::SUMMARY_STATE;
 }
 mod inbox;
