@@ -347,34 +347,13 @@ async fn sessions_spread_over_partitions_and_every_path_works() {
     db.drop().await;
 }
 
-/// A handoff's summary reads the session's last messages by primary key, whatever the
-/// session's length: the summary statement touches as many entry rows as it returns (it
-/// read, and filtered, every entry of the session before).
+/// Reads of a long session touch the entries they return, not the session: a handoff's
+/// summary reads its last three messages by primary key (it read, and filtered, every entry
+/// of the session before), and a context window read from PostgreSQL reads the entries it
+/// holds and one more, not as many as its entry limit allows (a budget of 20 entries under
+/// the default limit of 500; it read 500 before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_handoff_summary_reads_its_last_messages_not_the_session() {
-    let Some((db, owner)) = migrated().await else { return };
-    let (srv, mut ctx, served) = serve(&db, |_| {}).await;
-    create_session(&mut ctx, "long", "a").await;
-    for round in 0..3 {
-        let entries = (0..500).map(|i| message("a", &format!("turn {round}.{i}"))).collect();
-        append(&mut ctx, "long", entries).await;
-    }
-    let id = session_id(&owner, &srv.tenant, "long").await;
-    let read = baton_server::store::postgres::plans::SUMMARY_STATE.replace("$1", &id.to_string());
-    let rows: Vec<(Option<i64>,)> = all_tenants(&owner, &read.replacen("SELECT ", "SELECT e.seq, ", 1)).await;
-    let seqs: Vec<i64> = rows.into_iter().filter_map(|r| r.0).collect();
-    assert_eq!(seqs, [1498, 1499, 1500], "the last three messages");
-    let (plan, touched) = entry_rows_touched(&owner, &read).await;
-    assert_eq!(touched, 3, "entry rows touched: {plan}");
-    stop(srv, served).await;
-    owner.close().await;
-    db.drop().await;
-}
-
-/// A context window read from PostgreSQL reads the entries it holds (and one more), not as
-/// many as its entry limit allows: a budget of 20 entries under the default limit of 500.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_context_window_reads_what_it_holds_not_its_limit() {
+async fn reads_of_a_long_session_touch_the_entries_they_return() {
     let Some((db, owner)) = migrated().await else { return };
     let (srv, mut ctx, served) = serve(&db, |_| {}).await;
     create_session(&mut ctx, "long", "a").await;
@@ -383,18 +362,27 @@ async fn a_context_window_reads_what_it_holds_not_its_limit() {
         let entries = (0..500).map(|i| message("a", &format!("turn {round}.{i:03}"))).collect();
         per_entry = append(&mut ctx, "long", entries).await.entries[0].token_count;
     }
-    let budget = 20 * per_entry;
     // With statistics, as a database that has been running has them (without, the planner
-    // takes the session for a few rows and reads it all through its (session, kind) index).
+    // takes the session for a few rows and may read it all through its (session, kind) index).
     sqlx::query("ANALYZE entries").execute(&owner).await.unwrap();
-    let read = baton_server::store::postgres::plans::WINDOW
+
+    let id = session_id(&owner, &srv.tenant, "long").await;
+    let summary = baton_server::store::postgres::plans::SUMMARY_STATE.replace("$1", &id.to_string());
+    let rows: Vec<(Option<i64>,)> = all_tenants(&owner, &summary.replacen("SELECT ", "SELECT e.seq, ", 1)).await;
+    let seqs: Vec<i64> = rows.into_iter().filter_map(|r| r.0).collect();
+    assert_eq!(seqs, [1498, 1499, 1500], "the last three messages");
+    let (plan, touched) = entry_rows_touched(&owner, &summary).await;
+    assert_eq!(touched, 3, "entry rows the summary touched: {plan}");
+
+    let budget = 20 * per_entry;
+    let window = baton_server::store::postgres::plans::WINDOW
         .replace("$1", &format!("'{}'", srv.tenant))
         .replace("$2", "'long'")
         .replace("$3", "500")
         .replace("$4", &budget.to_string());
-    let (plan, touched) = entry_rows_touched(&owner, &read).await;
-    assert!(touched <= 2 * 21 + 2, "entry rows touched: {touched} in {plan}");
-    let window = ctx
+    let (plan, touched) = entry_rows_touched(&owner, &window).await;
+    assert!(touched <= 2 * 21 + 2, "entry rows the window touched: {touched} in {plan}");
+    let read = ctx
         .get_context_window(pb::GetContextWindowRequest {
             session_key: "long".into(),
             max_tokens: budget,
@@ -403,7 +391,7 @@ async fn a_context_window_reads_what_it_holds_not_its_limit() {
         .await
         .unwrap()
         .into_inner();
-    let seqs: Vec<u64> = window.entries.iter().map(|e| e.seq).collect();
+    let seqs: Vec<u64> = read.entries.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1481..=1500).collect::<Vec<_>>(), "the newest 20 entries");
     stop(srv, served).await;
     owner.close().await;
