@@ -351,7 +351,8 @@ async fn sessions_spread_over_partitions_and_every_path_works() {
 /// summary reads its last three messages by primary key (it read, and filtered, every entry
 /// of the session before), and a context window read from PostgreSQL reads the entries it
 /// holds and one more, not as many as its entry limit allows (a budget of 20 entries under
-/// the default limit of 500; it read 500 before).
+/// the default limit of 500; it read 500 before), and so does the start of a handoff's
+/// context package (it summed every entry up to the handoff before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_of_a_long_session_touch_the_entries_they_return() {
     let Some((db, owner)) = migrated().await else { return };
@@ -393,6 +394,17 @@ async fn reads_of_a_long_session_touch_the_entries_they_return() {
         .into_inner();
     let seqs: Vec<u64> = read.entries.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1481..=1500).collect::<Vec<_>>(), "the newest 20 entries");
+
+    // A handoff's context package up to seq 1,400 within the same budget starts at 1,381.
+    let tail = baton_server::store::postgres::plans::TAIL_START
+        .replace("$1", &format!("'{}'", srv.tenant))
+        .replace("$2", "'long'")
+        .replace("$3", "1400")
+        .replace("$4", &budget.to_string());
+    let start: Vec<(Option<i64>,)> = all_tenants(&owner, &tail).await;
+    assert_eq!(start, [(Some(1381),)], "where the tail starts");
+    let (plan, touched) = entry_rows_touched(&owner, &tail).await;
+    assert!(touched <= 2 * 21 + 2, "entry rows the tail's start touched: {touched} in {plan}");
     stop(srv, served).await;
     owner.close().await;
     db.drop().await;

@@ -126,18 +126,26 @@ macro_rules! window_len {
 
 /// Where a handoff's token-budgeted tail starts: the smallest seq `s` of session `$session`
 /// such that entries `s..=$up_to` together cost at most `$budget` (`tokens::tail_of`). NULL
-/// when not even the newest fits.
+/// when not even the newest fits. Read newest first and stopped at the first entry that does
+/// not fit (the start is the entry just newer than it, NULL when that is the newest, through
+/// the sentinel 0: seqs start at 1); when every entry fits, the oldest. So the read costs the
+/// tail, not the session (PostgreSQL stops the walk; it summed the whole session before).
 macro_rules! tail_start {
     ($session:literal, $up_to:literal, $budget:literal) => {
         concat!(
-            "SELECT MIN(t.seq) FROM ( \
-               SELECT seq, SUM(token_count) OVER (ORDER BY seq DESC) AS running \
+            "SELECT NULLIF(COALESCE((SELECT COALESCE(t.newer, 0) FROM ( \
+               SELECT LAG(seq) OVER w AS newer, SUM(token_count) OVER w AS running \
                FROM entries WHERE session_id = ",
             $session,
             " AND seq <= ",
             $up_to,
-            ") t WHERE t.running <= ",
-            $budget
+            " WINDOW w AS (ORDER BY seq DESC)) t WHERE t.running > ",
+            $budget,
+            " LIMIT 1), (SELECT MIN(seq) FROM entries WHERE session_id = ",
+            $session,
+            " AND seq <= ",
+            $up_to,
+            ")), 0)"
         )
     };
 }

@@ -85,7 +85,7 @@ macro_rules! due_handoffs {
 
 /// Where the handoff tail of session ($1, $2) up to seq $3 within a budget of $4 starts
 /// (`columns::tail_start!`); NULL when nothing fits or there is no such session.
-pub(super) const TAIL_START: &str =
+pub const TAIL_START: &str =
     tail_start!("(SELECT id FROM sessions WHERE tenant = $1 AND session_key = $2)", "$3", "$4");
 
 pub(super) const INBOX_AFTER: &str = concat!(

@@ -87,6 +87,7 @@ mod handoffs;
 pub mod plans {
     pub use super::entries::WINDOW;
     pub use super::handoffs::SUMMARY_STATE;
+    pub use crate::store::queries::TAIL_START;
 }
 mod inbox;
 mod indexer;
