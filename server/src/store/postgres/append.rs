@@ -84,7 +84,11 @@ const WRITE_BATCH: &str = "WITH written AS ( \
 /// plan estimates at 10 rows and a custom plan at their length, so PostgreSQL judged every
 /// custom plan cheaper and planned the lock and the write again on each execution: 0.22 and
 /// 0.25 ms of the database's CPU per batch, more than executing them at low concurrency. The
-/// generic plans are the same shape (index lookups of the sessions by key and by id).
+/// lock and the write touch no partition by scan (sessions by key and by id; entries and
+/// idempotency records are inserted). The replay read of keyed appends does: like the reads
+/// PostgreSQL already plans generically, it probes each partition by index once the
+/// partition's statistics know its rows (a partition analyzed while empty is scanned until
+/// autovacuum analyzes it again, which also replaces the cached plan).
 const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// An append's outcome, with the primary's log position after its commit when asked for.
