@@ -309,7 +309,7 @@ async fn sigterm_drains_before_shutting_down() {
             "--admin-addr",
             &format!("127.0.0.1:{admin}"),
             "--shutdown-drain-secs",
-            "3",
+            "6",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -331,14 +331,16 @@ async fn sigterm_drains_before_shutting_down() {
     let term = Instant::now();
     let killed = Command::new("kill").args(["-TERM", &served.0.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    // Not ready at once, while calls are still served, over old and new connections.
+    // Not ready well before the drain ends, while calls are still served, over old and new
+    // connections. (The bounds leave room for a loaded machine: CI once took over a second
+    // to see the first 503; what matters is that it comes early in the drain.)
     while http_status(admin, "/ready") != Some(503) {
-        assert!(term.elapsed() < Duration::from_secs(1), "/ready still 200 after SIGTERM");
+        assert!(term.elapsed() < Duration::from_secs(3), "/ready still 200 after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
     while health.check(check.clone()).await.unwrap().into_inner().status != not_serving {
-        assert!(term.elapsed() < Duration::from_secs(1), "health still SERVING after SIGTERM");
+        assert!(term.elapsed() < Duration::from_secs(3), "health still SERVING after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     create_session(&mut ctx, "drain-a", "a").await;
@@ -346,7 +348,7 @@ async fn sigterm_drains_before_shutting_down() {
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await.unwrap();
     let mut fresh = pb::context_service_client::ContextServiceClient::with_interceptor(fresh, Caller::new(None, None));
     create_session(&mut fresh, "drain-b", "b").await;
-    assert!(term.elapsed() < Duration::from_secs(3), "the checks above took the whole drain");
+    assert!(term.elapsed() < Duration::from_secs(6), "the checks above took the whole drain");
     // Then it shuts down on its own once the drain is over.
     let exit = tokio::task::spawn_blocking(move || {
         let status = served.0.wait().unwrap();
@@ -355,5 +357,5 @@ async fn sigterm_drains_before_shutting_down() {
     .await
     .unwrap();
     assert!(exit.0.success(), "{:?}", exit.0);
-    assert!(exit.1 >= Duration::from_millis(2900) && exit.1 < Duration::from_secs(10), "exited after {:?}", exit.1);
+    assert!(exit.1 >= Duration::from_millis(5900) && exit.1 < Duration::from_secs(15), "exited after {:?}", exit.1);
 }
