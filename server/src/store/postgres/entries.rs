@@ -1,6 +1,8 @@
 //! Entries in PostgreSQL: appends (written by the coalescer in `append`), listing, context
 //! windows and handoff tails.
 
+use futures::TryStreamExt as _;
+
 use super::{PgStore, bound, sessions};
 use crate::domain::{Entry, Error, Result};
 use crate::store::Scope;
@@ -24,6 +26,10 @@ const LIST_ENTRIES_OF_KINDS: &str = concat!(
        AND e.seq > $3 AND e.seq < $4 AND e.kind = ANY($6) \
      ORDER BY e.seq LIMIT $5"
 );
+
+/// Entries of a page allocated for up front at most (a page's limit can be far more than a
+/// short session holds).
+const FIRST_CAPACITY: usize = 256;
 
 /// The session with its latest summary and the newest entries after it, in one snapshot:
 /// one row per entry (or one row with NULL entry columns when there is none). The entries
@@ -70,11 +76,31 @@ pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> 
         if !q.kinds.is_empty() {
             query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
         }
-        let rows = sql.run("SELECT", "entries", query.fetch_all(&mut *conn)).await?;
-        if rows.is_empty() {
+        // Each row becomes an entry as it arrives, while the database produces the next
+        // ones (collecting the rows first made a page's decoding wait for its last row).
+        let mut undecodable = None;
+        let decode = async {
+            let mut rows = query.fetch(&mut *conn);
+            let mut entries = Vec::with_capacity(full.min(FIRST_CAPACITY));
+            while let Some(row) = rows.try_next().await? {
+                match entry_at(&row, 0, &q.session_key) {
+                    Ok(entry) => entries.push(entry),
+                    Err(e) => {
+                        undecodable = Some(e);
+                        break;
+                    }
+                }
+            }
+            Ok(entries)
+        };
+        let entries = sql.run("SELECT", "entries", decode).await?;
+        if let Some(e) = undecodable {
+            return Err(e);
+        }
+        if entries.is_empty() {
             sessions::require(sql, conn, &q.tenant, &q.session_key).await?;
         }
-        rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect::<Result<Vec<_>>>()
+        Ok(entries)
     });
     Ok(read.await?.0)
 }
