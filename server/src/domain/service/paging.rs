@@ -18,7 +18,7 @@ pub const PAGE_ITEMS: u32 = 2048;
 /// bounds the memory of a page of the largest entries), and the first item goes out sooner.
 pub const FIRST_PAGE_ITEMS: u32 = 64;
 /// Bytes of content a page aims at (two pages are in memory at once: one being sent, the
-/// next being read).
+/// next being read; or four of at most half this, see [`for_each_page`]).
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Items a stream buffers ahead of its client.
 pub const STREAM_BUFFER: usize = 64;
@@ -34,9 +34,13 @@ pub trait Paged {
     fn position(&self) -> u64;
     /// Roughly how many bytes it holds.
     fn weight(&self) -> usize;
+    /// Whether positions follow each other without gaps (an entry's seq does; an inbox
+    /// cursor does not), so where the page after next starts can be guessed.
+    const DENSE: bool;
 }
 
 impl Paged for Entry {
+    const DENSE: bool = true;
     fn position(&self) -> u64 {
         self.seq
     }
@@ -46,6 +50,7 @@ impl Paged for Entry {
 }
 
 impl Paged for HandoffEvent {
+    const DENSE: bool = false;
     fn position(&self) -> u64 {
         self.cursor
     }
@@ -72,7 +77,16 @@ pub trait Consume<T> {
 
 /// Reads `fetch(after, limit)` page by page from `after` on and hands every item to `to`,
 /// until a page comes back short. While one page is handed on, the next is read: the store
-/// and the consumer work at once, and at most two pages are held.
+/// and the consumer work at once.
+///
+/// A long read of dense positions (seqs) also reads the page after next at the same time,
+/// where it would start if the next page holds exactly the positions that follow: two
+/// queries run at once, on two connections (a replay was bound by one page's read after
+/// another, with the consumer waiting two thirds of the time). The guess is used only when
+/// the next page proves it (full, ending right before it), so a gap costs one query, never
+/// an item. It starts once a read has proved long (from the second full-size page) and
+/// when pages are light enough that four of them (two being handed on, two being read)
+/// weigh no more than two pages at [`PAGE_BYTES`].
 pub async fn for_each_page<T, F>(
     shutdown: &CancellationToken,
     after: u64,
@@ -91,17 +105,40 @@ where
         }
     };
     let mut limit = FIRST_PAGE_ITEMS;
-    let mut page = read(fetch(after, limit)).await?;
+    // The pages read and not yet handed on, in order: every one but the last is full.
+    let mut pages = vec![read(fetch(after, limit)).await?];
     loop {
+        let page = pages.last().expect("a page was read");
         let full = page.len() == limit as usize;
         let last = page.last().map(Paged::position);
         let bytes: usize = page.iter().map(Paged::weight).sum();
+        let speculate = T::DENSE && limit == PAGE_ITEMS && bytes <= PAGE_BYTES / 2;
         limit = next_limit(limit, bytes);
-        let deliver = async { to.consume(page).await.map_err(|Stop| Halt::Stopped) };
+        let deliver = async {
+            for page in pages {
+                to.consume(page).await.map_err(|Stop| Halt::Stopped)?;
+            }
+            Ok(())
+        };
         let (true, Some(last)) = (full, last) else { return deliver.await };
-        let (delivered, next) = tokio::join!(deliver, read(fetch(last, limit)));
+        let ahead = last + u64::from(limit);
+        let next = read(fetch(last, limit));
+        let guess = speculate.then(|| read(fetch(ahead, limit)));
+        let guess = async {
+            match guess {
+                Some(page) => Some(page.await),
+                None => None,
+            }
+        };
+        let (delivered, next, guess) = tokio::join!(deliver, next, guess);
         delivered?;
-        page = next?;
+        let next = next?;
+        let proven = next.len() == limit as usize && next.last().map(Paged::position) == Some(ahead);
+        pages = vec![next];
+        // A failed guess is dropped: reading that page again reports the failure, if any.
+        if let (true, Some(Ok(guess))) = (proven, guess) {
+            pages.push(guess);
+        }
     }
 }
 
@@ -226,6 +263,7 @@ mod tests {
 
     struct N(u64);
     impl Paged for N {
+        const DENSE: bool = true;
         fn position(&self) -> u64 {
             self.0
         }
@@ -274,6 +312,83 @@ mod tests {
         for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
         assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
         assert_eq!(calls, vec![0, first, first + pages, first + pages * 2]);
+    }
+
+    /// A long read of dense positions reads the page after next along with the next one,
+    /// and uses it.
+    #[tokio::test]
+    async fn a_long_dense_read_reads_two_pages_at_once() {
+        let stop = CancellationToken::new();
+        let (first, pages) = (u64::from(FIRST_PAGE_ITEMS), u64::from(PAGE_ITEMS));
+        let total = first + pages * 5 + 7;
+        let mut calls = Vec::new();
+        let mut inner = numbers(total);
+        let fetch = |after, limit| {
+            calls.push(after);
+            inner(after, limit)
+        };
+        let mut out = Collect::default();
+        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
+        assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
+        // The first two pages one after the other (the read has not proved long yet), then
+        // two at a time; the last guess (past the end) reads nothing and is dropped.
+        let at = |n: u64| first + pages * n;
+        assert_eq!(calls, vec![0, first, at(1), at(2), at(3), at(4), at(5), at(6)]);
+    }
+
+    /// A guess that a gap proves wrong is dropped: every item still goes out once, in order.
+    #[tokio::test]
+    async fn a_gap_drops_the_guess_and_loses_nothing() {
+        let stop = CancellationToken::new();
+        let (first, pages) = (u64::from(FIRST_PAGE_ITEMS), u64::from(PAGE_ITEMS));
+        let gap = first + pages + 100..first + pages + 110;
+        let items: Vec<u64> = (1..=first + pages * 4).filter(|n| !gap.contains(n)).collect();
+        let mut calls = Vec::new();
+        let fetch = |after: u64, limit: u32| {
+            calls.push(after);
+            let page = items.iter().copied().filter(|&n| n > after).take(limit as usize).map(N).collect();
+            std::future::ready(Ok(page))
+        };
+        let mut out = Collect::default();
+        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
+        assert_eq!(out.seen, items);
+        // The page after the first full one holds the gap: it ends 10 past the guess, which
+        // is dropped and read again from where that page really ended.
+        let second_end = first + pages * 2 + 10;
+        assert_eq!(calls[..5], [0, first, first + pages, first + pages * 2, second_end]);
+    }
+
+    /// Inbox cursors are not dense: no page is read on a guess.
+    #[tokio::test]
+    async fn positions_with_gaps_are_read_one_page_after_another() {
+        struct Sparse(u64);
+        impl Paged for Sparse {
+            const DENSE: bool = false;
+            fn position(&self) -> u64 {
+                self.0
+            }
+            fn weight(&self) -> usize {
+                1
+            }
+        }
+        struct Count(usize);
+        impl Consume<Sparse> for Count {
+            fn consume(&mut self, page: Vec<Sparse>) -> impl Future<Output = Result<(), Stop>> + Send {
+                self.0 += page.len();
+                std::future::ready(Ok(()))
+            }
+        }
+        let stop = CancellationToken::new();
+        let total = u64::from(FIRST_PAGE_ITEMS) + u64::from(PAGE_ITEMS) * 3;
+        let mut calls = Vec::new();
+        let fetch = |after: u64, limit: u32| {
+            calls.push(after);
+            std::future::ready(Ok((after + 1..=total).take(limit as usize).map(Sparse).collect()))
+        };
+        let mut out = Count(0);
+        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
+        assert_eq!(out.0, total as usize);
+        assert_eq!(calls.len(), 5, "one read per page, the last one empty: {calls:?}");
     }
 
     /// The next page is being read while the first one is handed on.
