@@ -297,11 +297,8 @@ mod tests {
         move |after, limit| std::future::ready(Ok((after + 1..=total).take(limit as usize).map(N).collect()))
     }
 
-    #[tokio::test]
-    async fn reads_every_page_then_stops_on_a_short_one() {
-        let stop = CancellationToken::new();
-        let (first, pages) = (u64::from(FIRST_PAGE_ITEMS), u64::from(PAGE_ITEMS));
-        let total = first + pages * 2 + 3;
+    /// Reads 1..=total from the start: what was handed on, and where each read started.
+    async fn read_numbers(total: u64) -> (Vec<u64>, Vec<u64>) {
         let mut calls = Vec::new();
         let mut inner = numbers(total);
         let fetch = |after, limit| {
@@ -309,8 +306,16 @@ mod tests {
             inner(after, limit)
         };
         let mut out = Collect::default();
-        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
-        assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
+        for_each_page(&CancellationToken::new(), 0, fetch, &mut out).await.unwrap();
+        (out.seen, calls)
+    }
+
+    #[tokio::test]
+    async fn reads_every_page_then_stops_on_a_short_one() {
+        let (first, pages) = (u64::from(FIRST_PAGE_ITEMS), u64::from(PAGE_ITEMS));
+        let total = first + pages * 2 + 3;
+        let (seen, calls) = read_numbers(total).await;
+        assert_eq!(seen, (1..=total).collect::<Vec<_>>());
         assert_eq!(calls, vec![0, first, first + pages, first + pages * 2]);
     }
 
@@ -318,18 +323,10 @@ mod tests {
     /// and uses it.
     #[tokio::test]
     async fn a_long_dense_read_reads_two_pages_at_once() {
-        let stop = CancellationToken::new();
         let (first, pages) = (u64::from(FIRST_PAGE_ITEMS), u64::from(PAGE_ITEMS));
         let total = first + pages * 5 + 7;
-        let mut calls = Vec::new();
-        let mut inner = numbers(total);
-        let fetch = |after, limit| {
-            calls.push(after);
-            inner(after, limit)
-        };
-        let mut out = Collect::default();
-        for_each_page(&stop, 0, fetch, &mut out).await.unwrap();
-        assert_eq!(out.seen, (1..=total).collect::<Vec<_>>());
+        let (seen, calls) = read_numbers(total).await;
+        assert_eq!(seen, (1..=total).collect::<Vec<_>>());
         // The first two pages one after the other (the read has not proved long yet), then
         // two at a time; the last guess (past the end) reads nothing and is dropped.
         let at = |n: u64| first + pages * n;
