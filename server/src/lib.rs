@@ -185,7 +185,7 @@ pub async fn serve(
     let hub = Arc::new(Hub::default());
     let mut tasks = Vec::new();
     let redis = match config.cache() {
-        Some(c) => Some(cache::RedisCache::connect(c).await?),
+        Some(c) => Some(cache::RedisCache::connect(c, &store.instance_id().await?).await?),
         None => None,
     };
     let cache: Arc<dyn domain::cache::Cache> = match &redis {

@@ -339,3 +339,60 @@ async fn cached_windows_are_the_windows_the_store_reads() {
     b.shutdown().await;
     plain.shutdown().await;
 }
+
+/// Two deployments on different databases behind one Redis (or a database made anew behind
+/// the Redis its predecessor used) never meet there, though their tenant and session keys are
+/// the same: each reads its own entries, from its own cache, and its followers hear only its
+/// own appends. (The cache's keys and channels carry the database's identity.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployments_on_other_databases_share_a_redis_without_meeting() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let Some(db) = common::fresh::FreshDb::create("baton_instance").await else { return };
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    use baton_server::store::postgres::PgStore;
+    PgStore::connect(&db.url, 1, TIMEOUT).await.unwrap().migrate().await.expect("migrate");
+    let store = PgStore::connect(&db.app_url, 4, TIMEOUT).await.expect("connect as the serving role");
+    let a = start_server_with(Backend::Postgres, |c| c.redis_url = Some(redis.url())).await;
+    let mut b = start_server_on(std::sync::Arc::new(store.clone()), |c| c.redis_url = Some(redis.url())).await;
+    b.key = Some(b.server.key(&a.tenant, baton_server::domain::principal::Role::Writer, None).await);
+    b.tenant = a.tenant.clone();
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+    let (mut ctx_a, mut ctx_b) = (a.context().await, b.context().await);
+    create_session(&mut ctx_a, "same", "w").await;
+    create_session(&mut ctx_b, "same", "w").await;
+    let follow = pb::StreamEntriesRequest { session_key: "same".into(), after_seq: 0, follow: true, max_entries: 0 };
+    let mut follower_a = ctx_a.stream_entries(follow).await.unwrap().into_inner();
+    for i in 1..=3 {
+        append(&mut ctx_a, "same", vec![message("w", &format!("a {i}"))]).await;
+        append(&mut ctx_b, "same", vec![message("w", &format!("b {i}"))]).await;
+        append(&mut ctx_b, "same", vec![message("w", &format!("b {i} again"))]).await;
+    }
+    let window = pb::GetContextWindowRequest { session_key: "same".into(), ..Default::default() };
+    let text = |e: &pb::Entry| match &e.content {
+        Some(pb::entry::Content::Text(t)) => t.clone(),
+        other => panic!("a text entry: {other:?}"),
+    };
+    // Each read twice: the first repairs the cache, the second is served from it.
+    for _ in 0..2 {
+        let got = ctx_a.get_context_window(window.clone()).await.unwrap().into_inner();
+        assert_eq!(got.entries.iter().map(text).collect::<Vec<_>>(), ["a 1", "a 2", "a 3"]);
+        let got = ctx_b.get_context_window(window.clone()).await.unwrap().into_inner();
+        assert_eq!(got.last_seq, 6, "b's own session: {got:?}");
+        assert!(got.entries.iter().all(|e| text(e).starts_with('b')), "{got:?}");
+    }
+    assert!(stats(&a).l1_hits.load(Ordering::Relaxed) + stats(&a).redis_hits.load(Ordering::Relaxed) > 0);
+    for seq in 1..=3u64 {
+        let e = tokio::time::timeout(Duration::from_secs(10), follower_a.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!((e.seq, text(&e)), (seq, format!("a {seq}")));
+    }
+    // Nothing of b's reaches a's follower (b's sixth append would be seq 4..6 to it).
+    append(&mut ctx_b, "same", vec![message("w", "b late")]).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(500), follower_a.next()).await;
+    assert!(quiet.is_err(), "a's follower heard {quiet:?}");
+    drop(follower_a);
+    a.shutdown().await;
+    b.shutdown().await;
+    store.pool().close().await;
+    db.drop().await;
+}

@@ -11,7 +11,7 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 
 use super::RedisCache;
-use super::keys::{BUS_PATTERN, BusMessage, agent_channel, handoff_key, meta_key, session_channel, tail_key};
+use super::keys::BusMessage;
 use crate::domain::{Entry, Result as DomainResult};
 use crate::hub::{Hub, SessionMessage};
 use crate::wire;
@@ -38,7 +38,7 @@ impl RedisCache {
             let mut subscribed = false;
             loop {
                 if !subscribed && this.subscriber.is_connected() {
-                    match this.subscriber.psubscribe(BUS_PATTERN).await {
+                    match this.subscriber.psubscribe(this.keys.bus_pattern()).await {
                         Ok(()) => {
                             subscribed = true;
                             this.bus_up.store(true, Ordering::SeqCst);
@@ -106,9 +106,9 @@ impl RedisCache {
             match key.strip_prefix("handoff/") {
                 Some(id) => {
                     let client = self.pool.next_connected();
-                    self.traced("DEL", "", client.del::<i64, _>(handoff_key(tenant, id))).await?;
+                    self.traced("DEL", "", client.del::<i64, _>(self.keys.handoff(tenant, id))).await?;
                     let msg = BusMessage { tenant: tenant.clone(), resync: true, ..Default::default() };
-                    let publish = client.publish::<i64, _, _>(agent_channel(tenant, ""), self.bus_payload(msg));
+                    let publish = client.publish::<i64, _, _>(self.keys.agent_channel(tenant, ""), self.bus_payload(msg));
                     self.traced("PUBLISH", "", publish).await.map(drop)
                 }
                 None => {
@@ -122,10 +122,10 @@ impl RedisCache {
                         last_seq.to_string().into(),
                         upd.to_string().into(),
                         self.ttl_secs().into(),
-                        session_channel(tenant, key).into(),
+                        self.keys.session_channel(tenant, key).into(),
                         Value::Bytes(self.bus_payload(msg)),
                     ];
-                    let keys = vec![meta_key(tenant, key), tail_key(tenant, key)];
+                    let keys = vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)];
                     self.eval::<i64>(&self.scripts.invalidate, keys, args).await.map(drop)
                 }
             }

@@ -69,27 +69,46 @@ pub(super) struct BusMessage {
 // channels, which a cluster forwards to every node, so one pattern subscription on any node
 // hears them all.
 
-pub(super) fn meta_key(tenant: &str, key: &str) -> String {
-    format!("baton:{{{tenant}/{key}}}:meta")
+/// The key and channel names of one store's cache. Each starts `baton:<instance>:`, the
+/// store's identity (`Store::instance_id`, made once per database), so deployments on
+/// different databases that share a Redis never read each other's cached entries or hear each
+/// other's live appends, and a database made anew behind the same Redis starts with an empty
+/// cache rather than the version floors its predecessor left.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
 }
 
-pub(super) fn tail_key(tenant: &str, key: &str) -> String {
-    format!("baton:{{{tenant}/{key}}}:tail")
-}
+impl Keys {
+    pub(super) fn new(instance: &str) -> Keys {
+        Keys { prefix: format!("baton:{instance}:") }
+    }
 
-pub(super) fn handoff_key(tenant: &str, id: &str) -> String {
-    format!("baton:handoff:{tenant}/{id}")
-}
+    pub(super) fn meta(&self, tenant: &str, key: &str) -> String {
+        format!("{}{{{tenant}/{key}}}:meta", self.prefix)
+    }
 
-pub(super) fn session_channel(tenant: &str, key: &str) -> String {
-    format!("baton:bus:{tenant}:s:{key}")
-}
+    pub(super) fn tail(&self, tenant: &str, key: &str) -> String {
+        format!("{}{{{tenant}/{key}}}:tail", self.prefix)
+    }
 
-pub(super) fn agent_channel(tenant: &str, agent: &str) -> String {
-    format!("baton:bus:{tenant}:a:{agent}")
-}
+    pub(super) fn handoff(&self, tenant: &str, id: &str) -> String {
+        format!("{}handoff:{tenant}/{id}", self.prefix)
+    }
 
-pub(super) const BUS_PATTERN: &str = "baton:bus:*";
+    pub(super) fn session_channel(&self, tenant: &str, key: &str) -> String {
+        format!("{}bus:{tenant}:s:{key}", self.prefix)
+    }
+
+    pub(super) fn agent_channel(&self, tenant: &str, agent: &str) -> String {
+        format!("{}bus:{tenant}:a:{agent}", self.prefix)
+    }
+
+    /// Every channel of this store's bus.
+    pub(super) fn bus_pattern(&self) -> String {
+        format!("{}bus:*", self.prefix)
+    }
+}
 
 pub(super) fn encode_session(s: &Session) -> Bytes {
     let blob = SessionBlob { id: s.id, last_summary_seq: s.last_summary_seq, session: Some(s.clone().into()) };

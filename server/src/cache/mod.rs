@@ -133,6 +133,7 @@ pub struct RedisCache {
     /// Sessions (and handoffs, keyed `handoff/ID`) whose cached copy may be stale because
     /// an update failed, with the newest version written to the store: (last_seq, updated_at).
     dirty: Mutex<HashMap<(String, String), (u64, i64)>>,
+    keys: Keys,
     bus_up: AtomicBool,
     /// Set while Redis is failing (logged once per outage).
     degraded: AtomicBool,
@@ -174,7 +175,9 @@ fn handoff_rank(s: HandoffStatus) -> u8 {
 impl RedisCache {
     /// Connects to Redis. Fails if the URL is malformed; an unreachable Redis is not an
     /// error (the cache starts degraded and connects in the background).
-    pub async fn connect(config: CacheConfig) -> Result<Arc<RedisCache>, Error> {
+    /// `instance` is the store's identity (`Store::instance_id`): every key and channel
+    /// carries it.
+    pub async fn connect(config: CacheConfig, instance: &str) -> Result<Arc<RedisCache>, Error> {
         let redis_config = Config::from_url(&cluster_nodes_as_query(&config.redis_url))?;
         let mut builder = Builder::from_config(redis_config);
         builder
@@ -211,6 +214,7 @@ impl RedisCache {
                 &["command"],
             ),
             replica,
+            keys: Keys::new(instance),
             scripts: Scripts {
                 append: Lua::new("append", scripts::APPEND),
                 install: Lua::new("install", scripts::INSTALL),
@@ -430,11 +434,11 @@ impl RedisCache {
             Value::Bytes(encode_session(session)),
             summary.map_or(0, |s| s.seq).to_string().into(),
             Value::Bytes(summary.map(|s| s.wire.clone()).unwrap_or_default()),
-            session_channel(tenant, &session.session_key).into(),
+            self.keys.session_channel(tenant, &session.session_key).into(),
             Value::Bytes(payload),
         ];
         args.extend(cached[keep..].iter().map(|c| Value::Bytes(c.wire.clone())));
-        let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
+        let keys = vec![self.keys.meta(tenant, &session.session_key), self.keys.tail(tenant, &session.session_key)];
         if let Err(e) = self.eval::<i64>(&self.scripts.append, keys, args).await {
             self.failed("append", &e);
             self.mark_dirty(tenant, &session.session_key, (session.last_seq, session.updated_at.0));
@@ -470,7 +474,7 @@ impl RedisCache {
         let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| version(c));
         let args: Vec<Value> = vec![last.into(), upd.into(), (self.config.tail_len as i64).into()];
         let reply: Vec<Value> =
-            match self.eval(&self.scripts.read, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await {
+            match self.eval(&self.scripts.read, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.failed("read", &e);
@@ -523,7 +527,7 @@ impl RedisCache {
             Value::Bytes(slice.summary.as_ref().map(wire::encode_entry).unwrap_or_default()),
         ];
         args.extend(tail.iter().map(|e| Value::Bytes(wire::encode_entry(e))));
-        let keys = vec![meta_key(tenant, &session.session_key), tail_key(tenant, &session.session_key)];
+        let keys = vec![self.keys.meta(tenant, &session.session_key), self.keys.tail(tenant, &session.session_key)];
         if let Err(e) = self.eval::<i64>(&self.scripts.install, keys, args).await {
             self.failed("install", &e);
         }
@@ -538,7 +542,7 @@ impl RedisCache {
         } else {
             let msg =
                 BusMessage { tenant: tenant.to_owned(), session_key: key.clone(), closed: true, ..Default::default() };
-            (session_channel(tenant, key), self.bus_payload(msg))
+            (self.keys.session_channel(tenant, key), self.bus_payload(msg))
         };
         let args: Vec<Value> = vec![
             session.last_seq.to_string().into(),
@@ -548,7 +552,7 @@ impl RedisCache {
             Value::Bytes(payload),
         ];
         if let Err(e) =
-            self.eval::<i64>(&self.scripts.invalidate, vec![meta_key(tenant, key), tail_key(tenant, key)], args).await
+            self.eval::<i64>(&self.scripts.invalidate, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args).await
         {
             self.failed("invalidate", &e);
             self.mark_dirty(tenant, key, (session.last_seq, session.updated_at.0));
@@ -571,9 +575,9 @@ impl RedisCache {
         let done: Result<(), Error> = async {
             self.check_circuit()?;
             let client = self.pool.next_connected();
-            let _: i64 = client.del(vec![meta_key(tenant, key), tail_key(tenant, key)]).await?;
+            let _: i64 = client.del(vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)]).await?;
             for id in handoff_ids {
-                let _: i64 = client.del(handoff_key(tenant, id)).await?;
+                let _: i64 = client.del(self.keys.handoff(tenant, id)).await?;
             }
             let msg = BusMessage {
                 tenant: tenant.to_owned(),
@@ -582,7 +586,7 @@ impl RedisCache {
                 deleted,
                 ..Default::default()
             };
-            let _: i64 = client.publish(session_channel(tenant, key), self.bus_payload(msg)).await?;
+            let _: i64 = client.publish(self.keys.session_channel(tenant, key), self.bus_payload(msg)).await?;
             for e in events {
                 let msg = BusMessage {
                     tenant: tenant.to_owned(),
@@ -590,7 +594,7 @@ impl RedisCache {
                     event: Some(e.clone().into()),
                     ..Default::default()
                 };
-                let _: i64 = client.publish(agent_channel(tenant, &e.agent), self.bus_payload(msg)).await?;
+                let _: i64 = client.publish(self.keys.agent_channel(tenant, &e.agent), self.bus_payload(msg)).await?;
             }
             Ok(())
         }
@@ -616,10 +620,10 @@ impl RedisCache {
                 event: Some(e.clone().into()),
                 ..Default::default()
             };
-            args.push(agent_channel(tenant, &e.agent).into());
+            args.push(self.keys.agent_channel(tenant, &e.agent).into());
             args.push(Value::Bytes(self.bus_payload(msg)));
         }
-        let key = handoff_key(tenant, &handoff.handoff_id);
+        let key = self.keys.handoff(tenant, &handoff.handoff_id);
         if let Err(e) = self.eval::<i64>(&self.scripts.put_handoff, vec![key], args).await {
             self.failed("handoff", &e);
             // The cached copy may now be behind: drop it when Redis is back.
@@ -636,7 +640,7 @@ impl RedisCache {
             self.failed("get handoff", &e);
             return None;
         }
-        let get = self.pool.next_connected().hget::<Option<Bytes>, _, _>(handoff_key(tenant, id), "handoff");
+        let get = self.pool.next_connected().hget::<Option<Bytes>, _, _>(self.keys.handoff(tenant, id), "handoff");
         let got = self.traced("HGET", "", get).await;
         self.record(got.is_ok());
         let got = match got {

@@ -13,6 +13,10 @@ macro_rules! backend_store {
                 <$store>::ping_database(self).await
             }
 
+            async fn instance_id(&self) -> $crate::domain::Result<String> {
+                <$store>::instance_id(self).await
+            }
+
             fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
                 <$store>::pool_collectors(self)
             }

@@ -249,6 +249,10 @@ pub trait Store: Send + Sync + 'static {
     /// fail at once with `Unavailable` until a [`ping`](Store::ping) succeeds.
     fn available(&self) -> bool;
 
+    /// This database's Baton identity: a random id its migrations made once
+    /// (`baton_instance`). The cache's keys and channels in Redis carry it.
+    async fn instance_id(&self) -> Result<String>;
+
     /// The store's metrics (statement durations, pool usage), for the server's registry.
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
 

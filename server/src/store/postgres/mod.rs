@@ -316,6 +316,11 @@ impl PgStore {
     }
 
     /// Statement durations and pool usage.
+    async fn instance_id(&self) -> Result<String> {
+        let read = sqlx::query_scalar("SELECT id FROM baton_instance").fetch_one(&self.pool);
+        Ok(self.sql.run("SELECT", "baton_instance", read).await?)
+    }
+
     fn pool_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         let pool = self.pool.clone();
         let replicas = self.replicas.clone();

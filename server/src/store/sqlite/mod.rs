@@ -186,6 +186,11 @@ impl SqliteStore {
     }
 
     /// Statement durations and pool usage.
+    async fn instance_id(&self) -> Result<String> {
+        let read = sqlx::query_scalar("SELECT id FROM baton_instance").fetch_one(&self.read);
+        Ok(self.sql.run("SELECT", "baton_instance", read).await?)
+    }
+
     fn pool_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         let (read, write) = (self.read.clone(), self.write.clone());
         let pools = pool_collector(move || {
