@@ -27,9 +27,14 @@ const LIST_ENTRIES_OF_KINDS: &str = concat!(
      ORDER BY e.seq LIMIT $5"
 );
 
+/// Pages of at least this many entries are decoded row by row as the rows arrive. Shorter
+/// ones (ListEntries pages, the first page of a replay) are collected first: pages of 100 at
+/// C=16 ran ~8 % faster that way (A/B), where a replay's pages of 2,048 ran ~20 % faster
+/// decoded as they arrive.
+const STREAMED_PAGE: usize = 512;
 /// Entries of a page allocated for up front at most (a page's limit can be far more than a
 /// short session holds).
-const FIRST_CAPACITY: usize = 256;
+const FIRST_CAPACITY: usize = 1024;
 
 /// The session with its latest summary and the newest entries after it, in one snapshot:
 /// one row per entry (or one row with NULL entry columns when there is none). The entries
@@ -76,8 +81,16 @@ pub(super) async fn list(store: &PgStore, q: &EntryQuery) -> Result<Vec<Entry>> 
         if !q.kinds.is_empty() {
             query = query.bind(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
         }
-        // Each row becomes an entry as it arrives, while the database produces the next
-        // ones (collecting the rows first made a page's decoding wait for its last row).
+        if full < STREAMED_PAGE {
+            let rows = sql.run("SELECT", "entries", query.fetch_all(&mut *conn)).await?;
+            if rows.is_empty() {
+                sessions::require(sql, conn, &q.tenant, &q.session_key).await?;
+            }
+            return rows.iter().map(|r| entry_at(r, 0, &q.session_key)).collect::<Result<Vec<_>>>();
+        }
+        // A long page: each row becomes an entry as it arrives, while the database produces
+        // the next ones (collecting the rows first made a replay page's decoding wait for its
+        // last row).
         let mut undecodable = None;
         let decode = async {
             let mut rows = query.fetch(&mut *conn);
