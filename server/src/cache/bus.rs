@@ -108,7 +108,8 @@ impl RedisCache {
                     let client = self.pool.next_connected();
                     self.traced("DEL", "", client.del::<i64, _>(self.keys.handoff(tenant, id))).await?;
                     let msg = BusMessage { tenant: tenant.clone(), resync: true, ..Default::default() };
-                    let publish = client.publish::<i64, _, _>(self.keys.agent_channel(tenant, ""), self.bus_payload(msg));
+                    let publish =
+                        client.publish::<i64, _, _>(self.keys.agent_channel(tenant, ""), self.bus_payload(msg));
                     self.traced("PUBLISH", "", publish).await.map(drop)
                 }
                 None => {

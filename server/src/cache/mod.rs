@@ -473,14 +473,16 @@ impl RedisCache {
         let l1 = self.l1.get(&l1_key);
         let (last, upd) = l1.as_ref().map_or_else(|| ("-1".to_owned(), "-1".to_owned()), |c| version(c));
         let args: Vec<Value> = vec![last.into(), upd.into(), (self.config.tail_len as i64).into()];
-        let reply: Vec<Value> =
-            match self.eval(&self.scripts.read, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.failed("read", &e);
-                    return None;
-                }
-            };
+        let reply: Vec<Value> = match self
+            .eval(&self.scripts.read, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed("read", &e);
+                return None;
+            }
+        };
         match reply.first().and_then(Value::as_i64) {
             Some(1) if l1.is_some() => {
                 CacheMetrics::inc(&self.metrics.l1_hits);
@@ -551,8 +553,9 @@ impl RedisCache {
             channel.into(),
             Value::Bytes(payload),
         ];
-        if let Err(e) =
-            self.eval::<i64>(&self.scripts.invalidate, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args).await
+        if let Err(e) = self
+            .eval::<i64>(&self.scripts.invalidate, vec![self.keys.meta(tenant, key), self.keys.tail(tenant, key)], args)
+            .await
         {
             self.failed("invalidate", &e);
             self.mark_dirty(tenant, key, (session.last_seq, session.updated_at.0));
