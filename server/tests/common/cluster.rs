@@ -50,7 +50,15 @@ impl RedisCluster {
         let mut cluster =
             RedisCluster { dir: tempfile::tempdir().unwrap(), ports, children: vec![None, None, None], server, cli };
         for i in 0..3 {
-            cluster.start_node(i).await;
+            // A port found free may be taken again before the node binds it (tests start
+            // clusters at once): a node that does not come up gets new ports, a few times.
+            let mut attempts = 0;
+            while !cluster.try_start_node(i).await {
+                cluster.kill_node(i);
+                attempts += 1;
+                assert!(attempts < 5, "redis-server did not start on {:?}", cluster.ports[i]);
+                cluster.ports[i] = (free_port(), free_port());
+            }
         }
         let nodes: Vec<String> = cluster.ports.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
         let out = Command::new(&cluster.cli)
@@ -79,6 +87,12 @@ impl RedisCluster {
     /// Starts node `i` (again) on its ports with its own cluster config file, so a restarted
     /// node rejoins with the slots it had (empty: nothing is persisted).
     pub async fn start_node(&mut self, i: usize) {
+        let port = self.ports[i].0;
+        assert!(self.try_start_node(i).await, "redis-server did not start on port {port}");
+    }
+
+    /// Starts node `i`; false if it does not answer within 5 s.
+    async fn try_start_node(&mut self, i: usize) -> bool {
         let (port, bus) = self.ports[i];
         let child = Command::new(&self.server)
             .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
@@ -92,11 +106,11 @@ impl RedisCluster {
         self.children[i] = Some(child);
         for _ in 0..100 {
             if self.cli(i, &["PING"]).is_some_and(|r| r.contains("PONG")) {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server did not start on port {port}");
+        false
     }
 
     /// Kills node `i` without warning, as a crash would.
